@@ -174,7 +174,7 @@ def default_catalog() -> Catalog:
 
     Channel costs and consent rates follow industry surveys (DESIGN.md, calibration): email
     about $0.001 a send and reachable for most customers, SMS $0.02 and 30-60% of the list,
-    push free and 40-60% opted in. SMS is the most intrusive (fatigue weight 2.5).
+    push free and 40-60% opted in. SMS is the most intrusive (fatigue weight 1.5).
     """
     offers = (
         Offer("content", description="content only: new arrivals, no incentive"),
@@ -192,7 +192,7 @@ def default_catalog() -> Catalog:
     )
     channels = (
         Channel("email", cost_per_contact=0.001, consent_rate=0.92, fatigue_weight=1.0),
-        Channel("sms", cost_per_contact=0.02, consent_rate=0.45, fatigue_weight=2.5),
+        Channel("sms", cost_per_contact=0.02, consent_rate=0.45, fatigue_weight=1.5),
         Channel("push", cost_per_contact=0.0, consent_rate=0.50, fatigue_weight=0.7),
     )
     return Catalog(offers, channels)

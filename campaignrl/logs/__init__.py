@@ -1,0 +1,7 @@
+"""Decision logs: the schema, readers and writers."""
+
+from __future__ import annotations
+
+from campaignrl.logs.schema import REQUIRED_COLUMNS, write_logs
+
+__all__ = ["REQUIRED_COLUMNS", "write_logs"]

@@ -1,0 +1,73 @@
+"""The decision-log schema and its writer.
+
+One row per decision. Required columns, in this order:
+
+==================  ======================================================================
+``decision_id``     unique string id of the decision
+``timestamp``       when the decision was made (UTC)
+``customer_id``     who it was for
+``episode_id``      trajectory id (one customer's campaign)
+``step``            period within the episode, from 0
+``action``          action name (``no_contact`` or ``<offer>@<channel>``)
+``propensity``      the logging policy's probability of that action, in (0, 1]
+``reward``          profit observed for the decision
+``policy_version``  which policy decided
+==================  ======================================================================
+
+Context feature columns follow (the observation's feature names). Parquet is the native
+format; CSV is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["REQUIRED_COLUMNS", "write_logs"]
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "decision_id",
+    "timestamp",
+    "customer_id",
+    "episode_id",
+    "step",
+    "action",
+    "propensity",
+    "reward",
+    "policy_version",
+)
+
+
+def write_logs(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a log as Parquet (``.parquet``) or CSV (``.csv``), atomically.
+
+    The file is written beside the target and renamed into place, so a failure never leaves
+    a half-written log.
+
+    Raises:
+        ValueError: If the suffix is neither ``.parquet`` nor ``.csv``, or a required column is
+            missing.
+    """
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ValueError(f"`out` must end in .parquet or .csv, got {str(path)!r}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"log frame is missing required column(s) {missing}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
