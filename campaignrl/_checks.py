@@ -119,9 +119,7 @@ def check_array(
             out = fails(arr, bound)
             if out.any():
                 idx = tuple(int(i) for i in np.argwhere(out)[0])
-                raise ValueError(
-                    f"`{name}` must be {op} {bound}, got {arr[idx]} at index {idx}"
-                )
+                raise ValueError(f"`{name}` must be {op} {bound}, got {arr[idx]} at index {idx}")
     return arr
 
 

@@ -46,9 +46,17 @@ class Offer:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "Offer.name")
-        check_scalar(self.discount_rate, "Offer.discount_rate", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(
+            self.discount_rate, "Offer.discount_rate", (int, float), min_val=0.0, max_val=1.0
+        )
         check_scalar(self.fixed_cost, "Offer.fixed_cost", (int, float), min_val=0.0)
-        check_scalar(self.basket_multiplier, "Offer.basket_multiplier", (int, float), min_val=0.0, min_inclusive=False)
+        check_scalar(
+            self.basket_multiplier,
+            "Offer.basket_multiplier",
+            (int, float),
+            min_val=0.0,
+            min_inclusive=False,
+        )
         check_scalar(self.incentive, "Offer.incentive", (int, float), min_val=0.0, max_val=1.0)
 
 
@@ -68,7 +76,9 @@ class Channel:
     def __post_init__(self) -> None:
         _check_name(self.name, "Channel.name")
         check_scalar(self.cost_per_contact, "Channel.cost_per_contact", (int, float), min_val=0.0)
-        check_scalar(self.consent_rate, "Channel.consent_rate", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(
+            self.consent_rate, "Channel.consent_rate", (int, float), min_val=0.0, max_val=1.0
+        )
         check_scalar(self.fatigue_weight, "Channel.fatigue_weight", (int, float), min_val=0.0)
 
 
@@ -85,7 +95,7 @@ class Catalog:
         19
         >>> cat.action_names[1], cat.action_index("pct10@sms")
         ('content@email', 5)
-        >>> cat.offer_of[5], cat.channel_of[5]
+        >>> int(cat.offer_of[5]), int(cat.channel_of[5])
         (1, 1)
     """
 

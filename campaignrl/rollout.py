@@ -26,7 +26,9 @@ class PopulationPolicy(Protocol):
 
     def probabilities(
         self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
-    ) -> np.ndarray: ...
+    ) -> np.ndarray:
+        """``(n, A)`` probabilities, zero on masked actions, for the current population."""
+        ...
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:
@@ -38,7 +40,7 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:
     """
     n = values.shape[0]
     mean = float(values.mean())
-    half = 1.96 * float(values.std(ddof=1)) / np.sqrt(n) if n > 1 else float("inf")
+    half = 1.96 * float(values.std(ddof=1)) / float(np.sqrt(n)) if n > 1 else float("inf")
     return mean, mean - half, mean + half
 
 
@@ -110,9 +112,17 @@ def run_policy(
     chunks: list[dict[str, np.ndarray]] = []
     steps: Any = range(horizon)
     if progress:
+        from rich.console import Console
         from rich.progress import track
 
-        steps = track(steps, description=f"simulating {n_customers:,} customers", transient=True)
+        console = Console(stderr=True)
+        if console.is_terminal:  # a bar in a log file is noise
+            steps = track(
+                steps,
+                description=f"simulating {n_customers:,} customers",
+                transient=True,
+                console=console,
+            )
     for t in steps:
         masks = env.action_masks()
         probs = epsilon_mix(policy.probabilities(obs, masks, sim), masks, float(epsilon))
@@ -124,8 +134,13 @@ def run_policy(
         contacts += int((info["executed_action"] > 0).sum())
         if record:
             chunks.append(
-                {"step": np.full(n_customers, t), "action": actions, "propensity": propensities,
-                 "reward": reward, "obs": pre_obs}
+                {
+                    "step": np.full(n_customers, t),
+                    "action": actions,
+                    "propensity": propensities,
+                    "reward": reward,
+                    "obs": pre_obs,
+                }
             )
     log = _log_frame(chunks, env, seed, policy_version, names) if record else None
     return RolloutResult(totals, per_period, contacts / (n_customers * horizon), log)

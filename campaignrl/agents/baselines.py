@@ -66,7 +66,9 @@ class RandomPolicy(Baseline):
 
     name = "random"
 
-    def probabilities(self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator) -> np.ndarray:
+    def probabilities(
+        self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
+    ) -> np.ndarray:
         """Uniform over ``masks``."""
         return uniform_probabilities(masks)
 
@@ -76,7 +78,9 @@ class NoContact(Baseline):
 
     name = "no-contact"
 
-    def probabilities(self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator) -> np.ndarray:
+    def probabilities(
+        self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
+    ) -> np.ndarray:
         """All mass on action 0."""
         out = np.zeros(masks.shape)
         out[:, 0] = 1.0
@@ -117,7 +121,9 @@ class StaticBest(Baseline):
         self.pilot_values = values
         self.action = int(values.argmax())
 
-    def probabilities(self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator) -> np.ndarray:
+    def probabilities(
+        self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
+    ) -> np.ndarray:
         """One-hot on the chosen action where allowed, else no contact."""
         if self.action is None:
             raise RuntimeError("static-best must be fit() on a pilot simulation first")
@@ -152,7 +158,9 @@ class RFMRules(Baseline):
     def __init__(self) -> None:
         self._encoder: ObservationEncoder | None = None
 
-    def probabilities(self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator) -> np.ndarray:
+    def probabilities(
+        self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
+    ) -> np.ndarray:
         """Apply the playbook row by row (vectorized)."""
         spec = sim.spec
         if self._encoder is None or self._encoder.spec is not spec:
@@ -198,7 +206,9 @@ class MyopicOracle(Baseline):
     name = "myopic-oracle"
     privileged = True
 
-    def probabilities(self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator) -> np.ndarray:
+    def probabilities(
+        self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
+    ) -> np.ndarray:
         """Greedy on :meth:`CustomerSimulator.expected_reward`."""
         return greedy_probabilities(sim.expected_reward(), masks)
 
@@ -221,7 +231,9 @@ class RestrainedOracle(Baseline):
         check_scalar(fatigue_threshold, "fatigue_threshold", (int, float), min_val=0.0)
         self.fatigue_threshold = float(fatigue_threshold)
 
-    def probabilities(self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator) -> np.ndarray:
+    def probabilities(
+        self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
+    ) -> np.ndarray:
         """Myopic choice where rested, no contact elsewhere."""
         rested = sim.state.fatigue <= self.fatigue_threshold
         allowed = masks & (rested[:, None] | (np.arange(masks.shape[1]) == 0)[None, :])

@@ -13,7 +13,14 @@ from campaignrl.envs.observation import ObservationEncoder
 from campaignrl.envs.single import CampaignEnv
 from campaignrl.envs.vector import CampaignVectorEnv, make_simulator
 
-__all__ = ["ENV_ID", "CampaignEnv", "CampaignSB3VecEnv", "CampaignVectorEnv", "ObservationEncoder", "make_simulator"]
+__all__ = [
+    "ENV_ID",
+    "CampaignEnv",
+    "CampaignSB3VecEnv",
+    "CampaignVectorEnv",
+    "ObservationEncoder",
+    "make_simulator",
+]
 
 ENV_ID = "campaignrl/Campaign-v0"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -30,9 +30,11 @@ class CampaignEnv(gym.Env[np.ndarray, np.int64]):
         **world_overrides: ``WorldSpec`` fields to override.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self, world: str | WorldSpec = "retail", horizon: int = 26, **world_overrides: Any) -> None:
+    def __init__(
+        self, world: str | WorldSpec = "retail", horizon: int = 26, **world_overrides: Any
+    ) -> None:
         check_scalar(horizon, "horizon", (int, np.integer), min_val=1)
         self.simulator = make_simulator(world, 1, int(horizon), **world_overrides)
         self.encoder = ObservationEncoder(self.simulator.spec, int(horizon))

@@ -14,8 +14,18 @@ __all__ = ["SURVEY_RANGES", "calibration_report"]
 
 SURVEY_RANGES: dict[str, dict[str, str]] = {
     "email": {"opened": "15-25%", "opted_out": "0.1-0.3%", "cost": "~$0.001", "reachable": "most"},
-    "sms": {"opened": "~90%+", "opted_out": "1-2%", "cost": "$0.01-0.05", "reachable": "30-60% of email"},
-    "push": {"opened": "5-10%", "opted_out": "grows with volume", "cost": "~0", "reachable": "40-60%"},
+    "sms": {
+        "opened": "~90%+",
+        "opted_out": "1-2%",
+        "cost": "$0.01-0.05",
+        "reachable": "30-60% of email",
+    },
+    "push": {
+        "opened": "5-10%",
+        "opted_out": "grows with volume",
+        "cost": "~0",
+        "reachable": "40-60%",
+    },
 }
 """DESIGN.md's calibration table (per message sent, consumer lists)."""
 

@@ -78,10 +78,7 @@ class CustomerState:
     def copy(self) -> CustomerState:
         """A deep copy (arrays copied)."""
         return CustomerState(
-            **{
-                k: (v.copy() if isinstance(v, np.ndarray) else v)
-                for k, v in vars(self).items()
-            }
+            **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
         )
 
 

@@ -154,7 +154,11 @@ def sparse() -> WorldSpec:
     return replace(retail(), name="sparse", segments=segments)
 
 
-WORLDS: dict[str, Callable[[], WorldSpec]] = {"retail": retail, "fatigue": fatigue, "sparse": sparse}
+WORLDS: dict[str, Callable[[], WorldSpec]] = {
+    "retail": retail,
+    "fatigue": fatigue,
+    "sparse": sparse,
+}
 """Preset factories by name."""
 
 

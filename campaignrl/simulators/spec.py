@@ -55,17 +55,37 @@ class SegmentSpec:
         prob = dict(min_val=0.0, max_val=1.0)
         check_scalar(self.share, f"{where}.share", (int, float), **prob)
         check_scalar(self.organic_rate, f"{where}.organic_rate", (int, float), **prob)
-        check_scalar(self.basket_median, f"{where}.basket_median", (int, float), min_val=0.0, min_inclusive=False)
-        check_scalar(self.basket_sigma, f"{where}.basket_sigma", (int, float), min_val=0.0, max_val=3.0)
-        check_scalar(self.conversion_logit, f"{where}.conversion_logit", (int, float), min_val=-20.0, max_val=20.0)
-        check_scalar(self.discount_sensitivity, f"{where}.discount_sensitivity", (int, float), min_val=0.0)
-        check_scalar(self.fatigue_sensitivity, f"{where}.fatigue_sensitivity", (int, float), min_val=0.0)
+        check_scalar(
+            self.basket_median,
+            f"{where}.basket_median",
+            (int, float),
+            min_val=0.0,
+            min_inclusive=False,
+        )
+        check_scalar(
+            self.basket_sigma, f"{where}.basket_sigma", (int, float), min_val=0.0, max_val=3.0
+        )
+        check_scalar(
+            self.conversion_logit,
+            f"{where}.conversion_logit",
+            (int, float),
+            min_val=-20.0,
+            max_val=20.0,
+        )
+        check_scalar(
+            self.discount_sensitivity, f"{where}.discount_sensitivity", (int, float), min_val=0.0
+        )
+        check_scalar(
+            self.fatigue_sensitivity, f"{where}.fatigue_sensitivity", (int, float), min_val=0.0
+        )
         check_scalar(self.churn_base, f"{where}.churn_base", (int, float), **prob)
         check_scalar(self.frequency_mean, f"{where}.frequency_mean", (int, float), min_val=0.0)
         _check_vector(self.open_rates, f"{where}.open_rates", n_channels, 0.0, 1.0)
         _check_vector(self.taste_mean, f"{where}.taste_mean", n_latent, None, None)
         if self.consent_multipliers is not None:
-            _check_vector(self.consent_multipliers, f"{where}.consent_multipliers", n_channels, 0.0, None)
+            _check_vector(
+                self.consent_multipliers, f"{where}.consent_multipliers", n_channels, 0.0, None
+            )
         lo_hi = self.recency_range
         if (
             not isinstance(lo_hi, (tuple, list))
@@ -128,7 +148,9 @@ class WorldSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.catalog, Catalog):
-            raise TypeError(f"`WorldSpec.catalog` must be a Catalog, got {type(self.catalog).__name__}")
+            raise TypeError(
+                f"`WorldSpec.catalog` must be a Catalog, got {type(self.catalog).__name__}"
+            )
         object.__setattr__(self, "segments", tuple(self.segments))
         object.__setattr__(self, "offer_tastes", tuple(tuple(r) for r in self.offer_tastes))
         object.__setattr__(self, "unsubscribe_base", tuple(self.unsubscribe_base))
@@ -159,13 +181,17 @@ class WorldSpec:
             )
         k = len(self.offer_tastes[0])
         if k == 0:
-            raise ValueError("`WorldSpec.offer_tastes` rows must have at least one dimension, got 0")
+            raise ValueError(
+                "`WorldSpec.offer_tastes` rows must have at least one dimension, got 0"
+            )
         for i, row in enumerate(self.offer_tastes):
             _check_vector(row, f"WorldSpec.offer_tastes[{i}]", k, None, None)
         names = [s.name for s in self.segments]
         for i, seg in enumerate(self.segments):
             if not isinstance(seg, SegmentSpec):
-                raise TypeError(f"`WorldSpec.segments[{i}]` must be a SegmentSpec, got {type(seg).__name__}")
+                raise TypeError(
+                    f"`WorldSpec.segments[{i}]` must be a SegmentSpec, got {type(seg).__name__}"
+                )
             seg.validate(f"WorldSpec.segments[{i}]", cat.n_channels, k)
         if len(set(names)) != len(names):
             raise ValueError(f"`WorldSpec.segments` names must be unique, got {names}")
@@ -175,19 +201,48 @@ class WorldSpec:
         prob = dict(min_val=0.0, max_val=1.0)
         check_scalar(self.taste_noise, "WorldSpec.taste_noise", (int, float), min_val=0.0)
         check_scalar(self.affinity_weight, "WorldSpec.affinity_weight", (int, float), min_val=0.0)
-        check_scalar(self.discount_sensitivity_noise, "WorldSpec.discount_sensitivity_noise", (int, float), min_val=0.0, max_val=2.0)
+        check_scalar(
+            self.discount_sensitivity_noise,
+            "WorldSpec.discount_sensitivity_noise",
+            (int, float),
+            min_val=0.0,
+            max_val=2.0,
+        )
         check_scalar(self.margin_rate, "WorldSpec.margin_rate", (int, float), **prob)
-        check_scalar(self.fatigue_decay, "WorldSpec.fatigue_decay", (int, float), min_val=0.0, max_val=1.0, max_inclusive=False)
-        check_scalar(self.fatigue_organic_penalty, "WorldSpec.fatigue_organic_penalty", (int, float), min_val=0.0)
-        _check_vector(self.channel_conversion, "WorldSpec.channel_conversion", cat.n_channels, 0.0, 1.0)
+        check_scalar(
+            self.fatigue_decay,
+            "WorldSpec.fatigue_decay",
+            (int, float),
+            min_val=0.0,
+            max_val=1.0,
+            max_inclusive=False,
+        )
+        check_scalar(
+            self.fatigue_organic_penalty,
+            "WorldSpec.fatigue_organic_penalty",
+            (int, float),
+            min_val=0.0,
+        )
+        _check_vector(
+            self.channel_conversion, "WorldSpec.channel_conversion", cat.n_channels, 0.0, 1.0
+        )
         _check_vector(self.unsubscribe_base, "WorldSpec.unsubscribe_base", cat.n_channels, 0.0, 1.0)
-        check_scalar(self.unsubscribe_fatigue_slope, "WorldSpec.unsubscribe_fatigue_slope", (int, float), min_val=0.0)
+        check_scalar(
+            self.unsubscribe_fatigue_slope,
+            "WorldSpec.unsubscribe_fatigue_slope",
+            (int, float),
+            min_val=0.0,
+        )
         check_scalar(self.lapse_after, "WorldSpec.lapse_after", int, min_val=1)
-        check_scalar(self.winback_open_factor, "WorldSpec.winback_open_factor", (int, float), **prob)
+        check_scalar(
+            self.winback_open_factor, "WorldSpec.winback_open_factor", (int, float), **prob
+        )
         check_scalar(self.churn_slope, "WorldSpec.churn_slope", (int, float), **prob)
         check_scalar(self.churn_max, "WorldSpec.churn_max", (int, float), **prob)
         check_scalar(self.cap_window, "WorldSpec.cap_window", int, min_val=1, max_val=52)
-        check_scalar(self.contact_cap, "WorldSpec.contact_cap", int, min_val=1, max_val=self.cap_window)
+        check_scalar(
+            self.contact_cap, "WorldSpec.contact_cap", int, min_val=1, max_val=self.cap_window
+        )
 
     def replace(self, **changes: Any) -> WorldSpec:
         """A copy with ``changes`` applied and validated (``dataclasses.replace``)."""
@@ -274,7 +329,10 @@ class WorldArrays:
         sigma = seg("basket_sigma")
         consent = np.array([c.consent_rate for c in cat.channels])
         mult = np.array(
-            [s.consent_multipliers if s.consent_multipliers is not None else (1.0,) * n_c for s in segs]
+            [
+                s.consent_multipliers if s.consent_multipliers is not None else (1.0,) * n_c
+                for s in segs
+            ]
         )
         return cls(
             share=seg("share"),
@@ -306,9 +364,7 @@ class WorldArrays:
         )
 
 
-def _check_vector(
-    values: Any, name: str, length: int, lo: float | None, hi: float | None
-) -> None:
+def _check_vector(values: Any, name: str, length: int, lo: float | None, hi: float | None) -> None:
     if not isinstance(values, (tuple, list)) or len(values) != length:
         got = len(values) if isinstance(values, (tuple, list)) else type(values).__name__
         raise ValueError(f"`{name}` must be a sequence of {length} numbers, got {got}: {values!r}")

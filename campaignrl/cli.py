@@ -1,0 +1,329 @@
+"""The ``campaignrl`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``campaignrl: error: argument --x: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"campaignrl: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def _choice(choices: Sequence[str]) -> Any:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}; got {text!r}")
+        return text
+
+    return parse
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from campaignrl.agents.baselines import baseline_names
+    from campaignrl.simulators.presets import world_names
+
+    worlds, policies = world_names(), baseline_names()
+    parser = _Parser(prog="campaignrl", description="Reinforcement-learning campaign optimizer.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def population(p: argparse.ArgumentParser, customers: int, periods: int) -> None:
+        p.add_argument(
+            "--world",
+            type=_choice(worlds),
+            default="retail",
+            help=f"preset world: {', '.join(worlds)} (default: retail)",
+        )
+        p.add_argument(
+            "--customers",
+            type=_positive_int,
+            default=customers,
+            help=f"customers simulated (default: {customers})",
+        )
+        p.add_argument(
+            "--periods",
+            type=_positive_int,
+            default=periods,
+            help=f"periods (weeks) in the campaign (default: {periods})",
+        )
+        p.add_argument("--seed", type=_seed, default=0, help="seed of the run (default: 0)")
+
+    q = sub.add_parser("quickstart", help="simulate a world and compare every baseline")
+    population(q, 50_000, 26)
+    q.add_argument(
+        "--out",
+        type=Path,
+        default=Path("campaignrl-out/quickstart"),
+        help="folder for summary.csv and the plot",
+    )
+
+    s = sub.add_parser("simulate", help="write decision logs of a (noisy) policy")
+    population(s, 10_000, 26)
+    s.add_argument(
+        "--policy",
+        type=_choice(policies),
+        default="random",
+        help=f"logging policy: {', '.join(policies)}",
+    )
+    s.add_argument(
+        "--epsilon",
+        type=_probability,
+        default=0.0,
+        help="share of uniform exploration mixed into the policy, in [0, 1]",
+    )
+    s.add_argument("--out", type=Path, required=True, help="log file (.parquet or .csv)")
+
+    e = sub.add_parser("evaluate", help="value per customer of a policy, with a 95%% interval")
+    population(e, 50_000, 26)
+    e.add_argument(
+        "--policy", type=_choice(policies), required=True, help=f"policy: {', '.join(policies)}"
+    )
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    c = sub.add_parser("calibrate", help="a world's per-send rates beside industry ranges")
+    population(c, 20_000, 26)
+    c.add_argument(
+        "--send-rate",
+        type=_probability,
+        default=0.5,
+        help="chance per period that a customer is sent something (default: 0.5)",
+    )
+    return parser
+
+
+def _make_policy(name: str, world: str, periods: int, seed: int) -> Any:
+    from campaignrl.agents.baselines import make_baseline
+    from campaignrl.simulators.presets import get_world
+
+    policy = make_baseline(name)
+    # The pilot of static-best gets its own stream so it never sees the evaluated population.
+    policy.fit(get_world(world), periods, np.random.default_rng([seed, 1]))
+    return policy
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from campaignrl.rollout import run_policy
+
+    policy = _make_policy(args.policy, args.world, args.periods, args.seed)
+    result = run_policy(
+        args.world,
+        policy,
+        n_customers=args.customers,
+        horizon=args.periods,
+        seed=args.seed,
+        progress=not args.json,
+    )
+    summary = {
+        "world": args.world,
+        "policy": policy.describe(),
+        "seed": args.seed,
+        **result.summary(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        lo, hi = summary["ci95"]
+        print(
+            f"{summary['policy']} on {args.world}: {summary['value_per_customer']:.3f} profit per "
+            f"customer over {args.periods} periods, 95% CI [{lo:.3f}, {hi:.3f}] "
+            f"(n={args.customers:,}, contact rate {summary['contact_rate']:.1%})"
+        )
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from campaignrl.logs.schema import write_logs
+    from campaignrl.rollout import run_policy
+
+    if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
+        raise ValueError(f"argument --out: must end in .parquet or .csv, got {str(args.out)!r}")
+    policy = _make_policy(args.policy, args.world, args.periods, args.seed)
+    version = f"{args.policy}+eps{args.epsilon:g}"
+    result = run_policy(
+        args.world,
+        policy,
+        n_customers=args.customers,
+        horizon=args.periods,
+        seed=args.seed,
+        epsilon=args.epsilon,
+        record=True,
+        policy_version=version,
+        progress=True,
+    )
+    assert result.log is not None  # record=True always builds the log
+    path = write_logs(result.log, args.out)
+    print(
+        f"wrote {len(result.log):,} decisions ({args.customers:,} customers x {args.periods} "
+        f"periods, policy {version}) to {path}"
+    )
+    return 0
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from campaignrl.agents.baselines import baseline_names
+    from campaignrl.plots import plot_policy_comparison
+    from campaignrl.rollout import run_policy
+
+    console = Console(width=max(Console().width, 100))
+    rows, curves = [], []
+    for name in baseline_names():
+        policy = _make_policy(name, args.world, args.periods, args.seed)
+        res = run_policy(
+            args.world,
+            policy,
+            n_customers=args.customers,
+            horizon=args.periods,
+            seed=args.seed,
+            progress=True,
+        )
+        s = res.summary()
+        rows.append(
+            {
+                "policy": name,
+                "detail": policy.describe(),
+                "value_per_customer": s["value_per_customer"],
+                "ci95_low": s["ci95"][0],
+                "ci95_high": s["ci95"][1],
+                "contact_rate": s["contact_rate"],
+            }
+        )
+        curves.append(res.reward_per_period)
+    frame = pd.DataFrame(rows).sort_values("value_per_customer", ascending=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.out / "summary.csv", index=False)
+    plot = plot_policy_comparison(
+        [r["policy"] for r in rows],
+        [r["value_per_customer"] for r in rows],
+        [r["ci95_low"] for r in rows],
+        [r["ci95_high"] for r in rows],
+        curves,
+        args.out / "values.png",
+        f"{args.world}: {args.customers:,} customers, {args.periods} weeks, seed {args.seed}",
+    )
+    base = float(frame.loc[frame.policy == "no-contact", "value_per_customer"].iloc[0])
+    table = Table(
+        title=f"Baselines on '{args.world}' ({args.customers:,} customers, "
+        f"{args.periods} periods, seed {args.seed})"
+    )
+    for col in ("policy", "profit / customer", "95% CI", "vs no-contact", "contact rate"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in frame.itertuples():
+        table.add_row(
+            r.detail,
+            f"{r.value_per_customer:.2f}",
+            f"[{r.ci95_low:.2f}, {r.ci95_high:.2f}]",
+            f"{r.value_per_customer - base:+.2f}",
+            f"{r.contact_rate:.0%}",
+        )
+    console.print(table)
+    console.print(f"wrote {args.out / 'summary.csv'} and {plot}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from campaignrl.simulators.calibration import SURVEY_RANGES, calibration_report
+    from campaignrl.simulators.presets import get_world
+
+    report = calibration_report(
+        get_world(args.world),
+        send_rate=args.send_rate,
+        n_customers=args.customers,
+        horizon=args.periods,
+        seed=args.seed,
+    )
+    table = Table(
+        title=f"'{args.world}' per send, send rate {args.send_rate:g} (survey range in brackets)"
+    )
+    for col in (
+        "channel",
+        "reachable",
+        "opened",
+        "converted",
+        "win-back opened",
+        "opted out",
+        "cost",
+    ):
+        table.add_column(col, justify="left" if col == "channel" else "right")
+    for r in report.itertuples():
+        ref = SURVEY_RANGES.get(r.channel, {})
+        table.add_row(
+            r.channel,
+            f"{r.reachable:.0%} [{ref.get('reachable', '-')}]",
+            f"{r.opened:.1%} [{ref.get('opened', '-')}]",
+            f"{r.converted:.2%}",
+            f"{r.winback_opened:.1%}",
+            f"{r.opted_out:.2%} [{ref.get('opted_out', '-')}]",
+            f"${r.cost_per_send:g} [{ref.get('cost', '-')}]",
+        )
+    Console(width=max(Console().width, 110)).print(table)
+    return 0
+
+
+_COMMANDS = {
+    "quickstart": _cmd_quickstart,
+    "simulate": _cmd_simulate,
+    "evaluate": _cmd_evaluate,
+    "calibrate": _cmd_calibrate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``campaignrl`` console script; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, TypeError) as exc:
+        print(f"campaignrl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
