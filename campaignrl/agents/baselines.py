@@ -103,6 +103,7 @@ class StaticBest(Baseline):
         check_scalar(pilot_customers, "pilot_customers", int, min_val=1)
         self.pilot_customers = pilot_customers
         self.action: int | None = None
+        self.action_name: str | None = None
         self.pilot_values: np.ndarray | None = None
 
     def fit(self, spec: WorldSpec, horizon: int, rng: np.random.Generator) -> None:
@@ -120,6 +121,7 @@ class StaticBest(Baseline):
             values[a] = total / self.pilot_customers
         self.pilot_values = values
         self.action = int(values.argmax())
+        self.action_name = spec.catalog.action_names[self.action]
 
     def probabilities(
         self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
@@ -135,7 +137,7 @@ class StaticBest(Baseline):
 
     def describe(self) -> str:
         """Name and chosen action."""
-        return f"{self.name} ({self.action})"
+        return f"{self.name} ({self.action_name})"
 
 
 class RFMRules(Baseline):
