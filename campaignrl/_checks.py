@@ -52,12 +52,13 @@ def check_scalar(
         )
     if isinstance(value, (float, np.floating)) and not math.isfinite(value):
         raise ValueError(f"`{name}` must be finite, got {value!r}")
+    number = float(value)  # type: ignore[arg-type]  # a real number: the type was checked above
     if min_val is not None:
-        if value < min_val or (not min_inclusive and value == min_val):
+        if number < min_val or (not min_inclusive and number == min_val):
             op = ">=" if min_inclusive else ">"
             raise ValueError(f"`{name}` must be {op} {min_val}, got {value!r}")
     if max_val is not None:
-        if value > max_val or (not max_inclusive and value == max_val):
+        if number > max_val or (not max_inclusive and number == max_val):
             op = "<=" if max_inclusive else "<"
             raise ValueError(f"`{name}` must be {op} {max_val}, got {value!r}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +30,9 @@ class CampaignEnv(gym.Env[np.ndarray, np.int64]):
         **world_overrides: ``WorldSpec`` fields to override.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: dict[str, Any] = {  # noqa: RUF012 (gymnasium declares it per instance)
+        "render_modes": []
+    }
 
     def __init__(
         self, world: str | WorldSpec = "retail", horizon: int = 26, **world_overrides: Any

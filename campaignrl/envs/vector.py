@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -50,7 +50,7 @@ class CampaignVectorEnv(VectorEnv):
         **world_overrides: ``WorldSpec`` fields to override.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {  # noqa: RUF012 (gymnasium declares it per instance)
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": [],
     }

@@ -24,6 +24,7 @@ computes the exact expectation of step 5's reward from the same probabilities.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,9 +78,7 @@ class CustomerState:
 
     def copy(self) -> CustomerState:
         """A deep copy (arrays copied)."""
-        return CustomerState(
-            **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
-        )
+        return copy.deepcopy(self)
 
 
 @dataclass(frozen=True)

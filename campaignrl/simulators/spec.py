@@ -52,9 +52,8 @@ class SegmentSpec:
         """Raise ``ValueError`` naming ``where.<field>`` for the first bad value."""
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"`{where}.name` must be a non-empty string, got {self.name!r}")
-        prob = dict(min_val=0.0, max_val=1.0)
-        check_scalar(self.share, f"{where}.share", (int, float), **prob)
-        check_scalar(self.organic_rate, f"{where}.organic_rate", (int, float), **prob)
+        _check_probability(self.share, f"{where}.share")
+        _check_probability(self.organic_rate, f"{where}.organic_rate")
         check_scalar(
             self.basket_median,
             f"{where}.basket_median",
@@ -78,7 +77,7 @@ class SegmentSpec:
         check_scalar(
             self.fatigue_sensitivity, f"{where}.fatigue_sensitivity", (int, float), min_val=0.0
         )
-        check_scalar(self.churn_base, f"{where}.churn_base", (int, float), **prob)
+        _check_probability(self.churn_base, f"{where}.churn_base")
         check_scalar(self.frequency_mean, f"{where}.frequency_mean", (int, float), min_val=0.0)
         _check_vector(self.open_rates, f"{where}.open_rates", n_channels, 0.0, 1.0)
         _check_vector(self.taste_mean, f"{where}.taste_mean", n_latent, None, None)
@@ -198,7 +197,6 @@ class WorldSpec:
         total = math.fsum(s.share for s in self.segments)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"`WorldSpec.segments` shares must sum to 1, got {total:.6g}")
-        prob = dict(min_val=0.0, max_val=1.0)
         check_scalar(self.taste_noise, "WorldSpec.taste_noise", (int, float), min_val=0.0)
         check_scalar(self.affinity_weight, "WorldSpec.affinity_weight", (int, float), min_val=0.0)
         check_scalar(
@@ -208,7 +206,7 @@ class WorldSpec:
             min_val=0.0,
             max_val=2.0,
         )
-        check_scalar(self.margin_rate, "WorldSpec.margin_rate", (int, float), **prob)
+        _check_probability(self.margin_rate, "WorldSpec.margin_rate")
         check_scalar(
             self.fatigue_decay,
             "WorldSpec.fatigue_decay",
@@ -234,11 +232,9 @@ class WorldSpec:
             min_val=0.0,
         )
         check_scalar(self.lapse_after, "WorldSpec.lapse_after", int, min_val=1)
-        check_scalar(
-            self.winback_open_factor, "WorldSpec.winback_open_factor", (int, float), **prob
-        )
-        check_scalar(self.churn_slope, "WorldSpec.churn_slope", (int, float), **prob)
-        check_scalar(self.churn_max, "WorldSpec.churn_max", (int, float), **prob)
+        _check_probability(self.winback_open_factor, "WorldSpec.winback_open_factor")
+        _check_probability(self.churn_slope, "WorldSpec.churn_slope")
+        _check_probability(self.churn_max, "WorldSpec.churn_max")
         check_scalar(self.cap_window, "WorldSpec.cap_window", int, min_val=1, max_val=52)
         check_scalar(
             self.contact_cap, "WorldSpec.contact_cap", int, min_val=1, max_val=self.cap_window
@@ -362,6 +358,10 @@ class WorldArrays:
             action_offer=np.asarray(cat.offer_of),
             action_channel=np.asarray(cat.channel_of),
         )
+
+
+def _check_probability(value: Any, name: str) -> None:
+    check_scalar(value, name, (int, float), min_val=0.0, max_val=1.0)
 
 
 def _check_vector(values: Any, name: str, length: int, lo: float | None, hi: float | None) -> None:
