@@ -161,12 +161,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         **result.summary(),
     }
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
     else:
         lo, hi = summary["ci95"]
+        interval = "no interval with one customer" if lo is None else f"[{lo:.3f}, {hi:.3f}]"
         print(
             f"{summary['policy']} on {args.world}: {summary['value_per_customer']:.3f} profit per "
-            f"customer over {args.periods} periods, 95% CI [{lo:.3f}, {hi:.3f}] "
+            f"customer over {args.periods} periods, 95% CI {interval} "
             f"(n={args.customers:,}, contact rate {summary['contact_rate']:.1%})"
         )
     return 0
@@ -253,10 +254,11 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     for col in ("policy", "profit / customer", "95% CI", "vs no-contact", "contact rate"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for r in frame.itertuples():
+        no_interval = pd.isna(r.ci95_low) or pd.isna(r.ci95_high)
         table.add_row(
             r.detail,
             f"{r.value_per_customer:.2f}",
-            f"[{r.ci95_low:.2f}, {r.ci95_high:.2f}]",
+            "-" if no_interval else f"[{r.ci95_low:.2f}, {r.ci95_high:.2f}]",
             f"{r.value_per_customer - base:+.2f}",
             f"{r.contact_rate:.0%}",
         )
@@ -320,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, FileExistsError) as exc:
         print(f"campaignrl: error: {exc}", file=sys.stderr)
         return 2
 

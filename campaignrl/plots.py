@@ -18,8 +18,8 @@ __all__ = ["plot_policy_comparison"]
 def plot_policy_comparison(
     names: Sequence[str],
     values: Sequence[float],
-    ci_low: Sequence[float],
-    ci_high: Sequence[float],
+    ci_low: Sequence[float | None],
+    ci_high: Sequence[float | None],
     reward_per_period: Sequence[np.ndarray],
     path: str | Path,
     title: str,
@@ -38,17 +38,29 @@ def plot_policy_comparison(
     Returns:
         The path written.
     """
+    lengths = {len(names), len(values), len(ci_low), len(ci_high), len(reward_per_period)}
+    if len(lengths) != 1:
+        raise ValueError(
+            "`names`, `values`, `ci_low`, `ci_high` and `reward_per_period` must have the same "
+            f"length, got {len(names)}, {len(values)}, {len(ci_low)}, {len(ci_high)}, "
+            f"{len(reward_per_period)}"
+        )
     order = np.argsort(values)
     fig, (ax_v, ax_c) = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 2.5))
     y = np.arange(len(names))
-    vals = np.asarray(values)[order]
-    lo = vals - np.asarray(ci_low)[order]
-    hi = np.asarray(ci_high)[order] - vals
-    ax_v.barh(y, vals, xerr=[lo, hi], color="#4c72b0", ecolor="black", capsize=3)
+    vals = np.asarray(values, dtype=np.float64)[order]
+    # An undefined interval (one customer) is drawn as a bar without error bars.
+    low = np.asarray([np.nan if v is None else v for v in ci_low], dtype=np.float64)[order]
+    high = np.asarray([np.nan if v is None else v for v in ci_high], dtype=np.float64)[order]
+    low = np.where(np.isfinite(low), low, vals)
+    high = np.where(np.isfinite(high), high, vals)
+    ax_v.barh(y, vals, xerr=[vals - low, high - vals], color="#4c72b0", ecolor="black", capsize=3)
     ax_v.set_yticks(y, [names[i] for i in order])
     ax_v.set_xlabel("profit per customer over the campaign (95% interval)")
-    lo_x = float(np.min(np.asarray(ci_low))) * 0.95
-    ax_v.set_xlim(left=max(0.0, lo_x) if lo_x > 0 else lo_x)
+    # Zoom on the intervals (bars from 0 would hide the differences), keeping all in view.
+    span_lo, span_hi = float(low.min()), float(high.max())
+    pad = 0.05 * max(span_hi - span_lo, 1e-9)
+    ax_v.set_xlim(span_lo - pad, span_hi + pad)
     for i in order[::-1]:
         ax_c.plot(np.cumsum(reward_per_period[i]), label=names[i])
     ax_c.set_xlabel("period (week)")

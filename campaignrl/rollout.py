@@ -58,11 +58,15 @@ class RolloutResult:
     """decision log in the :mod:`campaignrl.logs` schema, if recorded"""
 
     def summary(self) -> dict[str, Any]:
-        """Mean value per customer with its 95% interval, as plain JSON types."""
+        """Mean value per customer with its 95% interval, as plain JSON types.
+
+        With a single customer there is no interval: ``ci95`` is ``[None, None]``.
+        """
         mean, lo, hi = mean_ci95(self.value_per_customer)
+        finite = np.isfinite(lo) and np.isfinite(hi)
         return {
             "value_per_customer": mean,
-            "ci95": [lo, hi],
+            "ci95": [lo, hi] if finite else [None, None],
             "n_customers": int(self.value_per_customer.shape[0]),
             "periods": int(self.reward_per_period.shape[0]),
             "contact_rate": self.contact_rate,
@@ -78,7 +82,7 @@ def run_policy(
     seed: int,
     epsilon: float = 0.0,
     record: bool = False,
-    policy_version: str = "",
+    policy_version: str | None = None,
     progress: bool = False,
 ) -> RolloutResult:
     """Run ``policy`` (epsilon-mixed with uniform over allowed actions) for one campaign.
@@ -94,11 +98,12 @@ def run_policy(
         seed: Seed of the run.
         epsilon: Share of uniformly random exploration, in [0, 1].
         record: Keep a decision log with exact propensities.
-        policy_version: Written to the log's ``policy_version`` column.
+        policy_version: Written to the log's ``policy_version`` column (default: the
+            policy's ``name``, else its class name).
         progress: Show a progress bar.
     """
-    check_scalar(n_customers, "customers", int, min_val=1)
-    check_scalar(horizon, "periods", int, min_val=1)
+    check_scalar(n_customers, "n_customers", int, min_val=1)
+    check_scalar(horizon, "horizon", int, min_val=1)
     check_scalar(seed, "seed", int, min_val=0)
     check_scalar(epsilon, "epsilon", (int, float), min_val=0.0, max_val=1.0)
     env = CampaignVectorEnv(n_customers, world=world, horizon=horizon)
@@ -142,7 +147,8 @@ def run_policy(
                     "obs": pre_obs,
                 }
             )
-    log = _log_frame(chunks, env, seed, policy_version, names) if record else None
+    version = policy_version or str(getattr(policy, "name", type(policy).__name__))
+    log = _log_frame(chunks, env, seed, version, names) if record else None
     return RolloutResult(totals, per_period, contacts / (n_customers * horizon), log)
 
 
@@ -156,13 +162,14 @@ def _log_frame(
     n = env.num_envs
     step = np.concatenate([c["step"] for c in chunks])
     customer = np.tile(np.arange(n), len(chunks))
-    ids = pd.Series(customer).astype(str)
+    # Zero-padded ids sort like the numbers; the seed prefix keeps runs apart when concatenated.
+    ids = pd.Series(customer).astype(str).str.zfill(len(str(n - 1)))
     frame = pd.DataFrame(
         {
-            "decision_id": f"s{seed}-" + ids + "-" + pd.Series(step).astype(str),
+            "decision_id": f"s{seed}-c" + ids + "-t" + pd.Series(step).astype(str),
             "timestamp": _START + pd.to_timedelta(step * 7, unit="D"),
             "customer_id": f"s{seed}-c" + ids,
-            "episode_id": customer,
+            "episode_id": f"s{seed}-e" + ids,
             "step": step,
             "action": names[np.concatenate([c["action"] for c in chunks])],
             "propensity": np.concatenate([c["propensity"] for c in chunks]),

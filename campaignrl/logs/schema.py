@@ -62,6 +62,10 @@ def write_logs(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     os.close(fd)
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         if suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         else:

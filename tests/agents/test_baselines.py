@@ -33,9 +33,7 @@ def _make_fitted(name: str, world: str, seed: int = 0) -> Baseline:
 
 
 def _state_snapshot(sim: CustomerSimulator) -> dict[str, object]:
-    return {
-        k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(sim.state).items()
-    }
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(sim.state).items()}
 
 
 def _assert_same_state(before: dict[str, object], sim: CustomerSimulator) -> None:

@@ -1,0 +1,287 @@
+"""Running policies through a simulated population: values, intervals and decision logs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from campaignrl.agents.baselines import make_baseline
+from campaignrl.envs.observation import ObservationEncoder
+from campaignrl.logs.schema import REQUIRED_COLUMNS
+from campaignrl.rollout import RolloutResult, mean_ci95, run_policy
+from campaignrl.simulators.core import CustomerSimulator
+from campaignrl.simulators.presets import get_world
+
+N, T = 400, 6
+
+
+class LastAllowed:
+    """Deterministic and observation-free: the highest-index allowed action."""
+
+    def probabilities(self, obs, masks, sim):
+        last = masks.shape[1] - 1 - np.argmax(masks[:, ::-1], axis=1)
+        out = np.zeros(masks.shape)
+        out[np.arange(masks.shape[0]), last] = 1.0
+        return out
+
+
+def _masks_from_log(log: pd.DataFrame, world: str = "retail") -> np.ndarray:
+    """The action masks at decision time, rebuilt from the logged context features alone."""
+    spec = get_world(world)
+    cat = spec.catalog
+    reach = log[[f"reachable={c.name}" for c in cat.channels]].to_numpy() > 0.5
+    under_cap = log["cap_used"].to_numpy() < 1.0
+    masks = np.empty((len(log), cat.n_actions), dtype=bool)
+    masks[:, 0] = True
+    masks[:, 1:] = np.tile(reach & under_cap[:, None], cat.n_offers)
+    return masks
+
+
+def _action_index(log: pd.DataFrame, world: str = "retail") -> np.ndarray:
+    return get_world(world).catalog.action_indices(list(log["action"]))
+
+
+# ---------------------------------------------------------------------- mean_ci95
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # sd = sqrt(5/3) = 1.2909944; half = 1.96 * sd / 2 = 1.2651745
+        ([1.0, 2.0, 3.0, 4.0], (2.5, 1.2348255, 3.7651745)),
+        # sd = 0: a point interval
+        ([2.0, 2.0, 2.0], (2.0, 2.0, 2.0)),
+        # mean 0, sd = sqrt(2), n = 2: half = 1.96
+        ([-1.0, 1.0], (0.0, -1.96, 1.96)),
+        # mean 10, sd = sqrt(200/3) = 8.1649658, n = 4: half = 8.0016665
+        ([0.0, 10.0, 10.0, 20.0], (10.0, 1.9983335, 18.0016665)),
+    ],
+)
+def test_mean_ci95_hand_computed(values, expected):
+    got = mean_ci95(np.array(values))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert all(isinstance(x, float) for x in got)
+
+
+def test_mean_ci95_one_value_has_an_unbounded_interval():
+    assert mean_ci95(np.array([3.0])) == (3.0, -np.inf, np.inf)
+
+
+def test_mean_ci95_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    draws = rng.lognormal(0.0, 0.5, size=(4_000, 400))  # right-skewed, like profit
+    true_mean = np.exp(0.5**2 / 2)
+    hits = sum(lo <= true_mean <= hi for _, lo, hi in map(mean_ci95, draws))
+    # Binomial(4000, 0.95): sd 13.8; allow a little under-coverage from the skew.
+    assert 0.93 * 4_000 < hits < 0.97 * 4_000
+
+
+# ---------------------------------------------------------------------- values
+
+
+def test_result_shapes_and_summary():
+    res = run_policy("retail", make_baseline("random"), n_customers=N, horizon=T, seed=1)
+    assert isinstance(res, RolloutResult)
+    assert res.value_per_customer.shape == (N,)
+    assert res.reward_per_period.shape == (T,)
+    assert res.log is None
+    # Sum over periods of the mean = mean over customers of the sum.
+    assert res.reward_per_period.sum() == pytest.approx(res.value_per_customer.mean(), rel=1e-12)
+    s = res.summary()
+    mean, lo, hi = mean_ci95(res.value_per_customer)
+    assert s["value_per_customer"] == mean
+    assert s["ci95"] == [lo, hi]
+    assert s["n_customers"] == N and s["periods"] == T
+    assert s["contact_rate"] == res.contact_rate
+    assert 0.0 < res.contact_rate < 1.0
+
+
+def test_same_seed_same_results_other_seed_differs():
+    policy = make_baseline("random")
+    kwargs = dict(n_customers=N, horizon=T, epsilon=0.1, record=True)
+    a = run_policy("retail", policy, seed=7, **kwargs)
+    b = run_policy("retail", policy, seed=7, **kwargs)
+    c = run_policy("retail", policy, seed=8, **kwargs)
+    assert np.array_equal(a.value_per_customer, b.value_per_customer)
+    assert np.array_equal(a.reward_per_period, b.reward_per_period)
+    assert a.contact_rate == b.contact_rate
+    pd.testing.assert_frame_equal(a.log, b.log)
+    assert not np.array_equal(a.value_per_customer, c.value_per_customer)
+    assert not np.array_equal(a.log["action"].to_numpy(), c.log["action"].to_numpy())
+
+
+def test_no_contact_contacts_nobody():
+    res = run_policy("retail", make_baseline("no-contact"), n_customers=N, horizon=T, seed=2)
+    assert res.contact_rate == 0.0
+
+
+def test_world_spec_and_preset_name_give_the_same_run():
+    policy = make_baseline("myopic-oracle")
+    a = run_policy("fatigue", policy, n_customers=N, horizon=T, seed=3)
+    b = run_policy(get_world("fatigue"), policy, n_customers=N, horizon=T, seed=3)
+    assert np.array_equal(a.value_per_customer, b.value_per_customer)
+
+
+# ---------------------------------------------------------------------- decision logs
+
+
+@pytest.fixture(scope="module")
+def rfm_log_run():
+    return run_policy(
+        "retail",
+        make_baseline("rfm-rules"),
+        n_customers=N,
+        horizon=T,
+        seed=4,
+        epsilon=0.2,
+        record=True,
+        policy_version="rfm+eps0.2",
+    )
+
+
+def test_log_schema(rfm_log_run):
+    log = rfm_log_run.log
+    features = ObservationEncoder(get_world("retail"), T).feature_names
+    assert len(log) == N * T
+    assert list(log.columns) == list(REQUIRED_COLUMNS) + list(features)
+    assert log["decision_id"].is_unique
+    assert log["propensity"].gt(0.0).all() and log["propensity"].le(1.0).all()
+    assert set(log["action"]) <= set(get_world("retail").catalog.action_names)
+    assert (log["policy_version"] == "rfm+eps0.2").all()
+    assert log["episode_id"].nunique() == N
+    for _, episode in log.groupby("episode_id"):
+        assert sorted(episode["step"]) == list(range(T))
+        assert episode["customer_id"].nunique() == 1
+        ts = episode.sort_values("step")["timestamp"]
+        assert (ts.diff().dropna() == pd.Timedelta(days=7)).all()
+    assert str(log["timestamp"].dt.tz) == "UTC"
+    assert log[list(features)].abs().le(1.0).all().all()
+
+
+def test_logged_propensity_is_the_policy_probability(rfm_log_run):
+    """rfm-rules reads only the observation, so its probabilities can be recomputed from the
+    logged context: with epsilon, (1 - eps) + eps / k for its choice and eps / k otherwise."""
+    log, eps = rfm_log_run.log, 0.2
+    spec = get_world("retail")
+    obs = log[list(ObservationEncoder(spec, T).feature_names)].to_numpy(np.float32)
+    masks = _masks_from_log(log)
+    sim = CustomerSimulator(spec, len(log), T)  # gives the rules the spec and horizon only
+    greedy = make_baseline("rfm-rules").probabilities(obs, masks, sim).argmax(axis=1)
+    k = masks.sum(axis=1)
+    action = _action_index(log)
+    assert masks[np.arange(len(log)), action].all(), "a logged action was not allowed"
+    expected = np.where(action == greedy, (1 - eps) + eps / k, eps / k)
+    np.testing.assert_allclose(log["propensity"], expected, rtol=1e-12, atol=0)
+    # Both kinds of row occur: exploration happened and the rules were followed.
+    assert (action == greedy).any() and (action != greedy).any()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3, 1.0])
+def test_logged_propensity_deterministic_policy(eps):
+    res = run_policy(
+        "retail", LastAllowed(), n_customers=N, horizon=T, seed=5, epsilon=eps, record=True
+    )
+    log = res.log
+    masks = _masks_from_log(log)
+    k = masks.sum(axis=1)
+    greedy = masks.shape[1] - 1 - np.argmax(masks[:, ::-1], axis=1)
+    action = _action_index(log)
+    expected = np.where(action == greedy, (1 - eps) + eps / k, eps / k)
+    np.testing.assert_allclose(log["propensity"], expected, rtol=1e-12, atol=0)
+    if eps == 0.0:
+        assert np.array_equal(action, greedy)
+        assert (log["propensity"] == 1.0).all()
+
+
+@pytest.mark.parametrize("policy", ["no-contact", "myopic-oracle", "random"])
+def test_epsilon_one_logs_uniform_propensities(policy):
+    res = run_policy(
+        "fatigue", make_baseline(policy), n_customers=N, horizon=T, seed=6, epsilon=1, record=True
+    )
+    log = res.log
+    k = _masks_from_log(log, "fatigue").sum(axis=1)
+    np.testing.assert_allclose(log["propensity"], 1.0 / k, rtol=1e-12, atol=0)
+    assert len(np.unique(k)) > 1
+
+
+def test_logged_rewards_add_up_to_the_values(rfm_log_run):
+    log = rfm_log_run.log
+    per_episode = log.groupby("episode_id")["reward"].sum().sort_index()
+    np.testing.assert_allclose(per_episode.to_numpy(), rfm_log_run.value_per_customer, atol=1e-9)
+    per_step = log.groupby("step")["reward"].mean().sort_index()
+    np.testing.assert_allclose(per_step.to_numpy(), rfm_log_run.reward_per_period, atol=1e-9)
+    assert rfm_log_run.contact_rate == pytest.approx((log["action"] != "no_contact").mean())
+
+
+def test_logged_context_is_the_observation_before_the_decision():
+    """Period 0's context is the freshly reset population: full cap, time left = 1."""
+    res = run_policy(
+        "retail", make_baseline("random"), n_customers=N, horizon=T, seed=9, record=True
+    )
+    log = res.log
+    first = log[log["step"] == 0]
+    assert (first["cap_used"] == 0.0).all()
+    assert (first["fatigue"] == 0.0).all()
+    np.testing.assert_allclose(log["periods_left"], (T - log["step"]) / T, rtol=1e-6)
+
+
+def test_record_false_keeps_no_log_and_same_values():
+    policy = make_baseline("random")
+    a = run_policy("retail", policy, n_customers=N, horizon=T, seed=10)
+    b = run_policy("retail", policy, n_customers=N, horizon=T, seed=10, record=True)
+    assert a.log is None
+    assert np.array_equal(a.value_per_customer, b.value_per_customer)
+
+
+# ---------------------------------------------------------------------- bad input
+
+BAD_RUN_ARGS = [
+    ({"n_customers": 0}, ValueError, r"`n_customers` must be >= 1, got 0"),
+    ({"n_customers": 2.5}, TypeError, r"`n_customers` must be of type int, got float 2.5"),
+    ({"horizon": 0}, ValueError, r"`horizon` must be >= 1, got 0"),
+    ({"seed": -1}, ValueError, r"`seed` must be >= 0, got -1"),
+    ({"seed": None}, TypeError, r"`seed` must be of type int, got NoneType None"),
+    ({"epsilon": 1.5}, ValueError, r"`epsilon` must be <= 1.0, got 1.5"),
+    ({"epsilon": -0.1}, ValueError, r"`epsilon` must be >= 0.0, got -0.1"),
+    ({"epsilon": float("nan")}, ValueError, r"`epsilon` must be finite"),
+]
+
+
+@pytest.mark.parametrize(("changes", "err", "match"), BAD_RUN_ARGS)
+def test_run_policy_refuses_bad_arguments_by_name(changes, err, match):
+    kwargs = dict(n_customers=10, horizon=2, seed=0, epsilon=0.0) | changes
+    with pytest.raises(err, match=match):
+        run_policy("retail", make_baseline("random"), **kwargs)
+
+
+def test_run_policy_refuses_unknown_world():
+    with pytest.raises(ValueError, match=r"`world` must be one of .*got 'shop'"):
+        run_policy("shop", make_baseline("random"), n_customers=10, horizon=2, seed=0)
+
+
+# ---------------------------------------------------------------------- acceptance
+
+
+def test_restraint_pays_in_the_fatigue_world():
+    """Issue acceptance: over 26 periods the restrained oracle beats the myopic one."""
+    kw = dict(n_customers=20_000, horizon=26, seed=0)
+    restrained = run_policy("fatigue", make_baseline("restrained-oracle"), **kw)
+    myopic = run_policy("fatigue", make_baseline("myopic-oracle"), **kw)
+    _, r_lo, _ = mean_ci95(restrained.value_per_customer)
+    _, _, m_hi = mean_ci95(myopic.value_per_customer)
+    assert r_lo > m_hi, (
+        mean_ci95(restrained.value_per_customer),
+        mean_ci95(myopic.value_per_customer),
+    )
+    assert restrained.contact_rate < myopic.contact_rate
+
+
+def test_myopic_oracle_beats_random_and_rules_in_retail():
+    kw = dict(n_customers=20_000, horizon=26, seed=0)
+    _, o_lo, _ = mean_ci95(
+        run_policy("retail", make_baseline("myopic-oracle"), **kw).value_per_customer
+    )
+    for name in ("random", "rfm-rules"):
+        _, _, hi = mean_ci95(run_policy("retail", make_baseline(name), **kw).value_per_customer)
+        assert o_lo > hi, name
