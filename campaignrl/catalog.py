@@ -102,9 +102,9 @@ class Catalog:
     offers: tuple[Offer, ...]
     channels: tuple[Channel, ...]
     action_names: tuple[str, ...] = field(init=False)
-    offer_of: np.ndarray = field(init=False, repr=False)
+    offer_of: np.ndarray = field(init=False, repr=False, compare=False)
     """offer index of every action, -1 for no contact"""
-    channel_of: np.ndarray = field(init=False, repr=False)
+    channel_of: np.ndarray = field(init=False, repr=False, compare=False)
     """channel index of every action, -1 for no contact"""
 
     def __post_init__(self) -> None:

@@ -9,7 +9,8 @@ Features, in order (all in [-1, 1]; ``S`` segments, ``C`` channels, ``O`` offers
 ``monetary``                ``m / (m + 100)``, ``m`` the running average basket value
 ``fatigue``                 ``F / (1 + F)``
 ``reachable=<channel>`` (C) consented and not opted out (1) or not (0)
-``cap_used``                contacts in the cap window / contact cap
+``cap_used``                contacts in the last ``cap_window - 1`` periods / contact cap;
+                            at 1 the cap is reached and every contact is masked
 ``affinity=<offer>`` (O)    ``tanh(taste . offer / 2)``: the recommendation model's score
 ``periods_left``            ``(horizon - t) / horizon``
 ==========================  =====================================================
@@ -93,6 +94,6 @@ class ObservationEncoder:
         obs[:, d + 2] = state.monetary / (state.monetary + _MONETARY_HALF)
         obs[:, d + 3] = state.fatigue / (1.0 + state.fatigue)
         obs[:, self._reach : self._cap] = reachable
-        obs[:, self._cap] = state.contacts_in_window * (1.0 / self.spec.contact_cap)
+        obs[:, self._cap] = state.recent_contacts() * (1.0 / self.spec.contact_cap)
         obs[:, -1] = (self.horizon - state.t) / self.horizon
         return obs

@@ -18,7 +18,9 @@ class CampaignSB3VecEnv(VecEnv):
     """Adapts a :class:`CampaignVectorEnv` to SB3's ``VecEnv`` API (no copies of the core).
 
     SB3 expects ``dones`` and a list of per-env info dicts; the last observation of an
-    episode is in ``infos[i]["terminal_observation"]``. The horizon end is a termination,
+    episode is in ``infos[i]["terminal_observation"]``, and a masked action (executed as no
+    contact) is flagged with ``infos[i]["masked"] = True``. Every outcome array of the last
+    step (opened, purchased, ...) is in :attr:`last_info`. The horizon end is a termination,
     not a time-limit truncation, so SB3 does not bootstrap there. ``env_method("action_masks")``
     returns one mask row per customer, which is what sb3-contrib's ``get_action_masks`` stacks.
 
@@ -33,6 +35,8 @@ class CampaignSB3VecEnv(VecEnv):
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self._actions: np.ndarray | None = None
         self._seed: int | None = None
+        self.last_info: dict[str, Any] = {}
+        """outcome arrays of the last step (``CampaignVectorEnv`` infos), one row per customer"""
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Seed the next :meth:`reset` (the whole population shares one Generator)."""
@@ -56,15 +60,21 @@ class CampaignSB3VecEnv(VecEnv):
         obs, rewards, terminated, truncated, infos = self.venv.step(self._actions)
         self._actions = None
         dones = terminated | truncated
+        self.last_info = infos
         if "final_obs" in infos:
             final = infos["final_obs"]
             trunc = truncated.tolist()
-            out = [
+            out: list[dict[str, Any]] = [
                 {"terminal_observation": final[i], "TimeLimit.truncated": trunc[i]}
                 for i in range(self.num_envs)
             ]
         else:
             out = [{} for _ in range(self.num_envs)]
+        # Per-customer dicts of every outcome would cost more than the step itself at 100k
+        # customers: flag only the masked actions there; all outcomes stay in `last_info`.
+        for i in np.flatnonzero(infos["masked"]).tolist():
+            out[i]["masked"] = True
+            out[i]["executed_action"] = 0
         return obs, rewards.astype(np.float32), dones, out
 
     def action_masks(self) -> np.ndarray:

@@ -1,7 +1,16 @@
-"""Framework-free policies (numpy inference): probability tables and sampling."""
+"""Framework-free policies (numpy inference), their artifacts, and sampling."""
 
 from __future__ import annotations
 
+from campaignrl.policies.artifacts import (
+    POLICY_KINDS,
+    PolicyArtifactError,
+    load_policy,
+    read_manifest,
+    save_policy,
+)
+from campaignrl.policies.base import Exploration, Policy, masked_softmax
+from campaignrl.policies.kinds import ConstantPolicy, LinearPolicy, MLPPolicy, TabularPolicy
 from campaignrl.policies.sampling import (
     epsilon_mix,
     greedy_probabilities,
@@ -9,4 +18,21 @@ from campaignrl.policies.sampling import (
     uniform_probabilities,
 )
 
-__all__ = ["epsilon_mix", "greedy_probabilities", "sample_actions", "uniform_probabilities"]
+__all__ = [
+    "POLICY_KINDS",
+    "ConstantPolicy",
+    "Exploration",
+    "LinearPolicy",
+    "MLPPolicy",
+    "Policy",
+    "PolicyArtifactError",
+    "TabularPolicy",
+    "epsilon_mix",
+    "greedy_probabilities",
+    "load_policy",
+    "masked_softmax",
+    "read_manifest",
+    "sample_actions",
+    "save_policy",
+    "uniform_probabilities",
+]

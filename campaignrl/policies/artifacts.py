@@ -29,6 +29,7 @@ __all__ = [
     "POLICY_KINDS",
     "PolicyArtifactError",
     "load_policy",
+    "read_manifest",
     "register_policy_kind",
     "save_policy",
 ]

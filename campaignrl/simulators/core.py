@@ -76,6 +76,14 @@ class CustomerState:
         """Number of customers."""
         return int(self.segment.shape[0])
 
+    def recent_contacts(self) -> np.ndarray:
+        """(n,) contacts in the last ``W - 1`` periods: what a contact now adds to.
+
+        The window that ends with this period holds those periods and this one, so a contact
+        is allowed while this count is below the cap.
+        """
+        return self.contacts_in_window - self.contact_log[self.t % self.contact_log.shape[0]]
+
     def copy(self) -> CustomerState:
         """A deep copy (arrays copied)."""
         return copy.deepcopy(self)
@@ -190,8 +198,7 @@ class CustomerSimulator:
     def reachable(self) -> np.ndarray:
         """(n, C) channels a customer may be contacted on now (consent, no opt-out, under cap)."""
         st = self.state
-        under_cap = st.contacts_in_window < self.spec.contact_cap
-        return st.consent & ~st.unsubscribed & under_cap[:, None]
+        return st.consent & ~st.unsubscribed & self._under_cap()[:, None]
 
     def action_masks(self) -> np.ndarray:
         """(n, A) allowed actions; ``no_contact`` is always allowed. Never random."""
@@ -205,9 +212,12 @@ class CustomerSimulator:
         st = self.state
         ch = np.maximum(self.arrays.action_channel[actions], 0)
         rows = np.arange(st.n)
-        ok = st.consent[rows, ch] & ~st.unsubscribed[rows, ch]
-        ok &= st.contacts_in_window < self.spec.contact_cap
+        ok = st.consent[rows, ch] & ~st.unsubscribed[rows, ch] & self._under_cap()
         return ok | (actions == 0)
+
+    def _under_cap(self) -> np.ndarray:
+        """(n,) a contact now keeps every window of ``cap_window`` periods within the cap."""
+        return self.state.recent_contacts() < self.spec.contact_cap
 
     # ------------------------------------------------------------------ response model
     def _base_probabilities(self) -> tuple[np.ndarray, np.ndarray]:

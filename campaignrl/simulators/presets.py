@@ -148,7 +148,7 @@ def fatigue() -> WorldSpec:
 def sparse() -> WorldSpec:
     """Rare conversions (under 1% per contact) and rare organic purchases: a needle world."""
     segments = tuple(
-        replace(s, conversion_logit=s.conversion_logit - 2.2, organic_rate=0.3 * s.organic_rate)
+        replace(s, conversion_logit=s.conversion_logit - 2.6, organic_rate=0.3 * s.organic_rate)
         for s in _SEGMENTS
     )
     return replace(retail(), name="sparse", segments=segments)

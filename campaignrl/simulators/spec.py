@@ -185,13 +185,13 @@ class WorldSpec:
             )
         for i, row in enumerate(self.offer_tastes):
             _check_vector(row, f"WorldSpec.offer_tastes[{i}]", k, None, None)
-        names = [s.name for s in self.segments]
         for i, seg in enumerate(self.segments):
             if not isinstance(seg, SegmentSpec):
                 raise TypeError(
                     f"`WorldSpec.segments[{i}]` must be a SegmentSpec, got {type(seg).__name__}"
                 )
             seg.validate(f"WorldSpec.segments[{i}]", cat.n_channels, k)
+        names = [s.name for s in self.segments]
         if len(set(names)) != len(names):
             raise ValueError(f"`WorldSpec.segments` names must be unique, got {names}")
         total = math.fsum(s.share for s in self.segments)

@@ -1,0 +1,58 @@
+"""Typed result records of off-policy evaluation: estimates, intervals, diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Diagnostics", "Estimate"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A policy value estimate with its confidence interval."""
+
+    estimator: str
+    """the estimator's ``estimator_name`` (``ipw``, ``snipw``, ``dr``, ...)"""
+    value: float
+    """the estimated policy value (mean reward per logged decision)"""
+    ci_low: float
+    """lower end of the confidence interval"""
+    ci_high: float
+    """upper end of the confidence interval"""
+    method: str
+    """how the interval was made: ``bootstrap`` or ``normal``"""
+    alpha: float
+    """the interval covers with probability ``1 - alpha``"""
+    n_rounds: int
+    """number of logged decisions used"""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """How much the log can say about the target policy (importance-weight health).
+
+    Weights are ``w_i = pi_e(a_i | x_i) / pi_b(a_i | x_i)`` over the logged decisions.
+    """
+
+    n_rounds: int
+    """number of logged decisions"""
+    effective_sample_size: float
+    """Kish's ``(sum_i w_i)^2 / sum_i w_i^2``: how many equally weighted rows the estimate
+    is worth (``n`` when the target is the logging policy)"""
+    max_weight: float
+    """the largest importance weight"""
+    mean_weight: float
+    """mean importance weight (close to 1 when the propensities are right and the target
+    stays on the logged support)"""
+    unlogged_target_mass: float
+    """mean target probability on (action, position) pairs the log never shows: value the
+    importance-weighted estimators cannot see"""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types."""
+        return asdict(self)

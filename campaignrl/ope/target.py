@@ -1,0 +1,251 @@
+"""Target policies for OPE: probability tables, context-free or one row per logged decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from campaignrl.logs.io import LoggedData
+
+__all__ = ["ProbabilityModel", "TargetPolicy", "as_target"]
+
+_ATOL = 1e-6
+"""tolerance on probabilities summing to one over actions"""
+
+
+class ProbabilityModel(Protocol):
+    """Anything that maps features ``(n, d)`` to action probabilities ``(n, A)``."""
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """``(n, A)`` action probabilities, one row per context."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class TargetPolicy:
+    """The evaluated policy's action probabilities ``pi_e(a | x, position)``.
+
+    Held as a table in one of two layouts:
+
+    * context-free: ``probs`` of shape ``(A,)`` or ``(A, L)``, the same for every logged row.
+      Everything derived from it stays O(n) in memory: no ``(n, A)`` array is built.
+    * per row (``per_row=True``): ``(n, A)`` or ``(n, A, L)``, aligned with the log's rows.
+
+    Tables without a position axis apply at every position. Actions follow the log's integer
+    action order. Probabilities must be non-negative and sum to one over actions.
+
+    Examples:
+        >>> from campaignrl.logs.io import LoggedData
+        >>> data = LoggedData(
+        ...     actions=np.array([0, 1, 1]),
+        ...     rewards=np.array([0.0, 1.0, 0.5]),
+        ...     propensities=np.array([0.5, 0.25, 0.25]),
+        ...     action_names=("a", "b", "c"),
+        ... )
+        >>> target = TargetPolicy(np.array([0.2, 0.8, 0.0]))
+        >>> target.factual(data)
+        array([0.2, 0.8, 0.8])
+        >>> target.unlogged_mass(data)
+        0.0
+    """
+
+    probs: np.ndarray
+    """``(A,)``, ``(A, L)``, ``(n, A)`` or ``(n, A, L)`` action probabilities"""
+    per_row: bool = False
+    """whether the first axis runs over logged rows (``(n, A[, L])``)"""
+
+    def __post_init__(self) -> None:
+        try:
+            probs = np.asarray(self.probs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"`target` must be a numeric array, got {type(self.probs).__name__}"
+            ) from exc
+        want = (2, 3) if self.per_row else (1, 2)
+        if probs.ndim not in want:
+            layout = "(n, A) or (n, A, L)" if self.per_row else "(A,) or (A, L)"
+            raise ValueError(f"`target` must have shape {layout}, got {probs.shape}")
+        bad = ~(np.isfinite(probs) & (probs >= 0.0))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"`target` probabilities must be finite and >= 0, got {probs[idx]} at index {idx}"
+            )
+        axis = 1 if self.per_row else 0
+        totals = probs.sum(axis=axis)
+        off = np.abs(totals - 1.0) > _ATOL
+        if off.any():
+            idx = tuple(int(i) for i in np.argwhere(off)[0])
+            raise ValueError(
+                f"`target` probabilities must sum to 1 over actions (axis {axis}), "
+                f"got {totals[idx]!r} at {idx}"
+            )
+        if probs is self.probs:
+            probs = probs.view()
+        probs.setflags(write=False)
+        object.__setattr__(self, "probs", probs)
+
+    @classmethod
+    def from_model(cls, model: ProbabilityModel, data: LoggedData) -> TargetPolicy:
+        """Per-row target of a policy object, from the log's features.
+
+        ``model.probabilities(data.features)`` must return ``(n, A)`` probabilities (a
+        :class:`campaignrl.policies.Policy` does).
+        """
+        if data.features is None:
+            raise ValueError("`data` has no features: a policy object needs contexts")
+        return cls(np.asarray(model.probabilities(data.features)), per_row=True)
+
+    @property
+    def n_actions(self) -> int:
+        """Number of actions ``A``."""
+        return int(self.probs.shape[1] if self.per_row else self.probs.shape[0])
+
+    @property
+    def n_positions(self) -> int:
+        """Number of positions of the table (1 if it has no position axis)."""
+        full = 3 if self.per_row else 2
+        return int(self.probs.shape[-1]) if self.probs.ndim == full else 1
+
+    def check_against(self, data: LoggedData, name: str = "target") -> None:
+        """Refuse a table whose shape does not fit ``data``, naming ``name``.
+
+        Raises:
+            ValueError: On a wrong number of rows, actions or positions.
+        """
+        _check_shape(self.probs.shape, self.per_row, data, name)
+
+    def _position_index(self, data: LoggedData) -> np.ndarray | int:
+        has_axis = self.probs.ndim == (3 if self.per_row else 2)
+        if has_axis and data.positions is not None:
+            return data.positions
+        return 0
+
+    def _table(self) -> np.ndarray:
+        """The table with an explicit position axis: ``(A, L)`` or ``(n, A, L)``."""
+        full = 3 if self.per_row else 2
+        return self.probs if self.probs.ndim == full else self.probs[..., np.newaxis]
+
+    def factual(self, data: LoggedData) -> np.ndarray:
+        """``pi_e(a_i | x_i, position_i)`` for every logged action, shape ``(n,)``."""
+        table = self._table()
+        pos = self._position_index(data)
+        if self.per_row:
+            return table[np.arange(data.n_rounds), data.actions, pos]
+        return table[data.actions, pos]
+
+    def expected(self, estimated_rewards: np.ndarray, data: LoggedData) -> np.ndarray:
+        """``sum_a pi_e(a | x_i, position_i) q_hat(x_i, a, position_i)``, shape ``(n,)``.
+
+        ``estimated_rewards`` is ``(n, A)`` (the same at every position) or ``(n, A, L)``.
+        Beyond ``estimated_rewards`` itself, memory stays O(n L): the target is contracted
+        against the reward matrix, never broadcast to it.
+        """
+        q = estimated_rewards
+        table = self._table()
+        n = data.n_rounds
+        if q.ndim == 2 and table.shape[-1] == 1:
+            if self.per_row:
+                return np.einsum("ia,ia->i", q, table[:, :, 0])
+            return q @ table[:, 0]
+        # One value per row and position, then pick each row's logged position.
+        if q.ndim == 2:
+            per_pos = np.einsum("ia,ial->il", q, table) if self.per_row else q @ table
+        elif self.per_row:
+            per_pos = np.einsum("ial,ial->il", q, table)
+        elif table.shape[-1] == 1:
+            per_pos = np.einsum("ial,a->il", q, table[:, 0])
+        else:
+            per_pos = np.einsum("ial,al->il", q, table)
+        if per_pos.shape[1] == 1:
+            return per_pos[:, 0]
+        pos = data.positions if data.positions is not None else np.zeros(n, dtype=np.int64)
+        return per_pos[np.arange(n), pos]
+
+    def unlogged_mass(self, data: LoggedData) -> float:
+        """Mean target probability on (action, position) pairs the log never shows.
+
+        Such actions carry no importance-weighted evidence: IPS values them at zero and DR
+        falls back on the reward model there.
+        """
+        n_a, n_l = data.n_actions, data.n_positions
+        pos_all = data.positions if data.positions is not None else np.zeros_like(data.actions)
+        seen = np.bincount(data.actions * n_l + pos_all, minlength=n_a * n_l).reshape(n_a, n_l)
+        unseen = (seen == 0).astype(np.float64)  # (A, L)
+        table = self._table()
+        if self.per_row:
+            if table.shape[-1] == 1:
+                per_pos = table[:, :, 0] @ unseen  # (n, L)
+            else:
+                per_pos = np.einsum("ial,al->il", table[:, :, :n_l], unseen)
+            rows = np.arange(data.n_rounds)
+            mass = per_pos[rows, pos_all] if n_l > 1 else per_pos[:, 0]
+            return float(mass.mean()) if mass.size else 0.0
+        # Context-free: the mass at each position, weighted by how often it was logged.
+        if table.shape[-1] == 1:
+            per_pos = table[:, 0] @ unseen  # (L,)
+        else:
+            per_pos = np.einsum("al,al->l", table[:, :n_l], unseen)
+        weights = np.bincount(pos_all, minlength=n_l) / max(data.n_rounds, 1)
+        return float(per_pos @ weights)
+
+
+def as_target(target: Any, data: LoggedData, name: str = "target") -> TargetPolicy:
+    """A :class:`TargetPolicy` for ``data`` from a table or a policy object.
+
+    Arrays are read by shape: ``(A,)`` context-free, ``(n, A, L)`` per row, ``(n, A)`` per
+    row or ``(A, L)`` context-free; a 2D shape that fits both readings is refused (wrap it in
+    ``TargetPolicy(probs, per_row=...)``). An object with a ``probabilities(features)`` method
+    is evaluated on the log's features.
+
+    Raises:
+        ValueError: If the shape fits neither layout, naming ``name``.
+    """
+    if isinstance(target, TargetPolicy):
+        target.check_against(data, name)
+        return target
+    if not isinstance(target, np.ndarray) and hasattr(target, "probabilities"):
+        policy = TargetPolicy.from_model(target, data)
+        policy.check_against(data, name)
+        return policy
+    try:
+        arr = np.asarray(target, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"`{name}` must be a TargetPolicy, a policy or a numeric array, "
+            f"got {type(target).__name__}"
+        ) from exc
+    n, n_a = data.n_rounds, data.n_actions
+    per_row = arr.ndim == 3
+    if arr.ndim == 2:
+        per_row = arr.shape == (n, n_a)
+        if per_row and _fits(arr.shape, False, data):
+            raise ValueError(
+                f"`{name}` of shape {arr.shape} reads as both (n, A) and (A, L): wrap it in "
+                "TargetPolicy(probs, per_row=True or False)"
+            )
+    _check_shape(arr.shape, per_row, data, name)
+    return TargetPolicy(arr, per_row=per_row)
+
+
+def _fits(shape: tuple[int, ...], per_row: bool, data: LoggedData) -> bool:
+    """Whether a table of ``shape`` in the given layout fits ``data``."""
+    if per_row:
+        if len(shape) not in (2, 3) or shape[0] != data.n_rounds:
+            return False
+        shape = shape[1:]
+    if len(shape) not in (1, 2) or shape[0] != data.n_actions:
+        return False
+    # A position axis must cover every logged position; no axis means "at every position".
+    return len(shape) == 1 or shape[1] >= data.n_positions
+
+
+def _check_shape(shape: tuple[int, ...], per_row: bool, data: LoggedData, name: str) -> None:
+    if not _fits(shape, per_row, data):
+        n, n_a, n_l = data.n_rounds, data.n_actions, data.n_positions
+        raise ValueError(
+            f"`{name}` must have shape (A,)=({n_a},), (A, L)=({n_a}, {n_l}), "
+            f"(n, A)=({n}, {n_a}) or (n, A, L)=({n}, {n_a}, {n_l}), got {shape}"
+        )

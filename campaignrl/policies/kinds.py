@@ -1,0 +1,320 @@
+"""The policy kinds an artifact can hold: constant, linear, tabular and MLP scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from campaignrl._checks import check_array
+from campaignrl.policies.artifacts import register_policy_kind
+from campaignrl.policies.base import Exploration, Policy
+
+__all__ = ["ConstantPolicy", "LinearPolicy", "MLPPolicy", "TabularPolicy"]
+
+
+@register_policy_kind
+class ConstantPolicy(Policy):
+    """The same scores for every customer (``random``, ``no-contact``, ``static-best``).
+
+    Args:
+        scores: ``(A,)`` scores; greedy takes the best allowed, softmax spreads by them.
+    """
+
+    kind = "constant"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        action_names: Sequence[str],
+        scores: np.ndarray,
+        exploration: Exploration | None = None,
+    ) -> None:
+        super().__init__(tuple(feature_names), tuple(action_names), exploration)
+        self.score_vector = check_array(scores, "scores", shape=(self.n_actions,))
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """The constant scores, broadcast to ``(n, A)``."""
+        return np.broadcast_to(self.score_vector, (features.shape[0], self.n_actions))
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """``scores``."""
+        return {"scores": self.score_vector}
+
+    def config(self) -> dict[str, Any]:
+        """No settings."""
+        return {}
+
+    @classmethod
+    def from_saved(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> ConstantPolicy:
+        """Rebuild from saved arrays."""
+        return cls(feature_names, action_names, arrays["scores"], exploration)
+
+
+@register_policy_kind
+class LinearPolicy(Policy):
+    """Per-action linear scores, with an optional upper-confidence bonus (LinUCB).
+
+    ``score_a(x) = x . beta_a + alpha * sqrt(x^T A_a^{-1} x)``; ``alpha = 0`` gives ridge
+    (LinGreedy) scores. Reference: Li, Chu, Langford, Schapire, "A contextual-bandit approach
+    to personalized news article recommendation", WWW 2010.
+
+    Args:
+        beta: ``(A, d)`` ridge coefficients per action.
+        a_inv: ``(A, d, d)`` inverse design matrices, needed when ``alpha > 0``.
+        alpha: Width of the confidence bonus.
+    """
+
+    kind = "linear"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        action_names: Sequence[str],
+        beta: np.ndarray,
+        *,
+        a_inv: np.ndarray | None = None,
+        alpha: float = 0.0,
+        exploration: Exploration | None = None,
+    ) -> None:
+        super().__init__(tuple(feature_names), tuple(action_names), exploration)
+        n_a, d = self.n_actions, len(self.feature_names)
+        self.beta = check_array(beta, "beta", shape=(n_a, d))
+        self.alpha = float(alpha)
+        if self.alpha < 0 or not np.isfinite(self.alpha):
+            raise ValueError(f"`alpha` must be a finite number >= 0, got {alpha!r}")
+        self.a_inv = None if a_inv is None else check_array(a_inv, "a_inv", shape=(n_a, d, d))
+        if self.alpha > 0 and self.a_inv is None:
+            raise ValueError("`a_inv` is required when `alpha` > 0")
+        # (d, A*d) layout: one BLAS matmul gives x^T A_a^{-1} for every action at once.
+        self._a_inv_flat = (
+            None if self.a_inv is None else self.a_inv.transpose(1, 0, 2).reshape(d, n_a * d)
+        )
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Linear scores plus the confidence bonus."""
+        x = np.asarray(features, dtype=np.float64)
+        out = x @ self.beta.T
+        if self.alpha > 0 and self._a_inv_flat is not None:
+            n, d = x.shape
+            xa = (x @ self._a_inv_flat).reshape(n, self.n_actions, d)
+            quad = np.einsum("nad,nd->na", xa, x)
+            out = out + self.alpha * np.sqrt(np.maximum(quad, 0.0))
+        return out
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """``beta`` and, with a bonus, ``a_inv``."""
+        params = {"beta": self.beta}
+        if self.a_inv is not None:
+            params["a_inv"] = self.a_inv
+        return params
+
+    def config(self) -> dict[str, Any]:
+        """``alpha``."""
+        return {"alpha": self.alpha}
+
+    @classmethod
+    def from_saved(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> LinearPolicy:
+        """Rebuild from saved arrays."""
+        return cls(
+            feature_names,
+            action_names,
+            arrays["beta"],
+            a_inv=arrays.get("a_inv"),
+            alpha=float(config["alpha"]),
+            exploration=exploration,
+        )
+
+
+@register_policy_kind
+class TabularPolicy(Policy):
+    """A table of scores over a discretized state (Q-tables, per-segment bandits).
+
+    Each listed feature is cut at its ``edges`` (``np.digitize``), giving bin ``b_j`` in
+    ``[0, len(edges_j)]``; the state index is the mixed-radix number of the bins, first
+    feature most significant. ``scores = table[state]``.
+
+    Args:
+        state_features: Names of the features that define the state, in order.
+        edges: For each of them, increasing cut points.
+        table: ``(n_states, A)`` scores.
+    """
+
+    kind = "tabular"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        action_names: Sequence[str],
+        state_features: Sequence[str],
+        edges: Sequence[Sequence[float]],
+        table: np.ndarray,
+        exploration: Exploration | None = None,
+    ) -> None:
+        super().__init__(tuple(feature_names), tuple(action_names), exploration)
+        if len(state_features) != len(edges):
+            raise ValueError(
+                f"`state_features` and `edges` must have the same length, got "
+                f"{len(state_features)} and {len(edges)}"
+            )
+        unknown = [f for f in state_features if f not in self.feature_names]
+        if unknown:
+            raise ValueError(f"`state_features` {unknown} are not among the feature names")
+        self.state_features = tuple(state_features)
+        self.edges = tuple(np.asarray(e, dtype=np.float64) for e in edges)
+        for name, e in zip(self.state_features, self.edges, strict=True):
+            if e.ndim != 1 or not np.isfinite(e).all() or np.any(np.diff(e) <= 0):
+                raise ValueError(f"edges of {name!r} must be finite and strictly increasing")
+        self._columns = np.array([self.feature_names.index(f) for f in self.state_features])
+        self.radix = np.array([len(e) + 1 for e in self.edges], dtype=np.int64)
+        n_states = int(np.prod(self.radix))
+        self.table = check_array(table, "table", shape=(n_states, self.n_actions))
+
+    @property
+    def n_states(self) -> int:
+        """Number of discrete states."""
+        return int(self.table.shape[0])
+
+    def states(self, features: np.ndarray) -> np.ndarray:
+        """``(n,)`` state index of each row."""
+        x = np.asarray(features)
+        state = np.zeros(x.shape[0], dtype=np.int64)
+        for col, e, r in zip(self._columns, self.edges, self.radix, strict=True):
+            state = state * r + np.digitize(x[:, col], e)
+        return state
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Table rows of each row's state."""
+        return self.table[self.states(features)]
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The table and the edges (``edges_<i>``)."""
+        params = {"table": self.table}
+        params.update({f"edges_{i}": e for i, e in enumerate(self.edges)})
+        return params
+
+    def config(self) -> dict[str, Any]:
+        """The state features."""
+        return {"state_features": list(self.state_features)}
+
+    @classmethod
+    def from_saved(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> TabularPolicy:
+        """Rebuild from saved arrays."""
+        names = list(config["state_features"])
+        edges = [arrays[f"edges_{i}"] for i in range(len(names))]
+        return cls(feature_names, action_names, names, edges, arrays["table"], exploration)
+
+
+_ACTIVATIONS: dict[str, Any] = {
+    "tanh": np.tanh,
+    "relu": lambda z, out=None: np.maximum(z, 0.0, out=out),
+}
+
+
+@register_policy_kind
+class MLPPolicy(Policy):
+    """A multilayer perceptron's logits, in numpy (PPO's actor without torch).
+
+    ``h_0 = x; h_{k+1} = act(h_k W_k + b_k)``; logits ``= h_K W_out + b_out``. With softmax
+    exploration at temperature 1 the probabilities are the network's own distribution.
+
+    Args:
+        weights: Weight matrices, input to output, each ``(in, out)``.
+        biases: Bias vectors, one per weight matrix.
+        activation: ``tanh`` or ``relu`` (hidden layers only).
+    """
+
+    kind = "mlp"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        action_names: Sequence[str],
+        weights: Sequence[np.ndarray],
+        biases: Sequence[np.ndarray],
+        activation: str = "tanh",
+        exploration: Exploration | None = None,
+    ) -> None:
+        super().__init__(
+            tuple(feature_names), tuple(action_names), exploration or Exploration("softmax")
+        )
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"`activation` must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+            )
+        if len(weights) == 0 or len(weights) != len(biases):
+            raise ValueError(
+                f"`weights` and `biases` must be non-empty and of equal length, got "
+                f"{len(weights)} and {len(biases)}"
+            )
+        self.activation = activation
+        self.weights: list[np.ndarray] = []
+        self.biases: list[np.ndarray] = []
+        width = len(self.feature_names)
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            out = self.n_actions if i == len(weights) - 1 else np.shape(w)[-1]
+            self.weights.append(check_array(w, f"w{i}", shape=(width, out)))
+            self.biases.append(check_array(b, f"b{i}", shape=(out,)))
+            width = out
+        self._w32 = [w.astype(np.float32) for w in self.weights]
+        self._b32 = [b.astype(np.float32) for b in self.biases]
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Logits."""
+        act = _ACTIVATIONS[self.activation]
+        # float32 like the torch network it was trained as: twice the speed of float64.
+        h = np.asarray(features, dtype=np.float32)
+        last = len(self._w32) - 1
+        for i, (w, b) in enumerate(zip(self._w32, self._b32, strict=True)):
+            h = h @ w
+            h += b
+            if i < last:
+                h = act(h, out=h)
+        return h.astype(np.float64)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """``w<i>`` and ``b<i>`` per layer."""
+        params = {f"w{i}": w for i, w in enumerate(self.weights)}
+        params.update({f"b{i}": b for i, b in enumerate(self.biases)})
+        return params
+
+    def config(self) -> dict[str, Any]:
+        """Layer count and activation."""
+        return {"n_layers": len(self.weights), "activation": self.activation}
+
+    @classmethod
+    def from_saved(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> MLPPolicy:
+        """Rebuild from saved arrays."""
+        k = int(config["n_layers"])
+        weights = [arrays[f"w{i}"] for i in range(k)]
+        biases = [arrays[f"b{i}"] for i in range(k)]
+        return cls(feature_names, action_names, weights, biases, config["activation"], exploration)
