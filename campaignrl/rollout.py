@@ -11,11 +11,12 @@ import pandas as pd
 from campaignrl._checks import check_scalar
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.logs.schema import REQUIRED_COLUMNS
+from campaignrl.policies.base import Policy
 from campaignrl.policies.sampling import epsilon_mix, sample_actions
 from campaignrl.simulators.core import CustomerSimulator
 from campaignrl.simulators.spec import WorldSpec
 
-__all__ = ["PopulationPolicy", "RolloutResult", "mean_ci95", "run_policy"]
+__all__ = ["FeaturePolicy", "PopulationPolicy", "RolloutResult", "mean_ci95", "run_policy"]
 
 _START = pd.Timestamp("2026-01-05", tz="UTC")
 """calendar date of period 0 in simulated logs (a Monday; one period is one week)"""
@@ -29,6 +30,38 @@ class PopulationPolicy(Protocol):
     ) -> np.ndarray:
         """``(n, A)`` probabilities, zero on masked actions, for the current population."""
         ...
+
+
+class FeaturePolicy:
+    """Runs a framework-free :class:`~campaignrl.policies.Policy` on a simulated population.
+
+    The policy sees only the observation and masks, as it would in the decision service.
+    """
+
+    def __init__(self, policy: Policy, name: str | None = None) -> None:
+        self.policy = policy
+        self.name = name or policy.kind
+
+    def probabilities(
+        self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
+    ) -> np.ndarray:
+        """The policy's probabilities on the observation."""
+        return self.policy.probabilities(obs, masks)
+
+    def check_compatible(
+        self, feature_names: tuple[str, ...], action_names: tuple[str, ...]
+    ) -> None:
+        """Refuse a policy trained on other features or actions, naming the difference."""
+        if tuple(self.policy.feature_names) != tuple(feature_names):
+            raise ValueError(
+                f"policy features {list(self.policy.feature_names)} do not match the "
+                f"environment's {list(feature_names)}"
+            )
+        if tuple(self.policy.action_names) != tuple(action_names):
+            raise ValueError(
+                f"policy actions {list(self.policy.action_names)} do not match the "
+                f"environment's {list(action_names)}"
+            )
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:
@@ -107,6 +140,8 @@ def run_policy(
     check_scalar(seed, "seed", int, min_val=0)
     check_scalar(epsilon, "epsilon", (int, float), min_val=0.0, max_val=1.0)
     env = CampaignVectorEnv(n_customers, world=world, horizon=horizon)
+    if isinstance(policy, FeaturePolicy):
+        policy.check_compatible(env.encoder.feature_names, env.action_names)
     policy_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     obs, _ = env.reset(seed=seed)
     sim = env.simulator

@@ -161,7 +161,7 @@ def read_logs(
         >>> read_logs(frame.assign(propensity=[0.5, 0.0]))
         Traceback (most recent call last):
         ...
-        ValueError: column `propensity` must be in (0, 1]: row 1 has 0.0
+        ValueError: column `propensity` must be a number in (0, 1]: row 1 has 0.0
     """
     if action_names is None:
         from campaignrl.catalog import default_catalog
@@ -173,9 +173,7 @@ def read_logs(
     frame = _load_frame(source, feature_columns)
     missing = [c for c in OPE_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(
-            f"log is missing required column(s) {missing}; found columns {list(frame.columns)}"
-        )
+        raise ValueError(f"log is missing required column(s) {missing}")
     if feature_columns is None:
         skip = set(REQUIRED_COLUMNS) | set(_OPTIONAL_COLUMNS)
         feature_columns = [str(c) for c in frame.columns if c not in skip]
@@ -190,7 +188,7 @@ def read_logs(
     propensities = _read_float(frame["propensity"], "propensity")
     bad = ~((propensities > 0.0) & (propensities <= 1.0))  # NaN fails both comparisons
     if bad.any():
-        _refuse(frame, "propensity", bad, "must be in (0, 1]")
+        _refuse(frame, "propensity", bad, "must be a number in (0, 1]")
     rewards = _read_float(frame["reward"], "reward")
     _refuse_non_finite(frame, "reward", rewards)
     if "decision_id" in frame.columns:
@@ -247,7 +245,7 @@ def _load_frame(
 
     schema = pq.read_schema(path)
     present = set(schema.names)
-    wanted = [c for c in (*OPE_COLUMNS, "decision_id", "episode_id", "step", "position")]
+    wanted = [*OPE_COLUMNS, "decision_id", "episode_id", "step", "position"]
     if feature_columns is None:
         wanted += [c for c in schema.names if c not in REQUIRED_COLUMNS and c != "position"]
     else:
@@ -260,7 +258,11 @@ def _load_frame(
     strings = [
         c
         for c in ("action", "episode_id")
-        if c in present and pa.types.is_string(schema.field(c).type)
+        if c in present
+        and (
+            pa.types.is_string(schema.field(c).type)
+            or pa.types.is_large_string(schema.field(c).type)
+        )
     ]
     table = pq.read_table(path, columns=columns, read_dictionary=strings)
     return table.to_pandas()
@@ -279,7 +281,7 @@ def _refuse(frame: pd.DataFrame, column: str, bad: np.ndarray, what: str) -> Non
 def _refuse_non_finite(frame: pd.DataFrame, column: str, values: np.ndarray) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
-        _refuse(frame, column, bad, "must be finite")
+        _refuse(frame, column, bad, "must be a finite number")
 
 
 def _read_float(column: pd.Series, name: str) -> np.ndarray:

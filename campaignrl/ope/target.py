@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from campaignrl.logs.io import LoggedData
 
-__all__ = ["ProbabilityModel", "TargetPolicy", "as_target"]
+__all__ = ["ProbabilityModel", "TargetPolicy", "as_target", "load_target_table"]
 
 _ATOL = 1e-6
 """tolerance on probabilities summing to one over actions"""
@@ -80,7 +82,7 @@ class TargetPolicy:
             idx = tuple(int(i) for i in np.argwhere(off)[0])
             raise ValueError(
                 f"`target` probabilities must sum to 1 over actions (axis {axis}), "
-                f"got {totals[idx]!r} at {idx}"
+                f"got {float(totals[idx])!r} at {idx}"
             )
         if probs is self.probs:
             probs = probs.view()
@@ -143,10 +145,14 @@ class TargetPolicy:
         Beyond ``estimated_rewards`` itself, memory stays O(n L): the target is contracted
         against the reward matrix, never broadcast to it.
         """
-        q = estimated_rewards
+        n, n_l = data.n_rounds, data.n_positions
         table = self._table()
-        n = data.n_rounds
-        if q.ndim == 2 and table.shape[-1] == 1:
+        # Position axes may be longer than the log needs: keep the logged positions (views).
+        q = estimated_rewards if estimated_rewards.ndim == 2 else estimated_rewards[:, :, :n_l]
+        one_slot = table.shape[-1] == 1  # no position axis: the same at every position
+        if not one_slot:
+            table = table[..., :n_l]
+        if q.ndim == 2 and one_slot:
             if self.per_row:
                 return np.einsum("ia,ia->i", q, table[:, :, 0])
             return q @ table[:, 0]
@@ -154,8 +160,11 @@ class TargetPolicy:
         if q.ndim == 2:
             per_pos = np.einsum("ia,ial->il", q, table) if self.per_row else q @ table
         elif self.per_row:
-            per_pos = np.einsum("ial,ial->il", q, table)
-        elif table.shape[-1] == 1:
+            if one_slot:
+                per_pos = np.einsum("ial,ia->il", q, table[:, :, 0])
+            else:
+                per_pos = np.einsum("ial,ial->il", q, table)
+        elif one_slot:
             per_pos = np.einsum("ial,a->il", q, table[:, 0])
         else:
             per_pos = np.einsum("ial,al->il", q, table)
@@ -249,3 +258,32 @@ def _check_shape(shape: tuple[int, ...], per_row: bool, data: LoggedData, name: 
             f"`{name}` must have shape (A,)=({n_a},), (A, L)=({n_a}, {n_l}), "
             f"(n, A)=({n}, {n_a}) or (n, A, L)=({n}, {n_a}, {n_l}), got {shape}"
         )
+
+
+def load_target_table(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a probability table from ``.npy`` (any layout) or ``.parquet`` (1D or 2D).
+
+    ``.npy`` files are loaded with ``allow_pickle=False``. A Parquet table's numeric columns
+    become the columns of a 2D array (``(n, A)`` or ``(A, L)``); a single column gives ``(A,)``
+    or, aligned with the log, is refused later by shape. Pass the result to
+    :func:`as_target` (or wrap it in :class:`TargetPolicy` to fix the layout).
+
+    Raises:
+        ValueError: On another suffix or a non-numeric Parquet column.
+    """
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix == ".npy":
+        return np.load(file, allow_pickle=False)
+    if suffix != ".parquet":
+        raise ValueError(f"`path` must end in .npy or .parquet, got {str(path)!r}")
+    import pandas as pd
+
+    frame = pd.read_parquet(file)
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column].dtype):
+            raise ValueError(
+                f"column `{column}` of {str(path)!r} must be numeric, got {frame[column].dtype}"
+            )
+    table = frame.to_numpy(dtype=np.float64)
+    return table[:, 0] if table.shape[1] == 1 else table

@@ -92,7 +92,7 @@ def save_policy(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        np.savez(tmp / _WEIGHTS, **arrays)
+        np.savez(tmp / _WEIGHTS, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -63,14 +63,18 @@ class ConstantPolicy(Policy):
 class LinearPolicy(Policy):
     """Per-action linear scores, with an optional upper-confidence bonus (LinUCB).
 
-    ``score_a(x) = x . beta_a + alpha * sqrt(x^T A_a^{-1} x)``; ``alpha = 0`` gives ridge
-    (LinGreedy) scores. Reference: Li, Chu, Langford, Schapire, "A contextual-bandit approach
-    to personalized news article recommendation", WWW 2010.
+    ``score_a(x) = z . beta_a + alpha * sqrt(z^T A_a^{-1} z)`` with ``z = phi(x)``; ``alpha = 0``
+    gives ridge (LinGreedy) scores. Reference: Li, Chu, Langford, Schapire, "A
+    contextual-bandit approach to personalized news article recommendation", WWW 2010.
+
+    ``phi`` is the identity, or with ``interact_with`` (one-hot group columns, e.g. the
+    segment's) the outer product ``x (x) onehot``: one linear model per group and action.
 
     Args:
-        beta: ``(A, d)`` ridge coefficients per action.
-        a_inv: ``(A, d, d)`` inverse design matrices, needed when ``alpha > 0``.
+        beta: ``(A, k)`` ridge coefficients per action (``k`` = width of ``phi(x)``).
+        a_inv: ``(A, k, k)`` inverse design matrices, needed when ``alpha > 0``.
         alpha: Width of the confidence bonus.
+        interact_with: Names of one-hot feature columns to cross the features with.
     """
 
     kind = "linear"
@@ -83,10 +87,19 @@ class LinearPolicy(Policy):
         *,
         a_inv: np.ndarray | None = None,
         alpha: float = 0.0,
+        interact_with: Sequence[str] = (),
         exploration: Exploration | None = None,
     ) -> None:
         super().__init__(tuple(feature_names), tuple(action_names), exploration)
-        n_a, d = self.n_actions, len(self.feature_names)
+        unknown = [f for f in interact_with if f not in self.feature_names]
+        if unknown:
+            raise ValueError(f"`interact_with` {unknown} are not among the feature names")
+        self.interact_with = tuple(interact_with)
+        self._group_cols = np.array(
+            [self.feature_names.index(f) for f in self.interact_with], dtype=np.int64
+        )
+        n_a = self.n_actions
+        d = len(self.feature_names) * max(1, len(self.interact_with))
         self.beta = check_array(beta, "beta", shape=(n_a, d))
         self.alpha = float(alpha)
         if self.alpha < 0 or not np.isfinite(self.alpha):
@@ -99,9 +112,17 @@ class LinearPolicy(Policy):
             None if self.a_inv is None else self.a_inv.transpose(1, 0, 2).reshape(d, n_a * d)
         )
 
+    def feature_map(self, features: np.ndarray) -> np.ndarray:
+        """``phi(x)``: the features, or their outer product with the group one-hot."""
+        x = np.asarray(features, dtype=np.float64)
+        if not self.interact_with:
+            return x
+        groups = x[:, self._group_cols]
+        return (groups[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
+
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Linear scores plus the confidence bonus."""
-        x = np.asarray(features, dtype=np.float64)
+        x = self.feature_map(features)
         out = x @ self.beta.T
         if self.alpha > 0 and self._a_inv_flat is not None:
             n, d = x.shape
@@ -118,8 +139,8 @@ class LinearPolicy(Policy):
         return params
 
     def config(self) -> dict[str, Any]:
-        """``alpha``."""
-        return {"alpha": self.alpha}
+        """``alpha`` and ``interact_with``."""
+        return {"alpha": self.alpha, "interact_with": list(self.interact_with)}
 
     @classmethod
     def from_saved(
@@ -137,6 +158,7 @@ class LinearPolicy(Policy):
             arrays["beta"],
             a_inv=arrays.get("a_inv"),
             alpha=float(config["alpha"]),
+            interact_with=tuple(config.get("interact_with", ())),
             exploration=exploration,
         )
 
@@ -162,7 +184,7 @@ class TabularPolicy(Policy):
         feature_names: Sequence[str],
         action_names: Sequence[str],
         state_features: Sequence[str],
-        edges: Sequence[Sequence[float]],
+        edges: Sequence[Sequence[float] | np.ndarray],
         table: np.ndarray,
         exploration: Exploration | None = None,
     ) -> None:
@@ -223,7 +245,7 @@ class TabularPolicy(Policy):
     ) -> TabularPolicy:
         """Rebuild from saved arrays."""
         names = list(config["state_features"])
-        edges = [arrays[f"edges_{i}"] for i in range(len(names))]
+        edges = [arrays[f"edges_{i}"].tolist() for i in range(len(names))]
         return cls(feature_names, action_names, names, edges, arrays["table"], exploration)
 
 

@@ -1,0 +1,67 @@
+"""The agent protocol: act on a batch, learn from what happened, hand over a Policy."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+
+from campaignrl.policies.base import Policy
+
+__all__ = ["Agent", "Transition"]
+
+
+class Transition(NamedTuple):
+    """One period of a population, as an agent learns from it."""
+
+    obs: np.ndarray
+    """(n, d) observations the actions were chosen on"""
+    masks: np.ndarray
+    """(n, A) allowed actions at that time"""
+    actions: np.ndarray
+    """(n,) actions taken"""
+    propensities: np.ndarray
+    """(n,) probability the agent gave each taken action"""
+    rewards: np.ndarray
+    """(n,) profit observed"""
+    next_obs: np.ndarray
+    """(n, d) observations after the period (the final ones at an episode end)"""
+    next_masks: np.ndarray
+    """(n, A) allowed actions after the period"""
+    terminated: np.ndarray
+    """(n,) the campaign ended with this period"""
+
+
+class Agent(ABC):
+    """An agent decides for a batch of customers and learns online.
+
+    ``act`` samples with the agent's own seeded Generator and returns each action's exact
+    probability; ``update`` learns from a :class:`Transition`; ``policy`` returns the
+    framework-free :class:`~campaignrl.policies.Policy` whose probabilities equal what
+    ``act`` samples from.
+    """
+
+    name: ClassVar[str]
+    """command-line name of the agent"""
+
+    def __init__(self, feature_names: tuple[str, ...], action_names: tuple[str, ...]) -> None:
+        self.feature_names = tuple(feature_names)
+        self.action_names = tuple(action_names)
+
+    @property
+    def n_actions(self) -> int:
+        """Number of actions."""
+        return len(self.action_names)
+
+    @abstractmethod
+    def act(self, obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Actions ``(n,)`` and their exact probabilities ``(n,)`` for a batch."""
+
+    @abstractmethod
+    def update(self, transition: Transition) -> None:
+        """Learn from one period of the population."""
+
+    @abstractmethod
+    def policy(self) -> Policy:
+        """The current decision rule as a numpy :class:`Policy`."""

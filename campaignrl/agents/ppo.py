@@ -1,0 +1,176 @@
+"""PPO with action masking (sb3-contrib MaskablePPO), exported as a numpy MLP policy.
+
+Trained on the vectorized core through :class:`~campaignrl.envs.CampaignSB3VecEnv` with
+rewards scaled by SB3's ``VecNormalize`` (observations are already scaled, so the exported
+actor needs no normalization). The actor (``mlp_extractor.policy_net`` then ``action_net``)
+is copied into :class:`~campaignrl.policies.MLPPolicy`; masked logits get zero probability,
+as in MaskablePPO's own masked categorical distribution. Reference: Schulman et al.,
+"Proximal Policy Optimization Algorithms", 2017; Huang and Ontañón, "A Closer Look at
+Invalid Action Masking in Policy Gradient Algorithms", 2020.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from campaignrl._checks import check_scalar
+from campaignrl.agents.base import Agent, Transition
+from campaignrl.envs.vector import CampaignVectorEnv
+from campaignrl.policies.base import Exploration
+from campaignrl.policies.kinds import MLPPolicy
+from campaignrl.policies.sampling import sample_actions
+
+__all__ = ["PPOAgent", "PPOConfig"]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyperparameters of MaskablePPO (names as in stable-baselines3)."""
+
+    learning_rate: float = 3e-4
+    """Adam step size"""
+    n_steps: int = 26
+    """periods per customer per rollout (26 = one campaign)"""
+    batch_size: int = 4096
+    """minibatch size"""
+    n_epochs: int = 5
+    """passes over each rollout"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_range: float = 0.2
+    """PPO clip range"""
+    ent_coef: float = 0.01
+    """entropy bonus"""
+    net_arch: tuple[int, ...] = (64, 64)
+    """hidden layer widths of the actor and of the critic"""
+    normalize_reward: bool = True
+    """scale rewards by a running estimate of the return's spread (VecNormalize)"""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """further MaskablePPO keyword arguments"""
+
+    def __post_init__(self) -> None:
+        check_scalar(
+            self.learning_rate, "learning_rate", (int, float), min_val=0.0, min_inclusive=False
+        )
+        check_scalar(self.n_steps, "n_steps", int, min_val=1)
+        check_scalar(self.batch_size, "batch_size", int, min_val=2)
+        check_scalar(self.n_epochs, "n_epochs", int, min_val=1)
+        check_scalar(self.gamma, "gamma", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(self.gae_lambda, "gae_lambda", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(self.clip_range, "clip_range", (int, float), min_val=0.0, min_inclusive=False)
+        check_scalar(self.ent_coef, "ent_coef", (int, float), min_val=0.0)
+        if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
+            raise ValueError(f"`net_arch` must be positive layer widths, got {self.net_arch!r}")
+
+
+class PPOAgent(Agent):
+    """MaskablePPO on a population env.
+
+    PPO learns from its own rollouts (:meth:`learn`), not from transitions handed to
+    :meth:`update`. :meth:`act` samples from the exported numpy actor with the agent's seeded
+    Generator, so propensities are exact.
+
+    Args:
+        env: The population env to train on (its customers are the parallel envs).
+        config: Hyperparameters.
+        seed: Seed of torch, SB3 and the env.
+        rng: Seeded Generator for :meth:`act`.
+    """
+
+    name: ClassVar[str] = "ppo"
+
+    def __init__(
+        self, env: CampaignVectorEnv, config: PPOConfig, seed: int, rng: np.random.Generator
+    ) -> None:
+        import torch
+        from sb3_contrib import MaskablePPO
+        from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+        from campaignrl.envs.sb3 import CampaignSB3VecEnv
+
+        super().__init__(env.encoder.feature_names, env.action_names)
+        torch.set_num_threads(1)  # small networks: one thread is faster on 2 cores
+        self.config = config
+        self.rng = rng
+        venv: Any = VecMonitor(CampaignSB3VecEnv(env))
+        if config.normalize_reward:
+            venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=config.gamma)
+        venv.seed(seed)
+        self.venv = venv
+        batch = min(config.batch_size, config.n_steps * env.num_envs)
+        self.model = MaskablePPO(
+            "MlpPolicy",
+            venv,
+            learning_rate=config.learning_rate,
+            n_steps=config.n_steps,
+            batch_size=batch,
+            n_epochs=config.n_epochs,
+            gamma=config.gamma,
+            gae_lambda=config.gae_lambda,
+            clip_range=config.clip_range,
+            ent_coef=config.ent_coef,
+            policy_kwargs={
+                "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
+                "activation_fn": torch.nn.Tanh,
+            },
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            **config.extra,
+        )
+
+    def learn(
+        self, total_timesteps: int, *, callback: Any = None, progress_bar: bool = False
+    ) -> None:
+        """Train for ``total_timesteps`` customer-steps."""
+        check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
+        self.model.learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            progress_bar=progress_bar,
+            reset_num_timesteps=False,
+        )
+
+    def act(self, obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sample from the actor's masked distribution with exact propensities."""
+        return sample_actions(self.policy().probabilities(obs, masks), self.rng)
+
+    def update(self, transition: Transition) -> None:
+        """PPO learns from its own rollouts: use :meth:`learn`."""
+        raise NotImplementedError("PPO learns from its own rollouts; call learn(total_timesteps)")
+
+    def policy(self) -> MLPPolicy:
+        """The actor as a numpy MLP (softmax over masked logits, temperature 1)."""
+        import torch
+
+        pol = self.model.policy
+        layers: list[Any] = [
+            m for m in pol.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)
+        ]
+        layers.append(pol.action_net)
+        weights = [m.weight.detach().cpu().numpy().T.astype(np.float64) for m in layers]
+        biases = [m.bias.detach().cpu().numpy().astype(np.float64) for m in layers]
+        return MLPPolicy(
+            self.feature_names,
+            self.action_names,
+            weights,
+            biases,
+            "tanh",
+            Exploration("softmax", temperature=1.0),
+        )
+
+    def torch_probabilities(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """The live network's masked action probabilities (for parity checks)."""
+        import torch
+
+        with torch.no_grad():
+            dist = self.model.policy.get_distribution(
+                torch.as_tensor(np.asarray(obs, dtype=np.float32)), action_masks=masks
+            )
+            probs: Any = dist.distribution.probs  # type: ignore[union-attr]  # Categorical
+            return np.asarray(probs.cpu().numpy(), dtype=np.float64)

@@ -1,0 +1,170 @@
+"""Tabular Q-learning over a documented discretization of the observation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from campaignrl._checks import check_scalar
+from campaignrl.agents.base import Agent, Transition
+from campaignrl.policies.base import Exploration
+from campaignrl.policies.kinds import TabularPolicy
+from campaignrl.policies.sampling import sample_actions
+
+__all__ = ["QLearningAgent", "QLearningConfig"]
+
+
+@dataclass(frozen=True)
+class QLearningConfig:
+    """Settings of tabular Q-learning.
+
+    The state is the observation cut into bins (all edges are on the scaled features of
+    :mod:`campaignrl.envs.observation`): segment (one-hot), recency (<= 4, 8, 26 weeks, more),
+    fatigue ``F`` (<= 0.5, 1, 2, 4, more), reachable per channel, whether the contact cap is
+    reached, and periods left (last period, last 20%, last half, earlier).
+    """
+
+    gamma: float = 1.0
+    """discount factor; 1 maximizes the campaign's total profit (the horizon is finite)"""
+    learning_rate_floor: float = 0.05
+    """each (state, action) averages its targets (step size count/visits) until the step
+    size reaches this floor, then keeps tracking with it"""
+    epsilon_start: float = 1.0
+    """exploration share at the start of training"""
+    epsilon_end: float = 0.05
+    """exploration share at the end of the decay, kept afterwards and in the exported policy"""
+    exploration_fraction: float = 0.5
+    """share of the training budget over which epsilon decays linearly"""
+    recency_weeks: tuple[float, ...] = (4.0, 8.0, 26.0)
+    """recency bin edges, in weeks"""
+    fatigue_levels: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    """fatigue bin edges, in units of F"""
+    periods_left_edges: tuple[float, ...] = (0.05, 0.2, 0.5)
+    """bin edges of the periods-left share"""
+
+    def __post_init__(self) -> None:
+        check_scalar(self.gamma, "gamma", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(
+            self.learning_rate_floor,
+            "learning_rate_floor",
+            (int, float),
+            min_val=0.0,
+            max_val=1.0,
+            min_inclusive=False,
+        )
+        check_scalar(self.epsilon_start, "epsilon_start", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(self.epsilon_end, "epsilon_end", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(
+            self.exploration_fraction,
+            "exploration_fraction",
+            (int, float),
+            min_val=0.0,
+            max_val=1.0,
+        )
+
+
+class QLearningAgent(Agent):
+    """Epsilon-greedy tabular Q-learning, updated on each period's whole batch.
+
+    ``Q(s, a) <- Q(s, a) + lr * (mean target over the batch's (s, a) rows - Q(s, a))`` with
+    ``target = r + gamma * max_{a' allowed} Q(s', a')`` (``r`` alone at the campaign's end).
+    Reference: Watkins and Dayan, "Q-learning", Machine Learning 8, 1992.
+
+    Args:
+        feature_names: Observation feature names.
+        action_names: Action names.
+        config: Hyperparameters and discretization.
+        total_timesteps: Training budget in customer-steps (for the epsilon schedule).
+        rng: Seeded Generator for exploration.
+    """
+
+    name: ClassVar[str] = "qlearning"
+
+    def __init__(
+        self,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: QLearningConfig,
+        total_timesteps: int,
+        rng: np.random.Generator,
+    ) -> None:
+        super().__init__(feature_names, action_names)
+        check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
+        self.config = config
+        self.total_timesteps = total_timesteps
+        self.rng = rng
+        self.timesteps = 0
+        state_features, edges = self._discretization()
+        n_states = int(np.prod([len(e) + 1 for e in edges]))
+        self._table = TabularPolicy(
+            self.feature_names,
+            self.action_names,
+            state_features,
+            edges,
+            np.zeros((n_states, self.n_actions)),
+        )
+        self.q = self._table.table  # shared: the policy sees every update
+        self.visits = np.zeros(self.q.shape, dtype=np.int64)
+
+    def _discretization(self) -> tuple[list[str], list[list[float]]]:
+        cfg, names = self.config, self.feature_names
+        missing = [f for f in ("recency", "fatigue", "cap_used", "periods_left") if f not in names]
+        if missing:
+            raise ValueError(f"Q-learning needs observation features {missing}")
+        state = [n for n in names if n.startswith("segment=")]
+        edges: list[list[float]] = [[0.5]] * len(state)
+        state += ["recency", "fatigue"]
+        edges += [[w / 52.0 for w in cfg.recency_weeks], [f / (1 + f) for f in cfg.fatigue_levels]]
+        reach = [n for n in names if n.startswith("reachable=")]
+        state += [*reach, "cap_used", "periods_left"]
+        edges += [[0.5]] * len(reach) + [[0.999], list(cfg.periods_left_edges)]
+        return state, edges
+
+    @property
+    def epsilon(self) -> float:
+        """Current exploration share (linear decay, then flat)."""
+        cfg = self.config
+        span = cfg.exploration_fraction * self.total_timesteps
+        frac = 1.0 if span == 0 else min(1.0, self.timesteps / span)
+        return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+    def act(self, obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Epsilon-greedy on Q, with exact propensities."""
+        probs = Exploration("greedy", epsilon=self.epsilon).probabilities(
+            self._table.scores(obs), masks
+        )
+        return sample_actions(probs, self.rng)
+
+    def update(self, transition: Transition) -> None:
+        """One batched Q-learning step from a period of the population."""
+        tr, q = transition, self.q
+        n_a = self.n_actions
+        s = self._table.states(tr.obs)
+        s_next = self._table.states(tr.next_obs)
+        best_next = np.where(tr.next_masks, q[s_next], -np.inf).max(axis=1)
+        target = tr.rewards + self.config.gamma * np.where(tr.terminated, 0.0, best_next)
+        idx = s * n_a + tr.actions
+        size = q.size
+        counts = np.bincount(idx, minlength=size)
+        sums = np.bincount(idx, weights=target, minlength=size)
+        hit = np.flatnonzero(counts)
+        flat_q, flat_v = q.reshape(-1), self.visits.reshape(-1)
+        flat_v[hit] += counts[hit]
+        # Sample-average step sizes (count / visits) until the floor: early targets are
+        # averaged, later ones tracked, as the bootstrapped targets keep moving.
+        lr = np.maximum(counts[hit] / flat_v[hit], self.config.learning_rate_floor)
+        flat_q[hit] += lr * (sums[hit] / counts[hit] - flat_q[hit])
+        self.timesteps += int(tr.actions.shape[0])
+
+    def policy(self) -> TabularPolicy:
+        """Greedy on a copy of Q, with the final epsilon."""
+        return TabularPolicy(
+            self.feature_names,
+            self.action_names,
+            self._table.state_features,
+            [e.tolist() for e in self._table.edges],
+            self.q.copy(),
+            Exploration("greedy", epsilon=self.config.epsilon_end),
+        )

@@ -1,0 +1,193 @@
+"""The estimator contract: one validation path, value, interval and diagnostics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from campaignrl._checks import check_array, check_choice, check_scalar
+from campaignrl.logs.io import LoggedData
+from campaignrl.ope.diagnostics import diagnose
+from campaignrl.ope.intervals import RoundTerms, bootstrap_interval, normal_interval
+from campaignrl.ope.records import Diagnostics, Estimate
+from campaignrl.ope.target import TargetPolicy, as_target
+
+__all__ = ["BaseOffPolicyEstimator", "OPEInputs"]
+
+INTERVAL_METHODS = ("bootstrap", "normal")
+
+
+@dataclass(frozen=True, eq=False)
+class OPEInputs:
+    """What every bandit estimator works from, validated once (all arrays ``(n,)``)."""
+
+    rewards: np.ndarray
+    """observed rewards ``r_i``"""
+    weights: np.ndarray
+    """importance weights ``w_i = pi_e(a_i | x_i) / pi_b(a_i | x_i)``"""
+    q_factual: np.ndarray | None
+    """``q_hat(x_i, a_i)`` at the logged action (and position), if a reward model is given"""
+    q_expected: np.ndarray | None
+    """``sum_a pi_e(a | x_i) q_hat(x_i, a)``, if a reward model is given"""
+
+
+@dataclass(frozen=True)
+class BaseOffPolicyEstimator(ABC):
+    """An off-policy estimator of a target policy's mean reward per decision.
+
+    Subclasses are frozen dataclasses whose fields are their hyperparameters (checked in
+    ``__post_init__``); they implement :meth:`_round_terms` only. Inputs are validated here,
+    once, for every estimator.
+    """
+
+    estimator_name: ClassVar[str]
+    """short name used in tables, JSON and the CLI (obp's names: ``ipw``, ``dr``, ...)"""
+    needs_reward_model: ClassVar[bool] = False
+    """whether ``estimated_rewards`` is required"""
+
+    @abstractmethod
+    def _round_terms(self, inputs: OPEInputs) -> RoundTerms:
+        """The per-row terms of the estimate (see :class:`RoundTerms`)."""
+
+    def round_terms(
+        self, data: LoggedData, target: Any, *, estimated_rewards: np.ndarray | None = None
+    ) -> RoundTerms:
+        """Validate the inputs and return the per-row terms of the estimate.
+
+        Args:
+            data: The logged decisions.
+            target: The evaluated policy: a :class:`~campaignrl.ope.target.TargetPolicy`, a
+                probability table ``(A,)``, ``(A, L)``, ``(n, A)`` or ``(n, A, L)``, or an
+                object with ``probabilities(features)``.
+            estimated_rewards: Reward model predictions ``q_hat(x_i, a)``, ``(n, A)`` or
+                ``(n, A, L)`` (obp's ``estimated_rewards_by_reg_model``); required by DM and
+                the DR family, ignored by the others.
+
+        Raises:
+            TypeError: If ``data`` is not :class:`LoggedData`.
+            ValueError: On an empty log, a target or reward matrix of the wrong shape (naming
+                the argument), or missing ``estimated_rewards`` where they are needed.
+        """
+        return self._round_terms(self._inputs(data, target, estimated_rewards))
+
+    def estimate_policy_value(
+        self, data: LoggedData, target: Any, *, estimated_rewards: np.ndarray | None = None
+    ) -> float:
+        """Estimate the target policy's value (see :meth:`round_terms` for the arguments)."""
+        return self.round_terms(data, target, estimated_rewards=estimated_rewards).value()
+
+    def estimate_interval(
+        self,
+        data: LoggedData,
+        target: Any,
+        *,
+        estimated_rewards: np.ndarray | None = None,
+        alpha: float = 0.05,
+        method: str = "bootstrap",
+        n_bootstrap: int = 1000,
+        rng: np.random.Generator | int | None = None,
+    ) -> Estimate:
+        """Estimate the value with a ``1 - alpha`` confidence interval.
+
+        Args:
+            data: The logged decisions.
+            target: The evaluated policy (see :meth:`round_terms`).
+            estimated_rewards: Reward model predictions (see :meth:`round_terms`).
+            alpha: One minus the coverage, in (0, 1).
+            method: ``bootstrap`` (percentile bootstrap over rows, re-applying
+                self-normalization in every resample; the reward model stays fixed) or
+                ``normal`` (the delta-method interval from per-row influence terms).
+            n_bootstrap: Number of resamples (``bootstrap`` only).
+            rng: Generator or seed for the bootstrap; ``None`` draws fresh entropy (not
+                reproducible).
+
+        Returns:
+            The :class:`~campaignrl.ope.records.Estimate`.
+        """
+        check_scalar(
+            alpha,
+            "alpha",
+            float,
+            min_val=0.0,
+            max_val=1.0,
+            min_inclusive=False,
+            max_inclusive=False,
+        )
+        check_choice(method, "method", INTERVAL_METHODS)
+        check_scalar(n_bootstrap, "n_bootstrap", int, min_val=1)
+        if isinstance(rng, bool) or not isinstance(rng, (np.random.Generator, int, type(None))):
+            raise TypeError(
+                f"`rng` must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
+            )
+        terms = self.round_terms(data, target, estimated_rewards=estimated_rewards)
+        if method == "bootstrap":
+            generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+            lo, hi = bootstrap_interval(terms, alpha=alpha, n_bootstrap=n_bootstrap, rng=generator)
+        else:
+            lo, hi = normal_interval(terms, alpha=alpha)
+        return Estimate(
+            estimator=self.estimator_name,
+            value=terms.value(),
+            ci_low=lo,
+            ci_high=hi,
+            method=method,
+            alpha=alpha,
+            n_rounds=data.n_rounds,
+        )
+
+    def diagnose(self, data: LoggedData, target: Any) -> Diagnostics:
+        """Importance-weight diagnostics of ``target`` on ``data`` (the same for every estimator).
+
+        See :func:`campaignrl.ope.diagnostics.diagnose`.
+        """
+        return diagnose(data, self._target(data, target))
+
+    @staticmethod
+    def _target(data: LoggedData, target: Any) -> TargetPolicy:
+        if not isinstance(data, LoggedData):
+            raise TypeError(
+                f"`data` must be LoggedData (see campaignrl.logs.read_logs), "
+                f"got {type(data).__name__}"
+            )
+        if data.n_rounds == 0:
+            raise ValueError("`data` must hold at least one logged decision, got 0")
+        return as_target(target, data, "target")
+
+    def _inputs(
+        self, data: LoggedData, target: Any, estimated_rewards: np.ndarray | None
+    ) -> OPEInputs:
+        policy = self._target(data, target)
+        weights = policy.factual(data) / data.propensities
+        q_factual = q_expected = None
+        if self.needs_reward_model:
+            if estimated_rewards is None:
+                raise ValueError(
+                    f"`estimated_rewards` is required by {self.estimator_name}: pass the "
+                    "reward model's (n, A) or (n, A, L) predictions"
+                )
+            q = _check_rewards(estimated_rewards, data)
+            rows = np.arange(data.n_rounds)
+            if q.ndim == 2:
+                q_factual = q[rows, data.actions]
+            else:
+                positions = data.positions if data.positions is not None else 0
+                q_factual = q[rows, data.actions, positions]
+            q_expected = policy.expected(q, data)
+        return OPEInputs(data.rewards, weights, q_factual, q_expected)
+
+
+def _check_rewards(estimated_rewards: Any, data: LoggedData) -> np.ndarray:
+    n, n_a, n_l = data.n_rounds, data.n_actions, data.n_positions
+    arr = np.asarray(estimated_rewards)
+    fits = arr.shape == (n, n_a) or (
+        arr.ndim == 3 and arr.shape[:2] == (n, n_a) and arr.shape[2] >= n_l
+    )
+    if not fits:
+        raise ValueError(
+            f"`estimated_rewards` must have shape (n, A)=({n}, {n_a}) or "
+            f"(n, A, L)=({n}, {n_a}, {n_l}), got {arr.shape}"
+        )
+    return check_array(arr, "estimated_rewards")

@@ -1,0 +1,725 @@
+"""Policy kinds: one contract for all (incl. artifact parity), known answers, bad input."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from mabwiser.mab import MAB, LearningPolicy
+
+from campaignrl.policies import (
+    POLICY_KINDS,
+    ConstantPolicy,
+    Exploration,
+    LinearPolicy,
+    MLPPolicy,
+    Policy,
+    TabularPolicy,
+    load_policy,
+    save_policy,
+)
+
+
+def _names(prefix: str, k: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(k)]
+
+
+def _random_masks(rng: np.random.Generator, n: int, a: int, p_allowed: float = 0.5) -> np.ndarray:
+    """Random boolean masks, each row keeping at least one allowed action."""
+    m = rng.random((n, a)) < p_allowed
+    m[np.arange(n), rng.integers(0, a, n)] = True
+    return m
+
+
+def _random_spd_inverse(rng: np.random.Generator, a: int, k: int) -> np.ndarray:
+    """``(a, k, k)`` inverses of ``I + X^T X``, as a ridge fit would give."""
+    out = np.empty((a, k, k))
+    for i in range(a):
+        x = rng.normal(size=(3 * k, k))
+        out[i] = np.linalg.inv(np.eye(k) + x.T @ x)
+    return out
+
+
+# ---------------------------------------------------------------------- one of each kind
+# (d, A) differ per kind so a kind that mixes up axes fails its shape checks.
+def _constant() -> Policy:
+    rng = np.random.default_rng(11)
+    d, a = 6, 5
+    return ConstantPolicy(_names("f", d), _names("a", a), rng.normal(size=a))
+
+
+def _constant_softmax() -> Policy:
+    rng = np.random.default_rng(12)
+    d, a = 7, 9
+    return ConstantPolicy(
+        _names("f", d),
+        _names("a", a),
+        rng.normal(size=a),
+        exploration=Exploration("softmax", epsilon=0.1, temperature=0.7),
+    )
+
+
+def _linear_greedy() -> Policy:
+    rng = np.random.default_rng(13)
+    d, a = 12, 7
+    return LinearPolicy(
+        _names("f", d),
+        _names("a", a),
+        rng.normal(size=(a, d)),
+        exploration=Exploration(epsilon=0.2),
+    )
+
+
+def _linear_ucb() -> Policy:
+    rng = np.random.default_rng(14)
+    d, a = 9, 11
+    return LinearPolicy(
+        _names("f", d),
+        _names("a", a),
+        rng.normal(size=(a, d)),
+        a_inv=_random_spd_inverse(rng, a, d),
+        alpha=1.3,
+        exploration=Exploration("softmax", temperature=0.5),
+    )
+
+
+def _linear_interact() -> Policy:
+    rng = np.random.default_rng(15)
+    d, a, g = 8, 6, 3
+    names = _names("f", d)
+    groups = names[-g:]
+    return LinearPolicy(
+        names,
+        _names("a", a),
+        rng.normal(size=(a, d * g)),
+        a_inv=_random_spd_inverse(rng, a, d * g),
+        alpha=0.4,
+        interact_with=groups,
+        exploration=Exploration(epsilon=0.05),
+    )
+
+
+def _tabular() -> Policy:
+    rng = np.random.default_rng(16)
+    d, a = 10, 13
+    names = _names("f", d)
+    edges = [[-0.5, 0.0, 0.7], [0.0], [-1.0, -0.2, 0.3, 1.1]]
+    n_states = 4 * 2 * 5
+    return TabularPolicy(
+        names,
+        _names("a", a),
+        [names[3], names[0], names[7]],
+        edges,
+        rng.normal(size=(n_states, a)),
+        exploration=Exploration(epsilon=0.15),
+    )
+
+
+def _mlp_tanh() -> Policy:
+    rng = np.random.default_rng(17)
+    d, h1, h2, a = 20, 16, 8, 19
+    ws = [rng.normal(size=s) / np.sqrt(s[0]) for s in [(d, h1), (h1, h2), (h2, a)]]
+    bs = [rng.normal(size=s[1]) * 0.1 for s in [(d, h1), (h1, h2), (h2, a)]]
+    return MLPPolicy(_names("f", d), _names("a", a), ws, bs, "tanh")
+
+
+def _mlp_relu() -> Policy:
+    rng = np.random.default_rng(18)
+    d, h, a = 14, 32, 10
+    ws = [rng.normal(size=(d, h)) / np.sqrt(d), rng.normal(size=(h, a)) / np.sqrt(h)]
+    bs = [rng.normal(size=h) * 0.1, rng.normal(size=a) * 0.1]
+    return MLPPolicy(
+        _names("f", d), _names("a", a), ws, bs, "relu", Exploration("softmax", 0.05, 2.0)
+    )
+
+
+def _mlp_greedy_one_layer() -> Policy:
+    rng = np.random.default_rng(19)
+    d, a = 6, 5
+    return MLPPolicy(
+        _names("f", d),
+        _names("a", a),
+        [rng.normal(size=(d, a))],
+        [rng.normal(size=a)],
+        exploration=Exploration("greedy", epsilon=0.3),
+    )
+
+
+FACTORIES: dict[str, Callable[[], Policy]] = {
+    "constant": _constant,
+    "constant-softmax": _constant_softmax,
+    "linear-greedy": _linear_greedy,
+    "linear-ucb": _linear_ucb,
+    "linear-interact": _linear_interact,
+    "tabular": _tabular,
+    "mlp-tanh": _mlp_tanh,
+    "mlp-relu": _mlp_relu,
+    "mlp-1layer-greedy": _mlp_greedy_one_layer,
+}
+
+
+def test_factories_cover_every_registered_kind():
+    kinds = {factory().kind for factory in FACTORIES.values()}
+    assert kinds == set(POLICY_KINDS)
+
+
+def _observations(pol: Policy, rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.normal(size=(n, len(pol.feature_names)))
+    if isinstance(pol, LinearPolicy) and pol.interact_with:
+        # group columns are one-hot, as the observation encoding gives them
+        x[:, pol._group_cols] = 0.0
+        x[np.arange(n), pol._group_cols[rng.integers(0, len(pol._group_cols), n)]] = 1.0
+    if isinstance(pol, TabularPolicy):
+        # put some values exactly on the edges
+        for col, e in zip(pol._columns, pol.edges, strict=True):
+            on_edge = rng.random(n) < 0.2
+            x[on_edge, col] = rng.choice(e, on_edge.sum())
+    return x
+
+
+# ---------------------------------------------------------------------- the contract
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_policy_contract(name, tmp_path):
+    pol = FACTORIES[name]()
+    a = pol.n_actions
+    rng = np.random.default_rng(1000 + sorted(FACTORIES).index(name))
+    n = 10_000
+    x = _observations(pol, rng, n)
+    masks = _random_masks(rng, n, a)
+
+    # shape, a distribution per row, zero on masked actions
+    probs = pol.probabilities(x, masks)
+    assert probs.shape == (n, a)
+    assert probs.dtype == np.float64
+    assert np.isfinite(probs).all()
+    assert (probs >= 0.0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert (probs[~masks] == 0.0).all()
+
+    # masks=None means every action allowed
+    np.testing.assert_array_equal(pol.probabilities(x), pol.probabilities(x, np.ones((n, a), bool)))
+    assert np.isfinite(pol.probabilities(x)).all()
+
+    # deterministic: again, a fresh identical instance, and row by row independent of the batch
+    np.testing.assert_array_equal(pol.probabilities(x, masks), probs)
+    np.testing.assert_array_equal(FACTORIES[name]().probabilities(x, masks), probs)
+    # A row's probabilities do not depend on the rest of the batch. Within 1e-6 (the issue's
+    # parity bound), not 1e-12: float32 BLAS (MLP) blocks sums differently per batch size.
+    np.testing.assert_allclose(pol.probabilities(x[:7], masks[:7]), probs[:7], rtol=0, atol=1e-6)
+
+    # sample: allowed actions, exact propensities, reproducible for a seed
+    actions, prop = pol.sample(x, masks, np.random.default_rng(5))
+    assert actions.shape == (n,) and prop.shape == (n,)
+    assert masks[np.arange(n), actions].all()
+    np.testing.assert_array_equal(prop, probs[np.arange(n), actions])
+    assert (prop > 0.0).all()
+    again, prop_again = pol.sample(x, masks, np.random.default_rng(5))
+    np.testing.assert_array_equal(again, actions)
+    np.testing.assert_array_equal(prop_again, prop)
+
+    # artifact parity: save -> load gives the same probabilities on 10,000 masked rows
+    out = save_policy(pol, tmp_path / "policy", training={"agent": name})
+    loaded = load_policy(out)
+    assert type(loaded) is type(pol)
+    assert loaded.kind == pol.kind
+    assert loaded.feature_names == pol.feature_names
+    assert loaded.action_names == pol.action_names
+    assert loaded.exploration == pol.exploration
+    assert loaded.config() == pol.config()
+    x2 = _observations(pol, rng, n)
+    m2 = _random_masks(rng, n, a, p_allowed=0.3)
+    np.testing.assert_allclose(
+        loaded.probabilities(x2, m2), pol.probabilities(x2, m2), rtol=0, atol=1e-12
+    )
+    np.testing.assert_allclose(loaded.probabilities(x2), pol.probabilities(x2), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_policy_contract_single_row(name):
+    pol = FACTORIES[name]()
+    x = _observations(pol, np.random.default_rng(3), 1)
+    probs = pol.probabilities(x)
+    assert probs.shape == (1, pol.n_actions)
+    np.testing.assert_allclose(probs.sum(), 1.0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_policy_contract_empty_batch(name):
+    # A batch of 0 rows (an empty slice of a log, an empty service request) is a valid (n, d).
+    pol = FACTORIES[name]()
+    probs = pol.probabilities(np.zeros((0, len(pol.feature_names))))
+    assert probs.shape == (0, pol.n_actions)
+    actions, prop = pol.sample(np.zeros((0, len(pol.feature_names))), None, np.random.default_rng(0))
+    assert actions.shape == (0,) and prop.shape == (0,)
+
+
+# ---------------------------------------------------------------------- ConstantPolicy
+def test_constant_greedy_puts_all_mass_on_best_allowed():
+    pol = ConstantPolicy(["f0", "f1"], _names("a", 5), np.array([0.1, 3.0, 2.0, 2.5, -1.0]))
+    x = np.random.default_rng(0).normal(size=(4, 2))
+    masks = np.array(
+        [
+            [True, True, True, True, True],  # best = 1
+            [True, False, True, True, True],  # best allowed = 3 (2.5)
+            [True, False, True, False, True],  # best allowed = 2
+            [False, False, False, False, True],  # only 4
+        ]
+    )
+    np.testing.assert_array_equal(pol.probabilities(x, masks), np.eye(5)[[1, 3, 2, 4]])
+
+
+def test_constant_softmax_same_for_every_row():
+    scores = np.array([0.0, 1.0, 2.0])
+    pol = ConstantPolicy(["f"], ["a", "b", "c"], scores, Exploration("softmax"))
+    probs = pol.probabilities(np.random.default_rng(0).normal(size=(3, 1)))
+    e = np.exp(scores)
+    np.testing.assert_allclose(probs, np.tile(e / e.sum(), (3, 1)), rtol=1e-14)
+
+
+# ---------------------------------------------------------------------- LinearPolicy
+def test_linear_alpha_zero_equals_matmul():
+    rng = np.random.default_rng(1)
+    d, a = 7, 6
+    beta = rng.normal(size=(a, d))
+    pol = LinearPolicy(_names("f", d), _names("a", a), beta)
+    x = rng.normal(size=(50, d))
+    np.testing.assert_allclose(pol.scores(x), x @ beta.T, rtol=1e-13, atol=1e-13)
+    # a_inv given but alpha = 0: no bonus
+    pol2 = LinearPolicy(
+        _names("f", d), _names("a", a), beta, a_inv=_random_spd_inverse(rng, a, d), alpha=0.0
+    )
+    np.testing.assert_allclose(pol2.scores(x), x @ beta.T, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("alpha", [0.25, 1.0, 3.0])
+def test_linear_ucb_equals_plain_loop(alpha):
+    rng = np.random.default_rng(2)
+    d, a = 5, 4
+    beta = rng.normal(size=(a, d))
+    a_inv = _random_spd_inverse(rng, a, d)
+    pol = LinearPolicy(_names("f", d), _names("a", a), beta, a_inv=a_inv, alpha=alpha)
+    x = rng.normal(size=(30, d))
+    expected = np.empty((30, a))
+    for i in range(30):
+        for k in range(a):
+            mean = sum(x[i, j] * beta[k, j] for j in range(d))
+            quad = sum(x[i, p] * a_inv[k, p, q] * x[i, q] for p in range(d) for q in range(d))
+            expected[i, k] = mean + alpha * math.sqrt(quad)
+    np.testing.assert_allclose(pol.scores(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_ucb_bonus_scales_with_alpha():
+    rng = np.random.default_rng(3)
+    d, a = 4, 3
+    beta = rng.normal(size=(a, d))
+    a_inv = _random_spd_inverse(rng, a, d)
+    x = rng.normal(size=(10, d))
+    base = LinearPolicy(_names("f", d), _names("a", a), beta).scores(x)
+    s1 = LinearPolicy(_names("f", d), _names("a", a), beta, a_inv=a_inv, alpha=1.0).scores(x)
+    s2 = LinearPolicy(_names("f", d), _names("a", a), beta, a_inv=a_inv, alpha=2.0).scores(x)
+    assert (s1 > base).all()
+    np.testing.assert_allclose(s2 - base, 2.0 * (s1 - base), rtol=1e-12)
+
+
+def test_linear_interact_feature_map_is_hand_outer_product():
+    names = ["recency", "spend", "seg_a", "seg_b"]
+    beta = np.zeros((2, 8))
+    pol = LinearPolicy(names, ["a0", "a1"], beta, interact_with=["seg_a", "seg_b"])
+    x = np.array([[2.0, 3.0, 1.0, 0.0], [5.0, -1.0, 0.0, 1.0], [0.5, 0.25, 0.0, 0.0]])
+    # phi = [seg_a * x, seg_b * x], group-major
+    expected = np.array(
+        [
+            [2.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 5.0, -1.0, 0.0, 1.0],
+            [0.0] * 8,
+        ]
+    )
+    np.testing.assert_array_equal(pol.feature_map(x), expected)
+    # without interactions the map is the identity
+    plain = LinearPolicy(names, ["a0", "a1"], np.zeros((2, 4)))
+    np.testing.assert_array_equal(plain.feature_map(x), x)
+
+
+def test_linear_interact_scores_equal_per_group_linear_models():
+    rng = np.random.default_rng(4)
+    d, a, groups = 6, 5, ["f2", "f4", "f5"]
+    names = _names("f", d)
+    g = len(groups)
+    # one (a, d) model per group, stored as beta[:, gi*d:(gi+1)*d]
+    per_group = rng.normal(size=(g, a, d))
+    a_inv_group = np.stack([_random_spd_inverse(rng, a, d) for _ in range(g)])  # (g, a, d, d)
+    beta = np.concatenate([per_group[gi] for gi in range(g)], axis=1)
+    a_inv = np.zeros((a, g * d, g * d))
+    for gi in range(g):
+        a_inv[:, gi * d : (gi + 1) * d, gi * d : (gi + 1) * d] = a_inv_group[gi]
+    alpha = 0.7
+    pol = LinearPolicy(names, _names("a", a), beta, a_inv=a_inv, alpha=alpha, interact_with=groups)
+    n = 40
+    x = rng.normal(size=(n, d))
+    member = rng.integers(0, g, n)
+    for gi, col in enumerate(groups):
+        x[:, names.index(col)] = (member == gi).astype(float)
+    expected = np.empty((n, a))
+    for i in range(n):
+        gi = member[i]
+        for k in range(a):
+            mean = sum(x[i, j] * per_group[gi, k, j] for j in range(d))
+            quad = sum(
+                x[i, p] * a_inv_group[gi, k, p, q] * x[i, q] for p in range(d) for q in range(d)
+            )
+            expected[i, k] = mean + alpha * math.sqrt(quad)
+    np.testing.assert_allclose(pol.scores(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def _mab_data(seed: int, n: int, d: int, n_arms: int):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    decisions = rng.integers(0, n_arms, n)
+    true = rng.normal(size=(n_arms, d))
+    rewards = (x * true[decisions]).sum(axis=1) + 0.3 * rng.normal(size=n)
+    return x, decisions, rewards, rng.normal(size=(200, d))
+
+
+def _expectations_table(mab: MAB, contexts: np.ndarray, arms: list[int]) -> np.ndarray:
+    exp = mab.predict_expectations(contexts)
+    return np.array([[row[arm] for arm in arms] for row in exp])
+
+
+@pytest.mark.parametrize(("alpha", "l2_lambda"), [(0.5, 1.0), (1.7, 0.3)])
+def test_linear_matches_mabwiser_linucb(alpha, l2_lambda):
+    d, arms = 5, [0, 1, 2, 3]
+    x, decisions, rewards, contexts = _mab_data(7, 400, d, len(arms))
+    mab = MAB(arms, LearningPolicy.LinUCB(alpha=alpha, l2_lambda=l2_lambda), seed=0)
+    mab.fit(decisions, rewards, x)
+    models = [mab._imp.arm_to_model[arm] for arm in arms]
+    pol = LinearPolicy(
+        _names("f", d),
+        [f"arm{a}" for a in arms],
+        np.stack([m.beta for m in models]),
+        a_inv=np.stack([m.A_inv for m in models]),
+        alpha=alpha,
+    )
+    expected = _expectations_table(mab, contexts, arms)
+    np.testing.assert_allclose(pol.scores(contexts), expected, rtol=0, atol=1e-9)
+    # and greedy picks MABWiser's arm
+    assert pol.probabilities(contexts).argmax(axis=1).tolist() == mab.predict(contexts)
+
+
+@pytest.mark.parametrize("l2_lambda", [1.0, 5.0])
+def test_linear_matches_mabwiser_lingreedy(l2_lambda):
+    d, arms = 6, [0, 1, 2]
+    x, decisions, rewards, contexts = _mab_data(8, 300, d, len(arms))
+    mab = MAB(arms, LearningPolicy.LinGreedy(epsilon=0.0, l2_lambda=l2_lambda), seed=0)
+    mab.fit(decisions, rewards, x)
+    beta = np.stack([mab._imp.arm_to_model[arm].beta for arm in arms])
+    pol = LinearPolicy(_names("f", d), [f"arm{a}" for a in arms], beta)
+    expected = _expectations_table(mab, contexts, arms)
+    np.testing.assert_allclose(pol.scores(contexts), expected, rtol=0, atol=1e-9)
+
+
+# ---------------------------------------------------------------------- TabularPolicy
+def test_tabular_state_index_is_mixed_radix_with_digitize_edges():
+    # np.digitize(v, edges) with increasing edges returns i such that edges[i-1] <= v < edges[i]:
+    # a value EQUAL to an edge falls in the bin to its RIGHT (the upper bin).
+    names = ["recency", "noise", "fatigue", "segment"]
+    edges = [[1.0, 3.0], [0.0, 1.0, 2.0], [0.5]]  # radices 3, 4, 2 -> 24 states
+    state_features = ["recency", "fatigue", "segment"]
+    table = np.arange(24 * 2, dtype=float).reshape(24, 2)
+    pol = TabularPolicy(names, ["a", "b"], state_features, edges, table)
+    assert pol.n_states == 24
+    rows = np.array(
+        [
+            # recency  noise  fatigue segment   bins (r, f, s)   index = r*8 + f*2 + s
+            [0.0, 9.0, -5.0, 0.0],  # (0, 0, 0)                   0
+            [1.0, 9.0, -5.0, 0.0],  # (1, 0, 0): 1.0 == edge -> 1  8
+            [0.999, 9.0, 0.0, 0.0],  # (0, 1, 0): 0.0 == edge -> 1 2
+            [3.0, -9.0, 2.0, 0.5],  # (2, 3, 1)                   16 + 6 + 1 = 23
+            [2.0, 0.0, 1.5, 0.49],  # (1, 2, 0)                   8 + 4 = 12
+            [100.0, 0.0, 0.999, 0.5],  # (2, 1, 1)                16 + 2 + 1 = 19
+            [-100.0, 0.0, 1.0, 7.0],  # (0, 2, 1)                  4 + 1 = 5
+        ]
+    )
+    expected = np.array([0, 8, 2, 23, 12, 19, 5])
+    np.testing.assert_array_equal(pol.states(rows), expected)
+    np.testing.assert_array_equal(pol.scores(rows), table[expected])
+    # greedy on an increasing row picks the last action everywhere
+    np.testing.assert_array_equal(pol.probabilities(rows)[:, 1], 1.0)
+
+
+def test_tabular_ignores_non_state_features():
+    pol = _tabular()
+    assert isinstance(pol, TabularPolicy)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(100, 10))
+    y = x.copy()
+    others = [i for i in range(10) if i not in pol._columns.tolist()]
+    y[:, others] = rng.normal(size=(100, len(others))) * 100
+    np.testing.assert_array_equal(pol.probabilities(x), pol.probabilities(y))
+
+
+def test_tabular_without_state_features_is_one_state():
+    table = np.array([[0.0, 2.0, 1.0]])
+    pol = TabularPolicy(["f"], ["a", "b", "c"], [], [], table)
+    assert pol.n_states == 1
+    np.testing.assert_array_equal(pol.probabilities(np.zeros((3, 1))), np.eye(3)[[1, 1, 1]])
+
+
+# ---------------------------------------------------------------------- MLPPolicy
+def _mlp_loop(x: np.ndarray, ws, bs, act) -> np.ndarray:
+    out = np.empty((x.shape[0], ws[-1].shape[1]))
+    for i in range(x.shape[0]):
+        h = [float(v) for v in x[i]]
+        for layer, (w, b) in enumerate(zip(ws, bs, strict=True)):
+            nxt = [
+                sum(h[p] * float(w[p, q]) for p in range(w.shape[0])) + float(b[q])
+                for q in range(w.shape[1])
+            ]
+            h = nxt if layer == len(ws) - 1 else [act(v) for v in nxt]
+        out[i] = h
+    return out
+
+
+@pytest.mark.parametrize(
+    ("activation", "act"), [("tanh", math.tanh), ("relu", lambda v: max(v, 0.0))]
+)
+def test_mlp_logits_equal_float64_loop(activation, act):
+    rng = np.random.default_rng(6)
+    d, h1, h2, a = 8, 12, 6, 5
+    shapes = [(d, h1), (h1, h2), (h2, a)]
+    ws = [rng.normal(size=s) / np.sqrt(s[0]) for s in shapes]
+    bs = [rng.normal(size=s[1]) * 0.5 for s in shapes]
+    pol = MLPPolicy(_names("f", d), _names("a", a), ws, bs, activation)
+    x = rng.normal(size=(25, d)) * 2.0
+    expected = _mlp_loop(x, ws, bs, act)
+    got = pol.scores(x)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # default exploration is softmax at temperature 1: the network's own distribution
+    assert pol.exploration == Exploration("softmax")
+    e = np.exp(expected - expected.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(
+        pol.probabilities(x), e / e.sum(axis=1, keepdims=True), rtol=0, atol=1e-5
+    )
+
+
+def test_mlp_relu_and_tanh_differ():
+    # guards against the activation argument being ignored
+    rng = np.random.default_rng(7)
+    ws = [rng.normal(size=(4, 8)), rng.normal(size=(8, 3))]
+    bs = [rng.normal(size=8), rng.normal(size=3)]
+    x = rng.normal(size=(10, 4))
+    tanh = MLPPolicy(_names("f", 4), _names("a", 3), ws, bs, "tanh").scores(x)
+    relu = MLPPolicy(_names("f", 4), _names("a", 3), ws, bs, "relu").scores(x)
+    assert not np.allclose(tanh, relu)
+
+
+def test_mlp_does_not_modify_inputs():
+    rng = np.random.default_rng(8)
+    ws = [rng.normal(size=(3, 4)), rng.normal(size=(4, 2))]
+    bs = [rng.normal(size=4), rng.normal(size=2)]
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    x0 = x.copy()
+    w0 = [w.copy() for w in ws]
+    pol = MLPPolicy(_names("f", 3), ["a", "b"], ws, bs, "relu")
+    first = pol.scores(x)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(pol.scores(x), first)
+    for w, w_orig in zip(ws, w0, strict=True):
+        np.testing.assert_array_equal(w, w_orig)
+
+
+def test_mlp_finite_features_never_give_nan_probabilities():
+    # 1e39 is a finite float64 that the float32 cast turns into inf; the policy must either
+    # refuse it (naming `features`) or still return a distribution, never silent NaN.
+    pol = _mlp_relu()
+    x = np.zeros((2, len(pol.feature_names)))
+    x[0, 0] = 1e39
+    with np.errstate(all="ignore"):
+        try:
+            probs = pol.probabilities(x)
+        except ValueError as exc:
+            assert "`features`" in str(exc)
+            return
+    assert np.isfinite(probs).all(), probs
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- constructor errors
+F3, A2 = ["f0", "f1", "f2"], ["a0", "a1"]
+
+
+def _mlp_ws():
+    return [np.zeros((3, 4)), np.zeros((4, 2))], [np.zeros(4), np.zeros(2)]
+
+
+CONSTRUCTOR_ERRORS = [
+    # (id, builder, exception, match)
+    (
+        "constant-scores-shape",
+        lambda: ConstantPolicy(F3, A2, np.zeros(3)),
+        ValueError,
+        r"`scores` must have shape \(2,\), got \(3,\)",
+    ),
+    (
+        "constant-scores-nan",
+        lambda: ConstantPolicy(F3, A2, np.array([0.0, np.nan])),
+        ValueError,
+        r"`scores` must be finite",
+    ),
+    (
+        "linear-beta-shape",
+        lambda: LinearPolicy(F3, A2, np.zeros((3, 2))),
+        ValueError,
+        r"`beta` must have shape \(2, 3\), got \(3, 2\)",
+    ),
+    (
+        "linear-beta-1d",
+        lambda: LinearPolicy(F3, A2, np.zeros(6)),
+        ValueError,
+        r"`beta` must have shape",
+    ),
+    (
+        "linear-beta-nonfinite",
+        lambda: LinearPolicy(F3, A2, np.full((2, 3), np.inf)),
+        ValueError,
+        r"`beta` must be finite",
+    ),
+    (
+        "linear-beta-interact-width",
+        lambda: LinearPolicy(F3, A2, np.zeros((2, 3)), interact_with=["f1", "f2"]),
+        ValueError,
+        r"`beta` must have shape \(2, 6\)",
+    ),
+    (
+        "linear-alpha-negative",
+        lambda: LinearPolicy(F3, A2, np.zeros((2, 3)), alpha=-0.5),
+        ValueError,
+        r"`alpha` must be a finite number >= 0, got -0\.5",
+    ),
+    (
+        "linear-alpha-nan",
+        lambda: LinearPolicy(F3, A2, np.zeros((2, 3)), alpha=float("nan")),
+        ValueError,
+        r"`alpha` must be a finite number",
+    ),
+    (
+        "linear-alpha-without-a-inv",
+        lambda: LinearPolicy(F3, A2, np.zeros((2, 3)), alpha=1.0),
+        ValueError,
+        r"`a_inv` is required when `alpha` > 0",
+    ),
+    (
+        "linear-a-inv-shape",
+        lambda: LinearPolicy(F3, A2, np.zeros((2, 3)), a_inv=np.zeros((2, 3, 2)), alpha=1.0),
+        ValueError,
+        r"`a_inv` must have shape \(2, 3, 3\)",
+    ),
+    (
+        "linear-unknown-interact",
+        lambda: LinearPolicy(F3, A2, np.zeros((2, 3)), interact_with=["segment"]),
+        ValueError,
+        r"`interact_with` \['segment'\] are not among the feature names",
+    ),
+    (
+        "tabular-edges-not-increasing",
+        lambda: TabularPolicy(F3, A2, ["f1"], [[0.0, 2.0, 1.0]], np.zeros((4, 2))),
+        ValueError,
+        r"edges of 'f1' must be finite and strictly increasing",
+    ),
+    (
+        "tabular-edges-repeated",
+        lambda: TabularPolicy(F3, A2, ["f1"], [[0.0, 1.0, 1.0]], np.zeros((4, 2))),
+        ValueError,
+        r"edges of 'f1' must be finite and strictly increasing",
+    ),
+    (
+        "tabular-edges-nan",
+        lambda: TabularPolicy(F3, A2, ["f0"], [[0.0, np.nan]], np.zeros((3, 2))),
+        ValueError,
+        r"edges of 'f0' must be finite",
+    ),
+    (
+        "tabular-edges-2d",
+        lambda: TabularPolicy(F3, A2, ["f0"], [[[0.0, 1.0]]], np.zeros((3, 2))),
+        ValueError,
+        r"edges of 'f0'",
+    ),
+    (
+        "tabular-unknown-state-feature",
+        lambda: TabularPolicy(F3, A2, ["recency"], [[0.0]], np.zeros((2, 2))),
+        ValueError,
+        r"`state_features` \['recency'\] are not among the feature names",
+    ),
+    (
+        "tabular-edges-count",
+        lambda: TabularPolicy(F3, A2, ["f0", "f1"], [[0.0]], np.zeros((2, 2))),
+        ValueError,
+        r"`state_features` and `edges` must have the same length, got 2 and 1",
+    ),
+    (
+        "tabular-table-shape",
+        lambda: TabularPolicy(F3, A2, ["f0", "f1"], [[0.0], [1.0, 2.0]], np.zeros((5, 2))),
+        ValueError,
+        r"`table` must have shape \(6, 2\), got \(5, 2\)",
+    ),
+    (
+        "mlp-weights-biases-count",
+        lambda: MLPPolicy(F3, A2, _mlp_ws()[0], _mlp_ws()[1][:1]),
+        ValueError,
+        r"`weights` and `biases` must be non-empty and of equal length, got 2 and 1",
+    ),
+    (
+        "mlp-empty",
+        lambda: MLPPolicy(F3, A2, [], []),
+        ValueError,
+        r"`weights` and `biases` must be non-empty",
+    ),
+    (
+        "mlp-first-layer-width",
+        lambda: MLPPolicy(F3, A2, [np.zeros((4, 4)), np.zeros((4, 2))], _mlp_ws()[1]),
+        ValueError,
+        r"`w0` must have shape \(3, 4\), got \(4, 4\)",
+    ),
+    (
+        "mlp-layers-do-not-chain",
+        lambda: MLPPolicy(F3, A2, [np.zeros((3, 4)), np.zeros((5, 2))], _mlp_ws()[1]),
+        ValueError,
+        r"`w1` must have shape \(4, 2\), got \(5, 2\)",
+    ),
+    (
+        "mlp-output-width",
+        lambda: MLPPolicy(F3, A2, [np.zeros((3, 4)), np.zeros((4, 3))], _mlp_ws()[1]),
+        ValueError,
+        r"`w1` must have shape \(4, 2\), got \(4, 3\)",
+    ),
+    (
+        "mlp-bias-shape",
+        lambda: MLPPolicy(F3, A2, _mlp_ws()[0], [np.zeros(5), np.zeros(2)]),
+        ValueError,
+        r"`b0` must have shape \(4,\), got \(5,\)",
+    ),
+    (
+        "mlp-unknown-activation",
+        lambda: MLPPolicy(F3, A2, *_mlp_ws(), activation="sigmoid"),
+        ValueError,
+        r"`activation` must be one of \['relu', 'tanh'\], got 'sigmoid'",
+    ),
+    (
+        "exploration-in-constructor",
+        lambda: ConstantPolicy(F3, A2, np.zeros(2), Exploration("softmax", temperature=-1.0)),
+        ValueError,
+        r"`Exploration\.temperature`",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("builder", "err", "match"),
+    [row[1:] for row in CONSTRUCTOR_ERRORS],
+    ids=[row[0] for row in CONSTRUCTOR_ERRORS],
+)
+def test_constructor_refuses_bad_arguments(builder, err, match):
+    with pytest.raises(err, match=match):
+        builder()
