@@ -90,6 +90,7 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=_seed, default=0, help="seed of the run (default: 0)")
 
     q = sub.add_parser("quickstart", help="simulate a world and compare every baseline")
+    q.set_defaults(handler=_cmd_quickstart)
     population(q, 50_000, 26)
     q.add_argument(
         "--out",
@@ -99,6 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     s = sub.add_parser("simulate", help="write decision logs of a (noisy) policy")
+    s.set_defaults(handler=_cmd_simulate)
     population(s, 10_000, 26)
     s.add_argument(
         "--policy",
@@ -115,6 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="log file (.parquet or .csv)")
 
     e = sub.add_parser("evaluate", help="value per customer of a policy, with a 95%% interval")
+    e.set_defaults(handler=_cmd_evaluate)
     population(e, 50_000, 26)
     e.add_argument(
         "--policy", type=_choice(policies), required=True, help=f"policy: {', '.join(policies)}"
@@ -122,6 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     c = sub.add_parser("calibrate", help="a world's per-send rates beside industry ranges")
+    c.set_defaults(handler=_cmd_calibrate)
     population(c, 20_000, 26)
     c.add_argument(
         "--send-rate",
@@ -309,19 +313,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {
-    "quickstart": _cmd_quickstart,
-    "simulate": _cmd_simulate,
-    "evaluate": _cmd_evaluate,
-    "calibrate": _cmd_calibrate,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``campaignrl`` console script; returns the exit code."""
     args = _build_parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        return int(args.handler(args))
     except (ValueError, FileExistsError) as exc:
         print(f"campaignrl: error: {exc}", file=sys.stderr)
         return 2
