@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from campaignrl._fs import ordinary_mode
+
 __all__ = ["REQUIRED_COLUMNS", "write_logs"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -62,10 +64,7 @@ def write_logs(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     os.close(fd)
     try:
-        # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, ordinary_mode())
         if suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         else:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from campaignrl._fs import ordinary_mode
 from campaignrl.policies.base import Exploration, Policy
 
 __all__ = [
@@ -92,6 +93,7 @@ def save_policy(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        os.chmod(tmp, ordinary_mode(directory=True))
         np.savez(tmp / _WEIGHTS, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle
         manifest = {
             "format": FORMAT,
@@ -151,9 +153,12 @@ def load_policy(directory: str | os.PathLike[str]) -> Policy:
         "format_version",
         "kind",
         "feature_names",
+        "feature_encoding",
         "action_names",
         "exploration",
         "config",
+        "created",
+        "training",
         "files",
     )
     for key in required:
@@ -161,14 +166,15 @@ def load_policy(directory: str | os.PathLike[str]) -> Policy:
             raise _fail(root, f"{_MANIFEST} is missing field {key!r}")
     if manifest["format"] != FORMAT:
         raise _fail(root, f"field 'format' must be {FORMAT!r}, got {manifest['format']!r}")
-    if manifest["format_version"] != FORMAT_VERSION:
+    version = manifest["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
         raise _fail(
             root,
             f"field 'format_version' {manifest['format_version']!r} is not supported "
             f"(this campaignrl reads version {FORMAT_VERSION})",
         )
     kind = manifest["kind"]
-    if kind not in POLICY_KINDS:
+    if not isinstance(kind, str) or kind not in POLICY_KINDS:
         raise _fail(root, f"field 'kind' {kind!r} is unknown; known: {sorted(POLICY_KINDS)}")
     files = manifest["files"]
     if not isinstance(files, dict) or _WEIGHTS not in files:

@@ -118,7 +118,8 @@ class LinearPolicy(Policy):
         if not self.interact_with:
             return x
         groups = x[:, self._group_cols]
-        return (groups[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
+        width = groups.shape[1] * x.shape[1]
+        return (groups[:, :, None] * x[:, None, :]).reshape(x.shape[0], width)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Linear scores plus the confidence bonus."""
@@ -308,6 +309,12 @@ class MLPPolicy(Policy):
         act = _ACTIVATIONS[self.activation]
         # float32 like the torch network it was trained as: twice the speed of float64.
         h = np.asarray(features, dtype=np.float32)
+        if not np.isfinite(h).all():
+            row, col = np.argwhere(~np.isfinite(h))[0]
+            raise ValueError(
+                f"`features` must fit in float32 for the MLP, got {features[row, col]} at row "
+                f"{row}, column {self.feature_names[col]!r}"
+            )
         last = len(self._w32) - 1
         for i, (w, b) in enumerate(zip(self._w32, self._b32, strict=True)):
             h = h @ w

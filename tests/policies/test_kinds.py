@@ -249,9 +249,10 @@ def test_policy_contract_single_row(name):
 def test_policy_contract_empty_batch(name):
     # A batch of 0 rows (an empty slice of a log, an empty service request) is a valid (n, d).
     pol = FACTORIES[name]()
-    probs = pol.probabilities(np.zeros((0, len(pol.feature_names))))
+    x = np.zeros((0, len(pol.feature_names)))
+    probs = pol.probabilities(x)
     assert probs.shape == (0, pol.n_actions)
-    actions, prop = pol.sample(np.zeros((0, len(pol.feature_names))), None, np.random.default_rng(0))
+    actions, prop = pol.sample(x, None, np.random.default_rng(0))
     assert actions.shape == (0,) and prop.shape == (0,)
 
 
