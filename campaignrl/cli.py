@@ -62,6 +62,7 @@ def _choice(choices: Sequence[str]) -> Any:
 
 def _build_parser() -> argparse.ArgumentParser:
     from campaignrl.agents.baselines import baseline_names
+    from campaignrl.ope.commands import register as register_ope
     from campaignrl.simulators.presets import world_names
 
     worlds, policies = world_names(), baseline_names()
@@ -133,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="chance per period that a customer is sent something (default: 0.5)",
     )
+    register_ope(sub, _Parser)
     return parser
 
 

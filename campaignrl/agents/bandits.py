@@ -23,12 +23,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 from mabwiser.mab import MAB, LearningPolicy
+from threadpoolctl import threadpool_limits
 
 from campaignrl._checks import check_choice, check_scalar
 from campaignrl.agents.base import Agent, Transition
 from campaignrl.policies.base import Exploration, Policy
 from campaignrl.policies.kinds import LinearPolicy, TabularPolicy
-from campaignrl.policies.sampling import sample_actions, uniform_probabilities
+from campaignrl.policies.sampling import uniform_probabilities
 
 __all__ = ["BANDIT_ALGORITHMS", "BanditAgent", "BanditConfig"]
 
@@ -116,11 +117,11 @@ class BanditAgent(Agent):
         """Greedy on the scores, mixed with ``epsilon``."""
         return Exploration("greedy", epsilon=self.config.epsilon)
 
-    def act(self, obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def probabilities(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Uniform during warm-up, then the policy's probabilities."""
         if self.periods_seen < self.config.warmup_periods or not self._fitted:
-            return sample_actions(uniform_probabilities(masks), self.rng)
-        return self.policy().sample(obs, masks, self.rng)
+            return uniform_probabilities(masks)
+        return self.policy().probabilities(obs, masks)
 
     def update(self, transition: Transition) -> None:
         """``partial_fit`` MABWiser on the period's (context, action, reward) batch."""
@@ -140,12 +141,15 @@ class BanditAgent(Agent):
     def _fit(
         self, i: int, actions: np.ndarray, rewards: np.ndarray, ctx: np.ndarray | None
     ) -> None:
-        # MABWiser wants fit() first; partial_fit() then adds to what it learned.
-        if i in self._fitted_models:
-            self.mabs[i].partial_fit(actions, rewards, ctx)
-        else:
-            self.mabs[i].fit(actions, rewards, ctx)
-            self._fitted_models.add(i)
+        # MABWiser inverts a small matrix per arm on every fit: multi-threaded BLAS makes that
+        # ~100x slower on 2 busy cores than one thread does.
+        with threadpool_limits(limits=1):
+            # MABWiser wants fit() first; partial_fit() then adds to what it learned.
+            if i in self._fitted_models:
+                self.mabs[i].partial_fit(actions, rewards, ctx)
+            else:
+                self.mabs[i].fit(actions, rewards, ctx)
+                self._fitted_models.add(i)
 
     def policy(self) -> Policy:
         """The current scores as a numpy policy (cached until the next update)."""

@@ -8,6 +8,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from campaignrl.policies.base import Policy
+from campaignrl.policies.sampling import sample_actions
 
 __all__ = ["Agent", "Transition"]
 
@@ -36,10 +37,10 @@ class Transition(NamedTuple):
 class Agent(ABC):
     """An agent decides for a batch of customers and learns online.
 
-    ``act`` samples with the agent's own seeded Generator and returns each action's exact
-    probability; ``update`` learns from a :class:`Transition`; ``policy`` returns the
-    framework-free :class:`~campaignrl.policies.Policy` whose probabilities equal what
-    ``act`` samples from.
+    ``probabilities`` is what the live agent would do; ``act`` samples from it with the
+    agent's seeded Generator and returns each action's exact probability; ``update`` learns
+    from a :class:`Transition`; ``policy`` returns the framework-free
+    :class:`~campaignrl.policies.Policy`, whose probabilities equal the live agent's.
     """
 
     name: ClassVar[str]
@@ -54,9 +55,15 @@ class Agent(ABC):
         """Number of actions."""
         return len(self.action_names)
 
+    rng: np.random.Generator
+
     @abstractmethod
+    def probabilities(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """``(n, A)`` probabilities the live agent gives each action (zero where masked)."""
+
     def act(self, obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Actions ``(n,)`` and their exact probabilities ``(n,)`` for a batch."""
+        return sample_actions(self.probabilities(obs, masks), self.rng)
 
     @abstractmethod
     def update(self, transition: Transition) -> None:

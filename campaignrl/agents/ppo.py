@@ -21,7 +21,6 @@ from campaignrl.agents.base import Agent, Transition
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.policies.base import Exploration
 from campaignrl.policies.kinds import MLPPolicy
-from campaignrl.policies.sampling import sample_actions
 
 __all__ = ["PPOAgent", "PPOConfig"]
 
@@ -72,8 +71,8 @@ class PPOAgent(Agent):
     """MaskablePPO on a population env.
 
     PPO learns from its own rollouts (:meth:`learn`), not from transitions handed to
-    :meth:`update`. :meth:`act` samples from the exported numpy actor with the agent's seeded
-    Generator, so propensities are exact.
+    :meth:`update`. :meth:`act` samples from the live network's masked distribution with the
+    agent's seeded Generator, so propensities are exact.
 
     Args:
         env: The population env to train on (its customers are the parallel envs).
@@ -136,10 +135,6 @@ class PPOAgent(Agent):
             reset_num_timesteps=False,
         )
 
-    def act(self, obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sample from the actor's masked distribution with exact propensities."""
-        return sample_actions(self.policy().probabilities(obs, masks), self.rng)
-
     def update(self, transition: Transition) -> None:
         """PPO learns from its own rollouts: use :meth:`learn`."""
         raise NotImplementedError("PPO learns from its own rollouts; call learn(total_timesteps)")
@@ -164,8 +159,8 @@ class PPOAgent(Agent):
             Exploration("softmax", temperature=1.0),
         )
 
-    def torch_probabilities(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """The live network's masked action probabilities (for parity checks)."""
+    def probabilities(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """The live torch network's masked action probabilities."""
         import torch
 
         with torch.no_grad():
@@ -173,4 +168,6 @@ class PPOAgent(Agent):
                 torch.as_tensor(np.asarray(obs, dtype=np.float32)), action_masks=masks
             )
             probs: Any = dist.distribution.probs  # type: ignore[union-attr]  # Categorical
-            return np.asarray(probs.cpu().numpy(), dtype=np.float64)
+        # torch computes in float32; renormalized in float64, rows sum to 1 to machine precision.
+        out = np.asarray(probs.cpu().numpy(), dtype=np.float64)
+        return out / out.sum(axis=1, keepdims=True)

@@ -11,7 +11,6 @@ from campaignrl._checks import check_scalar
 from campaignrl.agents.base import Agent, Transition
 from campaignrl.policies.base import Exploration
 from campaignrl.policies.kinds import TabularPolicy
-from campaignrl.policies.sampling import sample_actions
 
 __all__ = ["QLearningAgent", "QLearningConfig"]
 
@@ -130,12 +129,11 @@ class QLearningAgent(Agent):
         frac = 1.0 if span == 0 else min(1.0, self.timesteps / span)
         return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
 
-    def act(self, obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Epsilon-greedy on Q, with exact propensities."""
-        probs = Exploration("greedy", epsilon=self.epsilon).probabilities(
+    def probabilities(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Epsilon-greedy on Q at the current epsilon."""
+        return Exploration("greedy", epsilon=self.epsilon).probabilities(
             self._table.scores(obs), masks
         )
-        return sample_actions(probs, self.rng)
 
     def update(self, transition: Transition) -> None:
         """One batched Q-learning step from a period of the population."""

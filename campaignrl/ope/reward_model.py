@@ -12,6 +12,9 @@ from campaignrl.logs.io import LoggedData
 
 __all__ = ["CrossFittedRewardModel"]
 
+_BATCH_ELEMENTS = 1 << 23
+"""design-matrix entries predicted per call (8M: 64 MB of float64)"""
+
 
 @dataclass(frozen=True, eq=False)
 class CrossFittedRewardModel:
@@ -95,12 +98,22 @@ class CrossFittedRewardModel:
             test = np.flatnonzero(folds == k)
             train = np.flatnonzero(folds != k)
             model = clone(self.estimator).fit(design[train], data.rewards[train])
-            for a in range(n_a):
-                for pos in range(n_l):
-                    actions = np.full(test.shape[0], a)
-                    positions = np.full(test.shape[0], pos) if positioned else None
-                    x = _design(data, actions, positions, test)
-                    out[test, a, pos] = _predict(model, x, classify)
+            # Predict many (action, position) pairs per call: models such as gradient boosting
+            # pay a large fixed cost per predict call. Batches stay near _BATCH_ELEMENTS.
+            pairs = [(a, pos) for a in range(n_a) for pos in range(n_l)]
+            per_batch = max(1, _BATCH_ELEMENTS // max(1, test.shape[0] * design.shape[1]))
+            for start in range(0, len(pairs), per_batch):
+                batch = pairs[start : start + per_batch]
+                actions = np.concatenate([np.full(test.shape[0], a) for a, _ in batch])
+                positions = (
+                    np.concatenate([np.full(test.shape[0], pos) for _, pos in batch])
+                    if positioned
+                    else None
+                )
+                x = _design(data, actions, positions, np.tile(test, len(batch)))
+                pred = _predict(model, x, classify).reshape(len(batch), test.shape[0])
+                for j, (a, pos) in enumerate(batch):
+                    out[test, a, pos] = pred[j]
         return out if positioned else out[:, :, 0]
 
 

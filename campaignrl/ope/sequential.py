@@ -47,6 +47,9 @@ __all__ = [
     "QEstimates",
     "SequentialDR",
     "Trajectories",
+    "cumulative_weights",
+    "diagnose_trajectories",
+    "episode_bootstrap_values",
     "trajectories",
 ]
 
@@ -114,7 +117,9 @@ def trajectories(data: LoggedData) -> Trajectories:
         ([1, 1, 0, 1, 0], [2, 0, 1, 1, 0], [-1, 3, -1, 0, 2], [2, 3])
     """
     if data.episode_ids is None or data.steps is None:
-        missing = [c for c, v in (("episode_id", data.episode_ids), ("step", data.steps)) if v is None]
+        missing = [
+            c for c, v in (("episode_id", data.episode_ids), ("step", data.steps)) if v is None
+        ]
         raise ValueError(
             f"sequential estimators need the `episode_id` and `step` columns; the log has no "
             f"{', '.join(f'`{c}`' for c in missing)}"
@@ -509,7 +514,9 @@ class BaseSequentialEstimator(ABC):
         """
         return self._episode_terms(self._inputs(data, target, estimated_q))
 
-    def estimate_policy_value(self, data: LoggedData, target: Any, *, estimated_q: Any = None) -> float:
+    def estimate_policy_value(
+        self, data: LoggedData, target: Any, *, estimated_q: Any = None
+    ) -> float:
         """Estimate the target's value (see :meth:`episode_terms` for the arguments)."""
         return self.episode_terms(data, target, estimated_q=estimated_q).value()
 
@@ -538,7 +545,13 @@ class BaseSequentialEstimator(ABC):
             rng: Generator or seed of the bootstrap (``None``: fresh entropy).
         """
         check_scalar(
-            alpha, "alpha", float, min_val=0.0, max_val=1.0, min_inclusive=False, max_inclusive=False
+            alpha,
+            "alpha",
+            float,
+            min_val=0.0,
+            max_val=1.0,
+            min_inclusive=False,
+            max_inclusive=False,
         )
         check_choice(method, "method", ("bootstrap", "normal"))
         check_scalar(n_bootstrap, "n_bootstrap", int, min_val=1)
@@ -808,3 +821,24 @@ SEQUENTIAL_ESTIMATORS: dict[str, type[BaseSequentialEstimator]] = {
     cls.estimator_name: cls for cls in (PDIS, WPDIS, SequentialDR, FQE)
 }
 """every sequential estimator by ``estimator_name``"""
+
+
+def diagnose_trajectories(data: LoggedData, target: Any) -> dict[str, float | int]:
+    """Episode-level weight diagnostics: the per-decision ones are in ``ope.diagnose``.
+
+    Returns ``n_episodes``, ``mean_episode_length``, ``longest_episode``, Kish's effective
+    number of episodes of the final cumulative weights ``rho_{i, T_i - 1}``
+    (``episode_effective_sample_size``) and the largest of them (``max_cumulative_weight``).
+    """
+    policy = _target(data, target)
+    traj = trajectories(data)
+    rho, _ = cumulative_weights(traj, policy.factual(data) / data.propensities)
+    final = rho[traj.last_row]
+    squares = float(final @ final)
+    return {
+        "n_episodes": traj.n_episodes,
+        "mean_episode_length": float(traj.lengths.mean()),
+        "longest_episode": traj.horizon,
+        "episode_effective_sample_size": float(final.sum()) ** 2 / squares if squares else 0.0,
+        "max_cumulative_weight": float(final.max()),
+    }

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+from campaignrl.agents.base import Transition
+from campaignrl.agents.qlearning import QLearningAgent, QLearningConfig
+
+FEATURES = ("segment=all", "recency", "fatigue", "reachable=email", "cap_used", "periods_left")
+ACTIONS = ("no_contact", "content@email")
+HORIZON = 8
+
+
+class FatigueMDP:
+    """Greedy is wrong here: a tired customer still pays 0.3 for a contact, now, but resting
+    one period (0) brings back a rested customer worth 1 per contact.
+
+    rested: contact -> r = 1, tired; rest -> r = 0, rested
+    tired:  contact -> r = 0.3, tired; rest -> r = 0, rested
+    Optimal from rested over 8 periods: contact at t = 0, 2, 4, 6 (4 x 1), rest between, and
+    contact the tired customer in the last period (0.3): 4.3. Greedy (always contact):
+    1 + 7 * 0.3 = 3.1.
+    """
+
+    def obs(self, tired: np.ndarray, t: int) -> np.ndarray:
+        n = tired.shape[0]
+        out = np.zeros((n, len(FEATURES)))
+        out[:, 0] = 1.0
+        out[:, 2] = np.where(tired, 0.8, 0.0)  # F / (1 + F) with F = 4 when tired
+        out[:, 3] = 1.0
+        out[:, 5] = (HORIZON - t) / HORIZON
+        return out
+
+    def step(self, tired: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        contact = actions == 1
+        reward = np.where(contact, np.where(tired, 0.3, 1.0), 0.0)
+        return reward, contact
+
+
+def train(agent: QLearningAgent, episodes: int, n: int, rng: np.random.Generator) -> None:
+    mdp = FatigueMDP()
+    masks = np.ones((n, 2), dtype=bool)
+    for _ in range(episodes):
+        tired = np.zeros(n, dtype=bool)
+        for t in range(HORIZON):
+            obs = mdp.obs(tired, t)
+            actions, props = agent.act(obs, masks)
+            reward, tired_next = mdp.step(tired, actions)
+            reward = reward + 0.1 * rng.standard_normal(n)
+            done = np.full(n, t == HORIZON - 1)
+            next_obs = mdp.obs(tired_next, t + 1)
+            agent.update(Transition(obs, masks, actions, props, reward, next_obs, masks, done))
+            tired = tired_next
+
+
+def greedy_return(agent: QLearningAgent) -> float:
+    mdp, policy = FatigueMDP(), agent.policy()
+    tired, total = np.zeros(1, dtype=bool), 0.0
+    for t in range(HORIZON):
+        a = policy.scores(mdp.obs(tired, t)).argmax(axis=1)
+        r, tired = mdp.step(tired, a)
+        total += float(r[0])
+    return total
+
+
+def test_qlearning_solves_an_mdp_where_greedy_is_wrong():
+    config = QLearningConfig(epsilon_start=1.0, epsilon_end=0.1, exploration_fraction=0.5)
+    agent = QLearningAgent(
+        FEATURES, ACTIONS, config, total_timesteps=200 * 400 * HORIZON, rng=np.random.default_rng(0)
+    )
+    train(agent, episodes=200, n=400, rng=np.random.default_rng(1))
+    mdp, policy = FatigueMDP(), agent.policy()
+    # rest when tired (greedy would contact), contact when rested, contact in the last period
+    for t in range(HORIZON - 1):
+        tired_obs = mdp.obs(np.array([True]), t)
+        rested_obs = mdp.obs(np.array([False]), t)
+        assert policy.scores(tired_obs).argmax() == 0, f"contacts a tired customer at t={t}"
+        assert policy.scores(rested_obs).argmax() == 1, f"rests a rested customer at t={t}"
+    assert policy.scores(mdp.obs(np.array([True]), HORIZON - 1)).argmax() == 1
+    assert greedy_return(agent) == pytest.approx(4.3)
+
+
+def test_terminal_targets_do_not_bootstrap():
+    agent = QLearningAgent(
+        FEATURES, ACTIONS, QLearningConfig(), total_timesteps=10, rng=np.random.default_rng(0)
+    )
+    agent.q[:] = 100.0  # a bootstrapped target would carry this
+    mdp = FatigueMDP()
+    obs = mdp.obs(np.zeros(4, dtype=bool), HORIZON - 1)
+    masks = np.ones((4, 2), dtype=bool)
+    actions = np.array([1, 1, 1, 1])
+    rewards = np.array([1.0, 1.0, 1.0, 1.0])
+    agent.update(
+        Transition(obs, masks, actions, np.ones(4), rewards, obs, masks, np.ones(4, dtype=bool))
+    )
+    s = agent._table.states(obs[:1])[0]
+    # first visit: the step size is count / visits = 1, so Q becomes the mean target, 1
+    assert agent.q[s, 1] == pytest.approx(1.0)
+    assert agent.q[s, 0] == 100.0
+
+
+def test_epsilon_decays_linearly_then_stays():
+    cfg = QLearningConfig(epsilon_start=1.0, epsilon_end=0.1, exploration_fraction=0.5)
+    agent = QLearningAgent(
+        FEATURES, ACTIONS, cfg, total_timesteps=1000, rng=np.random.default_rng(0)
+    )
+    assert agent.epsilon == 1.0
+    agent.timesteps = 250
+    assert agent.epsilon == pytest.approx(0.55)
+    agent.timesteps = 900
+    assert agent.epsilon == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"gamma": 1.5}, r"`gamma` must be <= 1.0, got 1.5"),
+        ({"learning_rate_floor": 0.0}, r"`learning_rate_floor` must be > 0.0, got 0.0"),
+        ({"epsilon_end": -0.1}, r"`epsilon_end` must be >= 0.0, got -0.1"),
+        ({"exploration_fraction": 2.0}, r"`exploration_fraction` must be <= 1.0, got 2.0"),
+    ],
+)
+def test_bad_qlearning_config_is_refused_by_name(changes, match):
+    with pytest.raises(ValueError, match=match):
+        QLearningConfig(**changes)
+
+
+def test_qlearning_needs_the_campaign_features():
+    with pytest.raises(ValueError, match="needs observation features"):
+        QLearningAgent(("x",), ACTIONS, QLearningConfig(), 10, np.random.default_rng(0))
