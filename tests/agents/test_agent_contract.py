@@ -47,7 +47,7 @@ def trained(request):
 @pytest.fixture(scope="module")
 def observations():
     env = CampaignVectorEnv(10_000, world="fatigue", horizon=6)
-    obs, _ = env.reset(seed=21)
+    env.reset(seed=21)
     env.step(np.random.default_rng(0).integers(0, 19, 10_000))  # some fatigue and caps
     env.step(np.random.default_rng(1).integers(0, 19, 10_000))
     return env.observe(), env.action_masks()
