@@ -60,12 +60,26 @@ def _choice(choices: Sequence[str]) -> Any:
     return parse
 
 
+def _policy_arg(names: Sequence[str]) -> Any:
+    def parse(text: str) -> str | Path:
+        if text in names:
+            return text
+        if (Path(text) / "manifest.json").is_file():
+            return Path(text)
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(names)} or an exported policy directory; got {text!r}"
+        )
+
+    return parse
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from campaignrl.agents.baselines import baseline_names
+    from campaignrl.agents.registry import LEARNERS
     from campaignrl.ope.commands import register as register_ope
     from campaignrl.simulators.presets import world_names
 
-    worlds, policies = world_names(), baseline_names()
+    worlds, policies, learners = world_names(), baseline_names(), LEARNERS
     parser = _Parser(prog="campaignrl", description="Reinforcement-learning campaign optimizer.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -105,9 +119,9 @@ def _build_parser() -> argparse.ArgumentParser:
     population(s, 10_000, 26)
     s.add_argument(
         "--policy",
-        type=_choice(policies),
+        type=_policy_arg(policies),
         default="random",
-        help=f"logging policy: {', '.join(policies)}",
+        help=f"logging policy: {', '.join(policies)}, or an exported policy directory",
     )
     s.add_argument(
         "--epsilon",
@@ -121,7 +135,10 @@ def _build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler=_cmd_evaluate)
     population(e, 50_000, 26)
     e.add_argument(
-        "--policy", type=_choice(policies), required=True, help=f"policy: {', '.join(policies)}"
+        "--policy",
+        type=_policy_arg(policies),
+        required=True,
+        help=f"policy: {', '.join(policies)}, or an exported policy directory",
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -134,14 +151,48 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="chance per period that a customer is sent something (default: 0.5)",
     )
+    t = sub.add_parser("train", help="train a learning agent and export its policy")
+    t.set_defaults(handler=_cmd_train)
+    population(t, 10_000, 26)
+    t.add_argument(
+        "--agent", type=_choice(learners), required=True, help=f"agent: {', '.join(learners)}"
+    )
+    t.add_argument(
+        "--timesteps", type=_positive_int, required=True, help="training budget in customer-steps"
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an agent setting (repeatable), e.g. --set epsilon=0.1",
+    )
+    t.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder: config.json, learning_curve.csv, policy/",
+    )
+
+    x = sub.add_parser("experiment", help="run experiment configs (YAML)")
+    xsub = x.add_subparsers(dest="experiment_command", required=True, parser_class=_Parser)
+    xr = xsub.add_parser("run", help="train and evaluate every agent of a config")
+    xr.set_defaults(handler=_cmd_experiment_run)
+    xr.add_argument("config", type=Path, help="experiment YAML (see experiments/)")
+    xr.add_argument("--out", type=Path, required=True, help="results folder")
     register_ope(sub, _Parser)
     return parser
 
 
-def _make_policy(name: str, world: str, periods: int, seed: int) -> Any:
+def _make_policy(name: str | Path, world: str, periods: int, seed: int) -> Any:
     from campaignrl.agents.baselines import make_baseline
     from campaignrl.simulators.presets import get_world
 
+    if isinstance(name, Path):
+        from campaignrl.policies.artifacts import load_policy
+        from campaignrl.rollout import FeaturePolicy
+
+        return FeaturePolicy(load_policy(name), name=str(name))
     policy = make_baseline(name)
     # The pilot of static-best gets its own stream so it never sees the evaluated population.
     policy.fit(get_world(world), periods, np.random.default_rng([seed, 1]))
@@ -186,7 +237,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"argument --out: must end in .parquet or .csv, got {str(args.out)!r}")
     policy = _make_policy(args.policy, args.world, args.periods, args.seed)
-    version = f"{args.policy}+eps{args.epsilon:g}"
+    version = f"{policy.describe()}+eps{args.epsilon:g}"
     result = run_policy(
         args.world,
         policy,
@@ -270,6 +321,83 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         )
     console.print(table)
     console.print(f"wrote {args.out / 'summary.csv'} and {plot}")
+    return 0
+
+
+def _parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"argument --set: must be KEY=VALUE, got {item!r}")
+        settings[key.strip()] = yaml.safe_load(value)  # numbers, booleans, lists as in YAML
+    return settings
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from campaignrl.agents.registry import make_agent, train_agent
+    from campaignrl.envs.vector import CampaignVectorEnv
+    from campaignrl.policies.artifacts import save_policy
+
+    params = _parse_settings(args.set)
+    out = Path(args.out)
+    if (out / "policy").exists() and any((out / "policy").iterdir()):
+        raise FileExistsError(f"argument --out: {str(out)!r} already holds a trained policy")
+    env = CampaignVectorEnv(args.customers, world=args.world, horizon=args.periods)
+    agent = make_agent(
+        args.agent, env, params=params, total_timesteps=args.timesteps, seed=args.seed
+    )
+    result = train_agent(agent, env, total_timesteps=args.timesteps, seed=args.seed, progress=True)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "world": args.world,
+        "agent": args.agent,
+        "params": params,
+        "customers": args.customers,
+        "periods": args.periods,
+        "seed": args.seed,
+        "timesteps": result.timesteps,
+        "train_seconds": result.seconds,
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    result.learning_curve.to_csv(out / "learning_curve.csv", index=False)
+    save_policy(agent.policy(), out / "policy", training=config)
+    last = (
+        result.learning_curve["value_per_customer"].iloc[-1]
+        if len(result.learning_curve)
+        else float("nan")
+    )
+    print(
+        f"trained {args.agent} on {args.world} for {result.timesteps:,} customer-steps in "
+        f"{result.seconds:.1f}s (last campaign: {last:.2f} per customer); "
+        f"policy in {out / 'policy'}"
+    )
+    return 0
+
+
+def _cmd_experiment_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from campaignrl.experiments import load_config, run_experiment
+
+    config = load_config(args.config)
+    summary = run_experiment(config, args.out)
+    table = Table(title=f"{config.name} ({config.world}, seeds {config.seeds})")
+    for col in ("agent", "profit / customer", "95% CI", "contact rate", "training (s)"):
+        table.add_column(col, justify="left" if col == "agent" else "right")
+    for r in summary.itertuples():
+        table.add_row(
+            str(r.agent),
+            f"{r.value_per_customer:.2f}",
+            f"[{r.ci95_low:.2f}, {r.ci95_high:.2f}]",
+            f"{r.contact_rate:.0%}",
+            f"{r.train_seconds:.1f}",
+        )
+    Console(width=max(Console().width, 100)).print(table)
+    print(f"wrote {Path(args.out) / 'summary.csv'}, report.md and plots in {args.out}")
     return 0
 
 

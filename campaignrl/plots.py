@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,7 +13,7 @@ matplotlib.use("Agg")  # files only: runs on servers and CI without a display
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_policy_comparison"]
+__all__ = ["plot_learning_curves", "plot_policy_comparison"]
 
 
 def plot_policy_comparison(
@@ -68,6 +69,39 @@ def plot_policy_comparison(
     ax_c.legend(fontsize=8)
     ax_c.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_learning_curves(curves: Any, path: str | Path, title: str) -> Path:
+    """Profit per customer of each training campaign against customer-steps, per agent.
+
+    Args:
+        curves: DataFrame with ``agent``, ``seed``, ``timesteps``, ``value_per_customer``.
+        path: PNG file to write.
+        title: Figure title.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if len(curves):
+        for agent, group in curves.groupby("agent", sort=False):
+            for i, (_, run) in enumerate(group.groupby("seed")):
+                ax.plot(
+                    run["timesteps"],
+                    run["value_per_customer"],
+                    alpha=0.8,
+                    label=str(agent) if i == 0 else None,
+                )
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no learner trained", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("training customer-steps")
+    ax.set_ylabel("profit per customer over the campaign")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,10 @@ class FeaturePolicy:
         self.policy = policy
         self.name = name or policy.kind
 
+    def describe(self) -> str:
+        """Name for reports."""
+        return self.name
+
     def probabilities(
         self, obs: np.ndarray, masks: np.ndarray, sim: CustomerSimulator
     ) -> np.ndarray:

@@ -282,7 +282,9 @@ def test_bad_argument_exits_2_with_one_line_naming_it(
     ("argv", "needle"),
     [
         ([], "command"),
-        (["train"], "train"),
+        (["bogus-command"], "bogus-command"),
+        (["train"], "--agent"),
+        (["experiment"], "experiment_command"),
         (["evaluate"], "--policy"),
         (["simulate"], "--out"),
         (["evaluate", "--policy", "random", "--bogus", "1"], "--bogus"),

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+from stable_baselines3.common.callbacks import BaseCallback
 
 from campaignrl._checks import check_scalar
 from campaignrl.agents.base import Agent, Transition
@@ -67,6 +69,27 @@ class PPOConfig:
             raise ValueError(f"`net_arch` must be positive layer widths, got {self.net_arch!r}")
 
 
+class _CurveCallback(BaseCallback):
+    """Mean campaign profit per customer at each episode end (all customers end together)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = []
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", [])
+        returns = [info["episode"]["r"] for info in infos if "episode" in info]
+        if returns:
+            self.rows.append(
+                {
+                    "timesteps": float(self.num_timesteps),
+                    "episode": float(len(self.rows)),
+                    "value_per_customer": float(np.mean(returns)),
+                }
+            )
+        return True
+
+
 class PPOAgent(Agent):
     """MaskablePPO on a population env.
 
@@ -96,6 +119,7 @@ class PPOAgent(Agent):
         torch.set_num_threads(1)  # small networks: one thread is faster on 2 cores
         self.config = config
         self.rng = rng
+        self.curve: list[dict[str, float]] = []
         venv: Any = VecMonitor(CampaignSB3VecEnv(env))
         if config.normalize_reward:
             venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=config.gamma)
@@ -123,17 +147,23 @@ class PPOAgent(Agent):
             **config.extra,
         )
 
-    def learn(
-        self, total_timesteps: int, *, callback: Any = None, progress_bar: bool = False
-    ) -> None:
-        """Train for ``total_timesteps`` customer-steps."""
+    def learn(self, total_timesteps: int, *, progress_bar: bool = False) -> pd.DataFrame:
+        """Train for ``total_timesteps`` customer-steps; return the learning curve.
+
+        The curve has one row per completed campaign: ``timesteps``, ``episode`` and
+        ``value_per_customer`` (mean unnormalized profit per customer over the campaign,
+        recorded by ``VecMonitor`` while learning).
+        """
         check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
+        callback = _CurveCallback()
         self.model.learn(
             total_timesteps=total_timesteps,
             callback=callback,
             progress_bar=progress_bar,
             reset_num_timesteps=False,
         )
+        self.curve.extend(callback.rows)
+        return pd.DataFrame(self.curve, columns=["timesteps", "episode", "value_per_customer"])
 
     def update(self, transition: Transition) -> None:
         """PPO learns from its own rollouts: use :meth:`learn`."""
