@@ -104,13 +104,30 @@ def _build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--seed", type=_seed, default=0, help="seed of the run (default: 0)")
 
-    q = sub.add_parser("quickstart", help="simulate a world and compare every baseline")
-    q.set_defaults(handler=_cmd_quickstart)
+    qs = sub.add_parser(
+        "quickstart", help="run experiments/quickstart.yaml: baselines and learners on retail"
+    )
+    qs.set_defaults(handler=_cmd_quickstart)
+    qs.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="experiment YAML (default: experiments/quickstart.yaml of this checkout)",
+    )
+    qs.add_argument(
+        "--out",
+        type=Path,
+        default=Path("campaignrl-out/quickstart"),
+        help="results folder (default: campaignrl-out/quickstart)",
+    )
+
+    q = sub.add_parser("baselines", help="simulate a world and compare every baseline")
+    q.set_defaults(handler=_cmd_baselines)
     population(q, 50_000, 26)
     q.add_argument(
         "--out",
         type=Path,
-        default=Path("campaignrl-out/quickstart"),
+        default=Path("campaignrl-out/baselines"),
         help="folder for summary.csv and the plot",
     )
 
@@ -258,7 +275,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_quickstart(args: argparse.Namespace) -> int:
+def _cmd_baselines(args: argparse.Namespace) -> int:
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
@@ -375,6 +392,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"policy in {out / 'policy'}"
     )
     return 0
+
+
+_QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+"""the checkout's quickstart config (the README installs campaignrl editable from a clone)"""
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    if args.config is None:
+        if not _QUICKSTART.is_file():
+            raise ValueError(
+                f"argument --config: no default config at {str(_QUICKSTART)!r}; "
+                "pass --config experiments/quickstart.yaml from a campaignrl checkout"
+            )
+        args.config = _QUICKSTART
+    return _cmd_experiment_run(args)
 
 
 def _cmd_experiment_run(args: argparse.Namespace) -> int:

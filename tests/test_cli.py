@@ -187,9 +187,9 @@ def test_simulate_csv_equals_the_python_api_log(tmp_path, capsys):
 # ---------------------------------------------------------------------- quickstart, calibrate
 
 
-def test_quickstart_writes_summary_and_plot(tmp_path, capsys):
+def test_baselines_writes_summary_and_plot(tmp_path, capsys):
     out_dir = tmp_path / "qs"
-    code, out, err = _run(["quickstart", *SMALL, "--seed", "1", "--out", str(out_dir)], capsys)
+    code, out, err = _run(["baselines", *SMALL, "--seed", "1", "--out", str(out_dir)], capsys)
     assert code == 0, err
     summary = pd.read_csv(out_dir / "summary.csv")
     assert sorted(summary["policy"]) == sorted(baseline_names())
@@ -215,11 +215,11 @@ def test_quickstart_writes_summary_and_plot(tmp_path, capsys):
     assert "summary.csv" in out
 
 
-def test_quickstart_with_one_customer_does_not_crash_on_the_plot(tmp_path, capsys):
+def test_baselines_with_one_customer_does_not_crash_on_the_plot(tmp_path, capsys):
     """``--customers 1`` is accepted by the parser; the run must either work or be refused
     naming ``--customers`` (today the plot fails on an infinite interval)."""
     code, _, err = _run(
-        ["quickstart", "--customers", "1", "--periods", "2", "--out", str(tmp_path)], capsys
+        ["baselines", "--customers", "1", "--periods", "2", "--out", str(tmp_path)], capsys
     )
     if code == 2:
         assert "--customers" in err, err
@@ -239,7 +239,7 @@ def test_calibrate_runs(capsys):
 
 BAD_ARGUMENTS = [
     (["evaluate", "--policy", "random", "--world", "shop"], "--world", "shop"),
-    (["quickstart", "--world", "shop"], "--world", "shop"),
+    (["baselines", "--world", "shop"], "--world", "shop"),
     (["calibrate", "--world", "Retail"], "--world", "Retail"),
     (["evaluate", "--policy", "nope"], "--policy", "nope"),
     (["simulate", "--policy", "nope", "--out", "x.parquet"], "--policy", "nope"),
@@ -247,7 +247,7 @@ BAD_ARGUMENTS = [
     (["evaluate", "--policy", "random", "--customers", "-3"], "--customers", "-3"),
     (["evaluate", "--policy", "random", "--customers", "abc"], "--customers", "abc"),
     (["evaluate", "--policy", "random", "--customers", "2.5"], "--customers", "2.5"),
-    (["quickstart", "--customers", "0"], "--customers", "0"),
+    (["baselines", "--customers", "0"], "--customers", "0"),
     (["evaluate", "--policy", "random", "--periods", "0"], "--periods", "0"),
     (["calibrate", "--periods", "abc"], "--periods", "abc"),
     (["simulate", "--epsilon", "1.5", "--out", "x.parquet"], "--epsilon", "1.5"),

@@ -193,3 +193,11 @@ def test_bad_train_arguments_exit_2_naming_the_argument(argv, needle, capsys, tm
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1, err
+
+
+def test_quickstart_runs_a_config_and_writes_the_report(tmp_path, capsys):
+    config = write(tmp_path, {**TINY, "seeds": [0], "agents": TINY["agents"][:3]})
+    code = main(["quickstart", "--config", str(config), "--out", str(tmp_path / "qs")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "ucb1" in captured.out and (tmp_path / "qs" / "report.md").is_file()
