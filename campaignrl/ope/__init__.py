@@ -1,4 +1,4 @@
-"""Off-policy evaluation: estimators, target policies, reward models, intervals, diagnostics."""
+"""Off-policy evaluation: bandit and sequential estimators, targets, models, intervals."""
 
 from __future__ import annotations
 
@@ -12,24 +12,43 @@ from campaignrl.ope.intervals import (
     bootstrap_values,
     normal_interval,
 )
+from campaignrl.ope.policy_target import load_policy_target, policy_target
 from campaignrl.ope.records import Diagnostics, Estimate
 from campaignrl.ope.reward_model import CrossFittedRewardModel
+from campaignrl.ope.sequential import (
+    FQE,
+    PDIS,
+    SEQUENTIAL_ESTIMATORS,
+    WPDIS,
+    BaseSequentialEstimator,
+    FittedQEvaluation,
+    QEstimates,
+    SequentialDR,
+)
 from campaignrl.ope.target import TargetPolicy, as_target
 
 __all__ = [
     "DM",
     "DR",
     "ESTIMATORS",
+    "FQE",
     "IPS",
+    "PDIS",
+    "SEQUENTIAL_ESTIMATORS",
     "SNDR",
     "SNIPS",
+    "WPDIS",
     "BaseOffPolicyEstimator",
+    "BaseSequentialEstimator",
     "CrossFittedRewardModel",
     "DRos",
     "Diagnostics",
     "Estimate",
     "Evaluation",
+    "FittedQEvaluation",
+    "QEstimates",
     "RoundTerms",
+    "SequentialDR",
     "SwitchDR",
     "TargetPolicy",
     "as_target",
@@ -38,5 +57,7 @@ __all__ = [
     "diagnose",
     "effective_sample_size",
     "evaluate",
+    "load_policy_target",
     "normal_interval",
+    "policy_target",
 ]

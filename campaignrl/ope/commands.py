@@ -439,7 +439,7 @@ def _print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     console = Console(width=max(Console().width, 100))
     kind = f"sequential, gamma {args.gamma:g}" if args.sequential else "per decision"
     table = Table(title=f"OPE of {result['target']} on {result['logs']} ({kind})")
-    for col in ("estimator", "value", "95% CI" if args.interval else "CI", "interval"):
+    for col in ("estimator", "value", "95% CI", "interval"):
         table.add_column(col, justify="left" if col == "estimator" else "right")
     for row in result["estimates"]:
         table.add_row(

@@ -124,7 +124,7 @@ class LinearPolicy(Policy):
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Linear scores plus the confidence bonus."""
         x = self.feature_map(features)
-        out = x @ self.beta.T
+        out = (self.beta @ x.T).T  # column-major (n, A), see Exploration.probabilities
         if self.alpha > 0 and self._a_inv_flat is not None:
             n, d = x.shape
             xa = (x @ self._a_inv_flat).reshape(n, self.n_actions, d)
@@ -308,20 +308,23 @@ class MLPPolicy(Policy):
         """Logits."""
         act = _ACTIVATIONS[self.activation]
         # float32 like the torch network it was trained as: twice the speed of float64.
-        h = np.asarray(features, dtype=np.float32)
-        if not np.isfinite(h).all():
-            row, col = np.argwhere(~np.isfinite(h))[0]
+        x = np.asarray(features, dtype=np.float32)
+        if not np.isfinite(x).all():
+            row, col = np.argwhere(~np.isfinite(x))[0]
             raise ValueError(
                 f"`features` must fit in float32 for the MLP, got {features[row, col]} at row "
                 f"{row}, column {self.feature_names[col]!r}"
             )
+        # Transposed forward pass, (units, n): the logits come out as one contiguous row per
+        # action, i.e. a column-major (n, A) matrix, the layout the exploration step wants.
+        h = x.T
         last = len(self._w32) - 1
         for i, (w, b) in enumerate(zip(self._w32, self._b32, strict=True)):
-            h = h @ w
-            h += b
+            h = w.T @ h
+            h += b[:, None]
             if i < last:
                 h = act(h, out=h)
-        return h.astype(np.float64)
+        return h.T.astype(np.float64)
 
     def parameters(self) -> dict[str, np.ndarray]:
         """``w<i>`` and ``b<i>`` per layer."""

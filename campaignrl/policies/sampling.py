@@ -57,8 +57,16 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
         >>> a[0], p[0]
         (np.int64(1), np.float64(1.0))
     """
-    cum = np.cumsum(probs, axis=1)
-    u = rng.random(probs.shape[0]) * cum[:, -1]
-    actions = (cum <= u[:, None]).sum(axis=1)
-    actions = np.minimum(actions, probs.shape[1] - 1)
-    return actions.astype(np.int64), probs[np.arange(probs.shape[0]), actions]
+    n, n_actions = probs.shape
+    # Running sums column by column (a vector add per action over all rows) instead of
+    # np.cumsum along the short action axis, which numpy does not vectorize across rows.
+    total = np.zeros(n)
+    for j in range(n_actions):
+        total += probs[:, j]
+    u = rng.random(n) * total
+    cum = np.zeros(n)
+    actions = np.zeros(n, dtype=np.int64)
+    for j in range(n_actions - 1):  # the last running sum is the total, always above u
+        cum += probs[:, j]
+        actions += cum <= u
+    return actions, probs[np.arange(n), actions]
