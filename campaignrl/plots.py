@@ -69,12 +69,7 @@ def plot_policy_comparison(
     ax_c.legend(fontsize=8)
     ax_c.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_learning_curves(curves: Any, path: str | Path, title: str) -> Path:
@@ -102,6 +97,11 @@ def plot_learning_curves(curves: Any, path: str | Path, title: str) -> Path:
     ax.set_ylabel("profit per customer over the campaign")
     ax.grid(alpha=0.3)
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (creating the folder) and free it."""
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
