@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
-__all__ = ["ordinary_mode"]
+__all__ = ["ordinary_mode", "write_table_atomic"]
 
 
 def ordinary_mode(directory: bool = False) -> int:
@@ -16,3 +19,26 @@ def ordinary_mode(directory: bool = False) -> int:
     umask = os.umask(0)
     os.umask(umask)
     return (0o777 if directory else 0o666) & ~umask
+
+
+def write_table_atomic(frame: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a DataFrame as Parquet (``.parquet``) or CSV (any other suffix), atomically.
+
+    The table is written to a temporary file beside the target and renamed into place, so a
+    failure never leaves a half-written file and an existing target stays untouched.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, ordinary_mode())
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

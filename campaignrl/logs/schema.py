@@ -21,12 +21,11 @@ format; CSV is accepted.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from campaignrl._fs import ordinary_mode
+from campaignrl._fs import write_table_atomic
 
 __all__ = ["REQUIRED_COLUMNS", "write_logs"]
 
@@ -60,17 +59,4 @@ def write_logs(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"log frame is missing required column(s) {missing}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, ordinary_mode())
-        if suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_table_atomic(frame, out)
