@@ -111,6 +111,7 @@ class LinearPolicy(Policy):
         self._a_inv_flat = (
             None if self.a_inv is None else self.a_inv.transpose(1, 0, 2).reshape(d, n_a * d)
         )
+        self._blocks = self._group_blocks()
 
     def feature_map(self, features: np.ndarray) -> np.ndarray:
         """``phi(x)``: the features, or their outer product with the group one-hot."""
@@ -126,11 +127,51 @@ class LinearPolicy(Policy):
         x = self.feature_map(features)
         out = (self.beta @ x.T).T  # column-major (n, A), see Exploration.probabilities
         if self.alpha > 0 and self._a_inv_flat is not None:
-            n, d = x.shape
-            xa = (x @ self._a_inv_flat).reshape(n, self.n_actions, d)
-            quad = np.einsum("nad,nd->na", xa, x)
+            quad = self._bonus_by_group(features)
+            if quad is None:
+                n, d = x.shape
+                xa = (x @ self._a_inv_flat).reshape(n, self.n_actions, d)
+                quad = np.einsum("nad,nd->na", xa, x)
             out = out + self.alpha * np.sqrt(np.maximum(quad, 0.0))
         return out
+
+    def _group_blocks(self) -> list[np.ndarray] | None:
+        """Per-group ``(d, A*d)`` blocks of ``A^{-1}`` when it is block-diagonal by group.
+
+        With ``interact_with``, a row only has features in its own group's block, so the design
+        matrix (and its inverse) never couples two groups: the bonus needs one ``d x d`` block
+        per action instead of the whole ``(G d) x (G d)`` matrix, G^2 times less work.
+        """
+        if self.a_inv is None or not self.interact_with:
+            return None
+        g, d0, n_a = len(self.interact_with), len(self.feature_names), self.n_actions
+        blocks = self.a_inv.reshape(n_a, g, d0, g, d0)
+        off = blocks.copy()
+        for i in range(g):
+            off[:, i, :, i, :] = 0.0
+        if np.abs(off).max() > 1e-12 * max(np.abs(self.a_inv).max(), 1.0):
+            return None
+        return [blocks[:, i, :, i, :].transpose(1, 0, 2).reshape(d0, n_a * d0) for i in range(g)]
+
+    def _bonus_by_group(self, features: np.ndarray) -> np.ndarray | None:
+        """``z^T A^{-1} z`` from the diagonal blocks, or ``None`` if a row is in several groups."""
+        if self._blocks is None:
+            return None
+        x = np.asarray(features, dtype=np.float64)
+        groups = x[:, self._group_cols]
+        if ((groups != 0).sum(axis=1) > 1).any():
+            return None
+        n, d0 = x.shape
+        which = groups.argmax(axis=1)
+        weight = groups[np.arange(n), which]  # z = weight * x in the row's own block
+        quad = np.zeros((n, self.n_actions))
+        for g, block in enumerate(self._blocks):
+            rows = np.flatnonzero((which == g) & (weight != 0))
+            if rows.size:
+                xr = x[rows]
+                xa = (xr @ block).reshape(rows.size, self.n_actions, d0)
+                quad[rows] = np.matmul(xa, xr[:, :, None])[..., 0] * (weight[rows] ** 2)[:, None]
+        return quad
 
     def parameters(self) -> dict[str, np.ndarray]:
         """``beta`` and, with a bonus, ``a_inv``."""
