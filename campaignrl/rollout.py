@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from campaignrl._checks import check_scalar
+from campaignrl._progress import progress_bar
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.logs.schema import REQUIRED_COLUMNS
 from campaignrl.policies.base import Policy
@@ -154,38 +155,28 @@ def run_policy(
     per_period = np.zeros(horizon)
     contacts = 0
     chunks: list[dict[str, np.ndarray]] = []
-    steps: Any = range(horizon)
-    if progress:
-        from rich.console import Console
-        from rich.progress import track
+    with progress_bar(f"simulating {n_customers:,} customers", horizon, progress) as advance:
+        for t in range(horizon):
+            masks = env.action_masks()
+            probs = epsilon_mix(policy.probabilities(obs, masks, sim), masks, float(epsilon))
+            actions, propensities = sample_actions(probs, policy_rng)
+            pre_obs = obs
+            obs, reward, _, _, info = env.step(actions)
+            totals += reward
+            per_period[t] = reward.mean()
+            contacts += int((info["executed_action"] > 0).sum())
+            if record:
+                chunks.append(
+                    {
+                        "step": np.full(n_customers, t),
+                        "action": actions,
+                        "propensity": propensities,
+                        "reward": reward,
+                        "obs": pre_obs,
+                    }
+                )
+            advance(1)
 
-        console = Console(stderr=True)
-        if console.is_terminal:  # a bar in a log file is noise
-            steps = track(
-                steps,
-                description=f"simulating {n_customers:,} customers",
-                transient=True,
-                console=console,
-            )
-    for t in steps:
-        masks = env.action_masks()
-        probs = epsilon_mix(policy.probabilities(obs, masks, sim), masks, float(epsilon))
-        actions, propensities = sample_actions(probs, policy_rng)
-        pre_obs = obs
-        obs, reward, _, _, info = env.step(actions)
-        totals += reward
-        per_period[t] = reward.mean()
-        contacts += int((info["executed_action"] > 0).sum())
-        if record:
-            chunks.append(
-                {
-                    "step": np.full(n_customers, t),
-                    "action": actions,
-                    "propensity": propensities,
-                    "reward": reward,
-                    "obs": pre_obs,
-                }
-            )
     version = policy_version or str(getattr(policy, "name", type(policy).__name__))
     log = _log_frame(chunks, env, seed, version, names) if record else None
     return RolloutResult(totals, per_period, contacts / (n_customers * horizon), log)

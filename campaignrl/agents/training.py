@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from campaignrl._checks import check_scalar
+from campaignrl._progress import progress_bar
 from campaignrl.agents.base import Agent, Transition
 from campaignrl.envs.vector import CampaignVectorEnv
 
@@ -50,17 +51,7 @@ def train_online(
     n = env.num_envs
     steps, episode, running = 0, 0, np.zeros(n)
     rows: list[dict[str, Any]] = []
-    bar: Any = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(stderr=True)
-        if console.is_terminal:
-            bar = Progress(console=console, transient=True)
-            bar.start()
-            task = bar.add_task(f"training {agent.name}", total=total_timesteps)
-    try:
+    with progress_bar(f"training {agent.name}", total_timesteps, progress) as advance:
         while True:
             actions, props = agent.act(obs, masks)
             next_obs, rewards, terminated, _, infos = env.step(actions)
@@ -71,8 +62,7 @@ def train_online(
             )
             running += rewards
             steps += n
-            if bar is not None:
-                bar.update(task, completed=min(steps, total_timesteps))
+            advance(n)
             obs, masks = next_obs, next_masks
             if terminated.all():
                 rows.append(
@@ -86,7 +76,4 @@ def train_online(
                 running[:] = 0.0
                 if steps >= total_timesteps:
                     break
-    finally:
-        if bar is not None:
-            bar.stop()
     return TrainingResult(pd.DataFrame(rows), time.perf_counter() - start, steps)
