@@ -10,7 +10,9 @@ directly on ``CampaignVectorEnv``: ``size / periods`` customers for ``periods`` 
 step the probability tables ``(n, A)`` of the target policies are computed from the simulator
 (the oracles read its hidden state) and kept with the log.
 
-Targets: ``myopic-oracle``, ``restrained-oracle``, ``static-best``, ``random``, ``no-contact``.
+Targets (``--targets``): ``myopic-oracle``, ``restrained-oracle``, ``static-best``, ``random``,
+``no-contact``; ``name+eps<E>`` mixes ``E`` uniform exploration into a baseline (a stochastic
+target with better overlap, e.g. ``myopic-oracle+eps0.5``).
 
 Truths, from simulating the same world with other seeds:
 
@@ -28,7 +30,7 @@ Truths, from simulating the same world with other seeds:
 Reports, per size, estimator and target: mean relative error ``|V_hat - V| / |V|`` over
 seeds and the share of seeds whose 95% interval covers ``V``. Reward model (DM, DR family):
 cross-fitted ridge on ``[onehot(action), features]``; Q-model (SDR, FQE): cross-fitted
-per-step ridge FQE on ``onehot(a) (x) [1, features]``.
+per-step ridge FQE on ``onehot(a) (x) [1, features]`` (``--q-folds`` folds, default 2).
 """
 
 from __future__ import annotations
@@ -68,13 +70,28 @@ class Run:
     step: np.ndarray
 
 
-def make_policies(world: str, periods: int) -> tuple[Any, dict[str, Any]]:
+class Softened:
+    """A baseline mixed with ``epsilon`` uniform exploration over allowed actions."""
+
+    def __init__(self, policy: Any, epsilon: float) -> None:
+        self.policy, self.epsilon = policy, epsilon
+
+    def probabilities(self, obs: np.ndarray, masks: np.ndarray, sim: Any) -> np.ndarray:
+        """The baseline's probabilities, epsilon-mixed."""
+        return epsilon_mix(self.policy.probabilities(obs, masks, sim), masks, self.epsilon)
+
+
+def make_policies(
+    world: str, periods: int, targets: Sequence[str] = TARGETS
+) -> tuple[Any, dict[str, Any]]:
+    """The logging base and the targets; ``name+eps<E>`` mixes ``E`` uniform exploration in."""
     base = make_baseline("rfm-rules")
-    policies = {}
-    for name in TARGETS:
-        policy = make_baseline(name)
+    policies: dict[str, Any] = {}
+    for name in targets:
+        baseline, _, eps = name.partition("+eps")
+        policy = make_baseline(baseline)
         policy.fit(get_world(world), periods, np.random.default_rng([99, 1]))
-        policies[name] = policy
+        policies[name] = Softened(policy, float(eps)) if eps else policy
     return base, policies
 
 
@@ -183,8 +200,9 @@ def truths(
     return out
 
 
-def _interval(est: Any, data: LoggedData, target: np.ndarray, args: argparse.Namespace,
-              seed: int, **kw: Any) -> tuple[float, float, float]:
+def _interval(
+    est: Any, data: LoggedData, target: np.ndarray, args: argparse.Namespace, seed: int, **kw: Any
+) -> tuple[float, float, float]:
     e = est.estimate_interval(
         data, target, method=args.interval, n_bootstrap=args.bootstrap, rng=seed, **kw
     )
@@ -204,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", choices=("normal", "bootstrap"), default="normal")
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--truth-customers", type=int, default=200_000)
+    parser.add_argument("--q-folds", type=int, default=2, help="cross-fitting folds of FQE")
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma-separated baselines; name+eps<E> mixes in E uniform exploration",
+    )
     parser.add_argument("--json", help="also write every figure as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
@@ -213,56 +237,114 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    base, policies = make_policies(args.world, args.periods)
-    truth = truths(args.world, base, policies, args.periods, args.epsilon,
-                   args.truth_customers, args.gamma)
+    base, policies = make_policies(args.world, args.periods, args.targets.split(","))
+    truth = truths(
+        args.world, base, policies, args.periods, args.epsilon, args.truth_customers, args.gamma
+    )
     log(f"truths: {json.dumps(truth)}")
     records: list[dict[str, Any]] = []
     for size in sorted(set(sizes) | set(seq_sizes)):
         n_customers = max(2, size // args.periods)
-        n_seeds = max(args.seeds if size in sizes else 0, args.seq_seeds if size in seq_sizes else 0)
+        n_seeds = max(
+            args.seeds if size in sizes else 0, args.seq_seeds if size in seq_sizes else 0
+        )
         for seed in range(n_seeds):
-            run = simulate(args.world, base, policies, n_customers, args.periods, args.epsilon, seed)
+            run = simulate(
+                args.world, base, policies, n_customers, args.periods, args.epsilon, seed
+            )
             if size in sizes and seed < args.seeds:
                 q_hat = CrossFittedRewardModel(Ridge(alpha=1.0)).fit_predict(
                     run.data, rng=np.random.default_rng([seed, 2])
                 )
                 for name in policies:
                     for est in BANDIT:
-                        v, lo, hi = _interval(est, run.data, run.targets[name], args, seed,
-                                              estimated_rewards=q_hat)
-                        records.append(_record("bandit", size, seed, name, est.estimator_name,
-                                               v, lo, hi, truth[name]["bandit"]))
+                        v, lo, hi = _interval(
+                            est, run.data, run.targets[name], args, seed, estimated_rewards=q_hat
+                        )
+                        records.append(
+                            _record(
+                                "bandit",
+                                size,
+                                seed,
+                                name,
+                                est.estimator_name,
+                                v,
+                                lo,
+                                hi,
+                                truth[name]["bandit"],
+                            )
+                        )
             if size in seq_sizes and seed < args.seq_seeds:
                 data, keep = censor(run, args.periods, np.random.default_rng([seed, 3]))
                 for name in policies:
                     target = run.targets[name][keep]
-                    q = FittedQEvaluation(Ridge(alpha=1.0), gamma=args.gamma).fit_predict(
-                        data, target, rng=np.random.default_rng([seed, 4])
-                    )
-                    for est in (PDIS(gamma=args.gamma), WPDIS(gamma=args.gamma),
-                                SequentialDR(gamma=args.gamma), FQE(gamma=args.gamma)):
+                    q = FittedQEvaluation(
+                        Ridge(alpha=1.0), gamma=args.gamma, n_folds=args.q_folds
+                    ).fit_predict(data, target, rng=np.random.default_rng([seed, 4]))
+                    for est in (
+                        PDIS(gamma=args.gamma),
+                        WPDIS(gamma=args.gamma),
+                        SequentialDR(gamma=args.gamma),
+                        FQE(gamma=args.gamma),
+                    ):
                         v, lo, hi = _interval(est, data, target, args, seed, estimated_q=q)
-                        records.append(_record("sequential", size, seed, name,
-                                               est.estimator_name, v, lo, hi,
-                                               truth[name]["sequential"]))
+                        records.append(
+                            _record(
+                                "sequential",
+                                size,
+                                seed,
+                                name,
+                                est.estimator_name,
+                                v,
+                                lo,
+                                hi,
+                                truth[name]["sequential"],
+                            )
+                        )
             if seed % 10 == 9 or seed == n_seeds - 1:
                 log(f"size {size:,}: {seed + 1}/{n_seeds} seeds")
     summary = summarize(records)
     print(report(summary, truth, args))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "truth": truth, "summary": summary,
-                       "seconds": time.perf_counter() - start}, fh, indent=2)
+            json.dump(
+                {
+                    "args": vars(args),
+                    "truth": truth,
+                    "summary": summary,
+                    "seconds": time.perf_counter() - start,
+                },
+                fh,
+                indent=2,
+            )
     log("done")
     return 0
 
 
-def _record(kind: str, size: int, seed: int, target: str, estimator: str, value: float,
-            lo: float, hi: float, truth: float) -> dict[str, Any]:
-    return {"kind": kind, "size": size, "seed": seed, "target": target, "estimator": estimator,
-            "value": value, "ci_low": lo, "ci_high": hi, "truth": truth,
-            "rel_error": abs(value - truth) / abs(truth), "covered": lo <= truth <= hi}
+def _record(
+    kind: str,
+    size: int,
+    seed: int,
+    target: str,
+    estimator: str,
+    value: float,
+    lo: float,
+    hi: float,
+    truth: float,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "size": size,
+        "seed": seed,
+        "target": target,
+        "estimator": estimator,
+        "value": value,
+        "ci_low": lo,
+        "ci_high": hi,
+        "truth": truth,
+        "rel_error": abs(value - truth) / abs(truth),
+        "covered": lo <= truth <= hi,
+    }
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -271,22 +353,32 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["kind"], r["size"], r["estimator"], r["target"]), []).append(r)
     out = []
     for (kind, size, est, target), rs in groups.items():
-        out.append({
-            "kind": kind, "size": size, "estimator": est, "target": target, "seeds": len(rs),
-            "mean_rel_error": float(np.mean([r["rel_error"] for r in rs])),
-            "coverage": float(np.mean([r["covered"] for r in rs])),
-            "mean_value": float(np.mean([r["value"] for r in rs])),
-            "truth": rs[0]["truth"],
-        })
+        out.append(
+            {
+                "kind": kind,
+                "size": size,
+                "estimator": est,
+                "target": target,
+                "seeds": len(rs),
+                "mean_rel_error": float(np.mean([r["rel_error"] for r in rs])),
+                "coverage": float(np.mean([r["covered"] for r in rs])),
+                "mean_value": float(np.mean([r["value"] for r in rs])),
+                "truth": rs[0]["truth"],
+            }
+        )
     return out
 
 
-def report(summary: list[dict[str, Any]], truth: dict[str, dict[str, float]],
-           args: argparse.Namespace) -> str:
-    lines = [f"# OPE accuracy on '{args.world}' ({args.periods} periods, epsilon-greedy "
-             f"rfm-rules, epsilon {args.epsilon}, {args.interval} 95% intervals)", "",
-             "| target | bandit truth (per decision) | sequential truth (per episode) |",
-             "|---|---|---|"]
+def report(
+    summary: list[dict[str, Any]], truth: dict[str, dict[str, float]], args: argparse.Namespace
+) -> str:
+    lines = [
+        f"# OPE accuracy on '{args.world}' ({args.periods} periods, epsilon-greedy "
+        f"rfm-rules, epsilon {args.epsilon}, {args.interval} 95% intervals)",
+        "",
+        "| target | bandit truth (per decision) | sequential truth (per episode) |",
+        "|---|---|---|",
+    ]
     for name, t in truth.items():
         lines.append(f"| {name} | {t['bandit']:.4f} | {t['sequential']:.4f} |")
     targets = list(truth)
@@ -294,16 +386,25 @@ def report(summary: list[dict[str, Any]], truth: dict[str, dict[str, float]],
         rows = [s for s in summary if s["kind"] == kind]
         if not rows:
             continue
-        lines += ["", f"## {kind}: mean relative error (coverage of the 95% interval)", "",
-                  "| decisions | estimator | " + " | ".join(targets) + " |",
-                  "|---|---|" + "---|" * len(targets)]
-        keys = sorted({(s["size"], s["estimator"]) for s in rows},
-                      key=lambda k: (k[0], [s["estimator"] for s in rows].index(k[1])))
+        lines += [
+            "",
+            f"## {kind}: mean relative error (coverage of the 95% interval)",
+            "",
+            "| decisions | estimator | " + " | ".join(targets) + " |",
+            "|---|---|" + "---|" * len(targets),
+        ]
+        keys = sorted(
+            {(s["size"], s["estimator"]) for s in rows},
+            key=lambda k: (k[0], [s["estimator"] for s in rows].index(k[1])),
+        )
         for size, est in keys:
             cells = []
             for name in targets:
-                m = [s for s in rows if s["size"] == size and s["estimator"] == est
-                     and s["target"] == name]
+                m = [
+                    s
+                    for s in rows
+                    if s["size"] == size and s["estimator"] == est and s["target"] == name
+                ]
                 cells.append(f"{m[0]['mean_rel_error']:.1%} ({m[0]['coverage']:.0%})" if m else "-")
             lines.append(f"| {size:,} | {est} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -70,6 +70,52 @@ def input_gb(data: LoggedData, target: TargetPolicy, q_hat: np.ndarray) -> float
     return sum(a.nbytes for a in arrays) / 1e9
 
 
+def time_estimators(
+    n: int, n_actions: int, per_row: bool, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Time IPS, SNIPS and DR on one log; print a table row."""
+    data, target, q_hat = make_inputs(n, n_actions, per_row, rng)
+    held = input_gb(data, target, q_hat)
+    times, peaks = {}, {}
+    for name, est in (("ipw", IPS()), ("snipw", SNIPS()), ("dr", DR())):
+        _, times[name], peaks[name] = measure(
+            lambda est=est: est.estimate_policy_value(data, target, estimated_rewards=q_hat)
+        )
+    total = sum(times.values())
+    peak = held + max(peaks.values())
+    print(
+        f"| {n:,} | {n_actions} | {held:.2f} | {times['ipw']:.2f} | {times['snipw']:.2f} "
+        f"| {times['dr']:.2f} | {total:.2f} | {peak:.2f} |",
+        flush=True,
+    )
+    return {"rows": n, "inputs_gb": held, "seconds": times, "total_seconds": total, "peak_gb": peak}
+
+
+def time_bootstrap(
+    n: int, n_actions: int, per_row: bool, n_bootstrap: int, seed: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Time a percentile bootstrap of DR on one log; print a table row."""
+    data, target, q_hat = make_inputs(n, n_actions, per_row, rng)
+    held = input_gb(data, target, q_hat)
+    est, seconds, peak = measure(
+        lambda: DR().estimate_interval(
+            data,
+            target,
+            estimated_rewards=q_hat,
+            n_bootstrap=n_bootstrap,
+            rng=np.random.default_rng(seed),
+        )
+    )
+    print(f"| {n:,} | {n_bootstrap} | {seconds:.2f} | {held + peak:.2f} |", flush=True)
+    return {
+        "rows": n,
+        "resamples": n_bootstrap,
+        "seconds": seconds,
+        "peak_gb": held + peak,
+        "ci": [est.ci_low, est.ci_high],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=_sizes, default=[1_000_000, 10_000_000])
@@ -82,49 +128,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     per_row = args.target == "per-row"
-    print(f"# ope_speed on {platform.processor() or platform.machine()}, Python "
-          f"{platform.python_version()}, numpy {np.__version__}; target {args.target}")
-    print("| rows | actions | inputs GB | IPS s | SNIPS s | DR s | total s | peak GB (inputs + work) |")
+    print(
+        f"# ope_speed on {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}, numpy {np.__version__}; target {args.target}"
+    )
+    print(
+        "| rows | actions | inputs GB | IPS s | SNIPS s | DR s | total s "
+        "| peak GB (inputs + work) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    rows: list[dict[str, Any]] = []
-    for n in args.rows:
-        data, target, q_hat = make_inputs(n, args.actions, per_row, rng)
-        held = input_gb(data, target, q_hat)
-        times, peaks = {}, {}
-        for name, est in (("ipw", IPS()), ("snipw", SNIPS()), ("dr", DR())):
-            _, times[name], peaks[name] = measure(
-                lambda est=est: est.estimate_policy_value(data, target, estimated_rewards=q_hat)
-            )
-        total = sum(times.values())
-        peak = held + max(peaks.values())
-        print(f"| {n:,} | {args.actions} | {held:.2f} | {times['ipw']:.2f} | {times['snipw']:.2f} "
-              f"| {times['dr']:.2f} | {total:.2f} | {peak:.2f} |", flush=True)
-        rows.append({"rows": n, "inputs_gb": held, "seconds": times, "total_seconds": total,
-                     "peak_gb": peak})
-        del data, target, q_hat
+    rows = [time_estimators(n, args.actions, per_row, rng) for n in args.rows]
     print()
-    print(f"| rows | DR bootstrap resamples | seconds | peak GB (inputs + work) |")
+    print("| rows | DR bootstrap resamples | seconds | peak GB (inputs + work) |")
     print("|---|---|---|---|")
-    boots: list[dict[str, Any]] = []
-    for n in args.bootstrap_rows:
-        data, target, q_hat = make_inputs(n, args.actions, per_row, rng)
-        held = input_gb(data, target, q_hat)
-        est, seconds, peak = measure(
-            lambda: DR().estimate_interval(
-                data, target, estimated_rewards=q_hat, n_bootstrap=args.bootstrap,
-                rng=np.random.default_rng(args.seed),
-            )
-        )
-        print(f"| {n:,} | {args.bootstrap} | {seconds:.2f} | {held + peak:.2f} |", flush=True)
-        boots.append({"rows": n, "resamples": args.bootstrap, "seconds": seconds,
-                      "peak_gb": held + peak, "ci": [est.ci_low, est.ci_high]})
-        del data, target, q_hat
+    boots = [
+        time_bootstrap(n, args.actions, per_row, args.bootstrap, args.seed, rng)
+        for n in args.bootstrap_rows
+    ]
     max_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB on Linux
     print(f"\nprocess max RSS: {max_rss_gb:.2f} GB (data generation included)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"estimators": rows, "bootstrap": boots, "max_rss_gb": max_rss_gb,
-                       "target": args.target, "actions": args.actions}, fh, indent=2)
+            json.dump(
+                {
+                    "estimators": rows,
+                    "bootstrap": boots,
+                    "max_rss_gb": max_rss_gb,
+                    "target": args.target,
+                    "actions": args.actions,
+                },
+                fh,
+                indent=2,
+            )
     return 0
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -463,6 +461,7 @@ def _print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def _cmd_import_obd(args: argparse.Namespace) -> int:
+    from campaignrl._fs import write_table_atomic
     from campaignrl.logs.io import read_logs
     from campaignrl.logs.schema import write_logs
     from campaignrl.ope.obd import import_obd, items_path, obd_action_names
@@ -474,29 +473,9 @@ def _cmd_import_obd(args: argparse.Namespace) -> int:
     n_items = int(items["item_id"].max()) + 1 if len(items) else 0
     read_logs(log, action_names=obd_action_names(n_items))  # refuse what OPE would refuse
     path = write_logs(log, args.out)
-    sidecar = _write_table(items, items_path(args.out))
+    sidecar = write_table_atomic(items, items_path(args.out))
     print(
         f"wrote {len(log):,} decisions ({log['policy_version'].iloc[0] if len(log) else '-'}, "
         f"{n_items} items, {log['position'].nunique()} positions) to {path}; items to {sidecar}"
     )
     return 0
-
-
-def _write_table(frame: Any, path: Path) -> Path:
-    """Write a table atomically (beside the target, then renamed in)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        if path.suffix.lower() == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def bootstrap_values(
     per_chunk = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, n_bootstrap, per_chunk):
         stop = min(start + per_chunk, n_bootstrap)
-        index = rng.integers(0, n, size=(stop - start, n), dtype=np.intp)
+        index = rng.integers(0, n, size=(stop - start, n), dtype=_index_dtype(n))
         for j, column in enumerate(columns):
             sums[start:stop, j] = np.take(column, index).sum(axis=1)
     values = np.zeros(n_bootstrap)
@@ -132,6 +133,11 @@ def bootstrap_values(
         np.divide(num, den, out=ratio, where=den != 0.0)
         values += ratio
     return values
+
+
+def _index_dtype(n: int) -> type[np.unsignedinteger[Any]] | type[np.signedinteger[Any]]:
+    """uint32 resample indices where they fit: drawn about a third faster than int64."""
+    return np.uint32 if n <= np.iinfo(np.uint32).max else np.intp
 
 
 def bootstrap_interval(

@@ -18,7 +18,7 @@ def test_bootstrap_recomputes_the_self_normalized_ratio_in_every_resample():
     terms = RoundTerms(d, u, v)
     got = bootstrap_values(terms, n_bootstrap=b, rng=np.random.default_rng(42))
     # The same index draws, replayed with plain loops.
-    index = np.random.default_rng(42).integers(0, n, size=(b, n), dtype=np.intp)
+    index = np.random.default_rng(42).integers(0, n, size=(b, n), dtype=np.uint32)
     for k in range(b):
         rows = index[k]
         direct = sum(d[i] for i in rows) / n

@@ -300,3 +300,28 @@ def test_trajectory_diagnostics(tiny_log):
     assert diag["episode_effective_sample_size"] == pytest.approx(
         final.sum() ** 2 / (final @ final)
     )
+
+
+@pytest.mark.parametrize("normalization", ["reached", "absorbing"])
+def test_wpdis_normal_interval_width_matches_the_episode_bootstrap(normalization):
+    rng = np.random.default_rng(5)
+    n_ep, horizon = 600, 5
+    lengths = rng.integers(1, horizon + 1, n_ep)
+    ep = np.repeat(np.arange(n_ep), lengths)
+    steps = np.concatenate([np.arange(k) for k in lengths])
+    n = ep.shape[0]
+    actions = rng.integers(0, 2, n)
+    data = LoggedData(
+        actions,
+        rng.normal(1.0, 1.0, n) + actions,
+        np.full(n, 0.5),
+        ("a", "b"),
+        episode_ids=ep,
+        steps=steps,
+    )
+    target = np.array([0.3, 0.7])
+    terms = WPDIS(gamma=0.95, normalization=normalization).episode_terms(data, target)
+    boot = episode_bootstrap_values(terms, n_bootstrap=2000, rng=rng)
+    se = terms.influence().std(ddof=1) / np.sqrt(n_ep)
+    assert boot.std() == pytest.approx(se, rel=0.12)
+    assert boot.mean() == pytest.approx(terms.value(), abs=3 * se)
