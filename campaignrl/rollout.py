@@ -11,7 +11,7 @@ import pandas as pd
 from campaignrl._checks import check_scalar
 from campaignrl._progress import progress_bar
 from campaignrl.envs.vector import CampaignVectorEnv
-from campaignrl.logs.schema import REQUIRED_COLUMNS
+from campaignrl.logs.schema import mask_column
 from campaignrl.policies.base import Policy
 from campaignrl.policies.sampling import epsilon_mix, sample_actions
 from campaignrl.simulators.core import CustomerSimulator
@@ -173,6 +173,7 @@ def run_policy(
                         "propensity": propensities,
                         "reward": reward,
                         "obs": pre_obs,
+                        "masks": masks,
                     }
                 )
             advance(1)
@@ -207,7 +208,8 @@ def _log_frame(
             "policy_version": policy_version,
         }
     )
+    masks = np.concatenate([c["masks"] for c in chunks])
+    allowed = pd.DataFrame(masks, columns=[mask_column(str(a)) for a in names])
     features = np.concatenate([c["obs"] for c in chunks])
     feats = pd.DataFrame(features, columns=list(env.encoder.feature_names))
-    frame = pd.concat([frame, feats], axis=1)
-    return frame[list(REQUIRED_COLUMNS) + list(env.encoder.feature_names)]
+    return pd.concat([frame, allowed, feats], axis=1)

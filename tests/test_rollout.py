@@ -144,7 +144,8 @@ def test_log_schema(rfm_log_run):
     log = rfm_log_run.log
     features = ObservationEncoder(get_world("retail"), T).feature_names
     assert len(log) == N * T
-    assert list(log.columns) == list(REQUIRED_COLUMNS) + list(features)
+    masks = [f"allowed={a}" for a in get_world("retail").catalog.action_names]
+    assert list(log.columns) == list(REQUIRED_COLUMNS) + masks + list(features)
     assert log["decision_id"].is_unique
     assert log["propensity"].gt(0.0).all() and log["propensity"].le(1.0).all()
     assert set(log["action"]) <= set(get_world("retail").catalog.action_names)

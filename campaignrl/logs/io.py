@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from campaignrl._checks import check_array
-from campaignrl.logs.schema import REQUIRED_COLUMNS
+from campaignrl.logs.schema import MASK_PREFIX, REQUIRED_COLUMNS, mask_column
 
 __all__ = ["OPE_COLUMNS", "LoggedData", "read_logs"]
 
@@ -61,6 +61,9 @@ class LoggedData:
     """(n,) int64 episode code (order of first appearance of ``episode_id``), or ``None``"""
     steps: np.ndarray | None = None
     """(n,) int64 period within the episode, or ``None``"""
+    masks: np.ndarray | None = None
+    """(n, A) bool actions the world allowed at each decision (``allowed=<action>``), or
+    ``None`` when the log does not record them"""
 
     def __post_init__(self) -> None:
         n_actions = len(self.action_names)
@@ -100,6 +103,21 @@ class LoggedData:
                     raise ValueError(f"`{name}` must have shape ({n},), got {arr.shape}")
                 _check_range(arr, name, low=0, high=None)
                 object.__setattr__(self, name, arr)
+
+        if self.masks is not None:
+            masks = np.asarray(self.masks)
+            if masks.shape != (n, n_actions) or masks.dtype != bool:
+                raise ValueError(
+                    f"`masks` must be a boolean array of shape ({n}, {n_actions}), "
+                    f"got {masks.dtype} {masks.shape}"
+                )
+            taken = masks[np.arange(n), actions]
+            if not taken.all():
+                i = int(np.argmin(taken))
+                raise ValueError(f"`masks` must allow the logged action, row {i} does not")
+            masks = masks.copy()
+            masks.setflags(write=False)
+            object.__setattr__(self, "masks", masks)
 
     @property
     def n_rounds(self) -> int:
@@ -176,7 +194,9 @@ def read_logs(
         raise ValueError(f"log is missing required column(s) {missing}")
     if feature_columns is None:
         skip = set(REQUIRED_COLUMNS) | set(_OPTIONAL_COLUMNS)
-        feature_columns = [str(c) for c in frame.columns if c not in skip]
+        feature_columns = [
+            str(c) for c in frame.columns if c not in skip and not str(c).startswith(MASK_PREFIX)
+        ]
     else:
         feature_columns = [str(c) for c in feature_columns]
         absent = [c for c in feature_columns if c not in frame.columns]
@@ -204,6 +224,7 @@ def read_logs(
         codes, _ = pd.factorize(column, sort=False)
         episode_ids = codes.astype(np.int64, copy=False)
 
+    masks = _read_masks(frame, names, actions)
     features = None
     if feature_columns:
         features = np.empty((n, len(feature_columns)), dtype=np.float64, order="F")
@@ -221,7 +242,37 @@ def read_logs(
         positions=positions,
         episode_ids=episode_ids,
         steps=steps,
+        masks=masks,
     )
+
+
+def _read_masks(
+    frame: pd.DataFrame, names: tuple[str, ...], actions: np.ndarray
+) -> np.ndarray | None:
+    """The ``allowed=<action>`` columns as an (n, A) mask, or ``None`` if the log has none."""
+    present = [c for c in frame.columns if str(c).startswith(MASK_PREFIX)]
+    if not present:
+        return None
+    expected = [mask_column(a) for a in names]
+    unknown = sorted(set(map(str, present)) - set(expected))
+    if unknown:
+        raise ValueError(f"mask column(s) {unknown} name no known action")
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise ValueError(f"log has mask columns but is missing {missing[:3]} ({len(missing)})")
+    masks = np.empty((len(frame), len(names)), dtype=bool)
+    for j, col in enumerate(expected):
+        values = _read_float(frame[col], col)
+        bad = ~((values == 0.0) | (values == 1.0))
+        if bad.any():
+            _refuse(frame, col, bad, "must be a boolean (true/false or 1/0)")
+        masks[:, j] = values == 1.0
+    taken = masks[np.arange(len(frame)), actions]
+    if not taken.all():
+        row = int(np.argmin(taken))
+        col = expected[int(actions[row])]
+        raise ValueError(f"column `{col}` must allow the logged action: row {row} has False")
+    return masks
 
 
 def _load_frame(
@@ -250,6 +301,7 @@ def _load_frame(
         wanted += [c for c in schema.names if c not in REQUIRED_COLUMNS and c != "position"]
     else:
         wanted += list(feature_columns)
+        wanted += [c for c in schema.names if c.startswith(MASK_PREFIX)]
     columns = list(dict.fromkeys(c for c in wanted if c in present))
     # Reading the low-cardinality string columns dictionary-encoded gives pandas categoricals:
     # validating 10M action names is then a lookup of a few dozen categories.

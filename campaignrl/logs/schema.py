@@ -14,8 +14,11 @@ One row per decision. Required columns, in this order:
 ``policy_version``  which policy decided
 ==================  ======================================================================
 
-Context feature columns follow (the observation's feature names). Parquet is the native
-format; CSV is accepted.
+Optional ``allowed=<action>`` columns (one per action, booleans) record which actions the
+rules of the world allowed for that decision (consent, opt-outs, contact caps). Off-policy
+evaluation needs them to evaluate a target policy under the same masks as the logging
+policy. Context feature columns follow (the observation's feature names). Parquet is the
+native format; CSV is accepted.
 """
 
 from __future__ import annotations
@@ -27,7 +30,21 @@ import pandas as pd
 
 from campaignrl._fs import write_table_atomic
 
-__all__ = ["REQUIRED_COLUMNS", "write_logs"]
+__all__ = ["MASK_PREFIX", "REQUIRED_COLUMNS", "mask_column", "write_logs"]
+
+MASK_PREFIX = "allowed="
+"""prefix of the optional per-action mask columns"""
+
+
+def mask_column(action: str) -> str:
+    """Name of the mask column of ``action``.
+
+    Examples:
+        >>> mask_column("pct10@sms")
+        'allowed=pct10@sms'
+    """
+    return MASK_PREFIX + action
+
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "decision_id",

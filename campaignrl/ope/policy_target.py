@@ -18,9 +18,10 @@ def policy_target(policy: Any, data: LoggedData) -> TargetPolicy:
 
     The policy's ``feature_names`` are looked up among the log's feature columns (in the
     policy's order, whatever the log's order); its ``action_names`` must be the log's.
-    Logs carry no action masks, so the policy is evaluated without them: mass it puts on an
-    action that was masked at logging time has no logged support and shows up in the
-    diagnostics' ``unlogged_target_mass``.
+    When the log records the actions allowed at each decision (``allowed=<action>`` columns,
+    which ``campaignrl simulate`` writes), the policy is evaluated under those masks, as it
+    would have decided. Without them it is evaluated unmasked: mass it puts on an action that
+    was not allowed at logging time has no logged support and biases IPS downwards.
 
     Raises:
         ValueError: Naming the feature columns missing from the log, or if the actions differ.
@@ -42,7 +43,11 @@ def policy_target(policy: Any, data: LoggedData) -> TargetPolicy:
         raise ValueError("the log has no feature columns")
     index = [data.feature_names.index(f) for f in names]
     features = np.ascontiguousarray(data.features[:, index])
-    return TargetPolicy(np.asarray(policy.probabilities(features)), per_row=True)
+    if data.masks is None:  # any object with probabilities(features) will do
+        probs = policy.probabilities(features)
+    else:
+        probs = policy.probabilities(features, data.masks)
+    return TargetPolicy(np.asarray(probs), per_row=True)
 
 
 def load_policy_target(directory: str | os.PathLike[str], data: LoggedData) -> TargetPolicy:

@@ -56,8 +56,13 @@ def test_a_simulated_log_round_trips(log, fmt, tmp_path):
     np.testing.assert_array_equal(data.actions, catalog.action_indices(list(log["action"])))
     np.testing.assert_allclose(data.propensities, log["propensity"])
     np.testing.assert_allclose(data.rewards, log["reward"])
-    features = list(log.columns[9:])
+    mask_cols = [f"allowed={a}" for a in catalog.action_names]
+    features = [c for c in log.columns[9:] if c not in mask_cols]
     assert data.feature_names == tuple(features)
+    # the allowed actions round-trip, and every logged action was allowed
+    assert data.masks is not None
+    np.testing.assert_array_equal(data.masks, log[mask_cols].to_numpy(dtype=bool))
+    assert data.masks[np.arange(data.n_rounds), data.actions].all()
     assert data.features is not None
     np.testing.assert_allclose(data.features, log[features].to_numpy(dtype=float))
     np.testing.assert_array_equal(data.steps, log["step"])
@@ -241,3 +246,49 @@ def test_arrays_are_frozen_but_the_callers_are_not():
     assert actions.flags.writeable
     with pytest.raises(ValueError):
         data.actions[0] = 1
+
+
+def _masked_frame() -> pd.DataFrame:
+    names = default_catalog().action_names
+    frame = pd.DataFrame(
+        {
+            "action": ["no_contact", "pct10@sms", "content@email"],
+            "propensity": [0.5, 0.25, 0.5],
+            "reward": [0.0, 1.0, 2.0],
+        }
+    )
+    for a in names:
+        frame[f"allowed={a}"] = True
+    return frame
+
+
+def test_mask_columns_become_masks_and_are_not_features():
+    frame = _masked_frame().assign(x=[1.0, 2.0, 3.0])
+    frame.loc[0, "allowed=pct20@sms"] = False
+    data = read_logs(frame)
+    assert data.feature_names == ("x",)
+    assert data.masks is not None and data.masks.shape == (3, 19)
+    assert not data.masks[0, default_catalog().action_index("pct20@sms")]
+    assert data.masks.sum() == 3 * 19 - 1
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda f: f.drop(columns=["allowed=pct20@sms"]), r"missing \['allowed=pct20@sms'\]"),
+        (lambda f: f.assign(**{"allowed=bogus": True}), r"\['allowed=bogus'\] name no known"),
+        (
+            lambda f: f.assign(**{"allowed=pct10@sms": [True, False, True]}),
+            r"column `allowed=pct10@sms` must allow the logged action: row 1 has False",
+        ),
+        (
+            lambda f: f.assign(**{"allowed=push": 1}).assign(
+                **{"allowed=content@email": [1, 1, 2]}
+            ),
+            r"name no known|column `allowed=content@email` must be a boolean",
+        ),
+    ],
+)
+def test_bad_mask_columns_are_refused_naming_column_and_row(change, match):
+    with pytest.raises(ValueError, match=match):
+        read_logs(change(_masked_frame()))
