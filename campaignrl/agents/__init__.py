@@ -1,7 +1,14 @@
-"""Agents and baselines that decide which offer to send on which channel."""
+"""Agents and baselines that decide which offer to send on which channel.
+
+``PPOAgent`` and ``PPOConfig`` import torch: they load on first use.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from campaignrl.agents.bandits import BANDIT_ALGORITHMS, BanditAgent, BanditConfig
+from campaignrl.agents.base import Agent, Transition
 from campaignrl.agents.baselines import (
     BASELINES,
     Baseline,
@@ -14,16 +21,41 @@ from campaignrl.agents.baselines import (
     baseline_names,
     make_baseline,
 )
+from campaignrl.agents.qlearning import QLearningAgent, QLearningConfig
+from campaignrl.agents.registry import LEARNERS, make_agent, train_agent
+from campaignrl.agents.training import TrainingResult, train_online
 
 __all__ = [
+    "BANDIT_ALGORITHMS",
     "BASELINES",
+    "LEARNERS",
+    "Agent",
+    "BanditAgent",
+    "BanditConfig",
     "Baseline",
     "MyopicOracle",
     "NoContact",
+    "PPOAgent",
+    "PPOConfig",
+    "QLearningAgent",
+    "QLearningConfig",
     "RFMRules",
     "RandomPolicy",
     "RestrainedOracle",
     "StaticBest",
+    "TrainingResult",
+    "Transition",
     "baseline_names",
+    "make_agent",
     "make_baseline",
+    "train_agent",
+    "train_online",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("PPOAgent", "PPOConfig"):
+        from campaignrl.agents import ppo
+
+        return getattr(ppo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
