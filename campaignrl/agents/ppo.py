@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback
 
-from campaignrl._checks import check_scalar
+from campaignrl._checks import check_choice, check_scalar
 from campaignrl.agents.base import Agent, Transition
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.policies.base import Exploration
@@ -49,6 +49,8 @@ class PPOConfig:
     """entropy bonus"""
     net_arch: tuple[int, ...] = (64, 64)
     """hidden layer widths of the actor and of the critic"""
+    activation: str = "tanh"
+    """hidden-layer activation, ``tanh`` (SB3's default) or ``relu`` (cheaper to serve)"""
     normalize_reward: bool = True
     """scale rewards by a running estimate of the return's spread (VecNormalize)"""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +67,7 @@ class PPOConfig:
         check_scalar(self.gae_lambda, "gae_lambda", (int, float), min_val=0.0, max_val=1.0)
         check_scalar(self.clip_range, "clip_range", (int, float), min_val=0.0, min_inclusive=False)
         check_scalar(self.ent_coef, "ent_coef", (int, float), min_val=0.0)
+        check_choice(self.activation, "activation", ("tanh", "relu"))
         if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
             raise ValueError(f"`net_arch` must be positive layer widths, got {self.net_arch!r}")
 
@@ -139,7 +142,7 @@ class PPOAgent(Agent):
             ent_coef=config.ent_coef,
             policy_kwargs={
                 "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
-                "activation_fn": torch.nn.Tanh,
+                "activation_fn": torch.nn.ReLU if config.activation == "relu" else torch.nn.Tanh,
             },
             seed=seed,
             device="cpu",
@@ -185,7 +188,7 @@ class PPOAgent(Agent):
             self.action_names,
             weights,
             biases,
-            "tanh",
+            self.config.activation,
             Exploration("softmax", temperature=1.0),
         )
 

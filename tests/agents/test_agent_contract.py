@@ -9,7 +9,7 @@ from campaignrl.agents.training import train_online
 from campaignrl.envs import CampaignVectorEnv
 from campaignrl.policies import PolicyArtifactError, load_policy, save_policy
 
-AGENTS = ["epsilon-greedy", "ucb1", "linucb", "lingreedy", "qlearning", "ppo"]
+AGENTS = ["epsilon-greedy", "ucb1", "linucb", "lingreedy", "qlearning", "ppo", "ppo-relu"]
 N_TRAIN = 200
 
 
@@ -17,10 +17,12 @@ def make_trained_agent(name: str):
     env = CampaignVectorEnv(N_TRAIN, world="fatigue", horizon=6)
     names, actions = env.encoder.feature_names, env.action_names
     rng = np.random.default_rng(11)
-    if name == "ppo":
+    if name.startswith("ppo"):
         from campaignrl.agents.ppo import PPOAgent, PPOConfig
 
-        agent = PPOAgent(env, PPOConfig(n_steps=6, batch_size=600, n_epochs=1), seed=3, rng=rng)
+        activation = "relu" if name == "ppo-relu" else "tanh"
+        config = PPOConfig(n_steps=6, batch_size=600, n_epochs=1, activation=activation)
+        agent = PPOAgent(env, config, seed=3, rng=rng)
         agent.learn(N_TRAIN * 6)
         return agent
     if name == "qlearning":
