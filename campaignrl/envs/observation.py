@@ -39,8 +39,9 @@ _MONETARY_HALF = 100.0
 class ObservationEncoder:
     """Encodes a :class:`CustomerState` as an ``(n, d)`` float32 feature matrix.
 
-    Static columns (segment, affinities) are computed once per population by
-    :meth:`fit_static`; :meth:`encode` fills the dynamic ones.
+    Static columns (segment, affinities) are computed once per population (per
+    :class:`CustomerState` object, which every reset creates anew) by :meth:`fit_static`;
+    :meth:`encode` fills the dynamic ones.
     """
 
     def __init__(self, spec: WorldSpec, horizon: int) -> None:
@@ -61,6 +62,7 @@ class ObservationEncoder:
         self._cap = s + 4 + c
         self._aff = self._cap + 1
         self._static: np.ndarray | None = None
+        self._static_of: CustomerState | None = None
 
     @property
     def dim(self) -> int:
@@ -77,6 +79,7 @@ class ObservationEncoder:
         static[np.arange(state.n), state.segment] = 1.0
         static[:, self._aff : self._aff + state.affinity.shape[1]] = np.tanh(0.5 * state.affinity)
         self._static = static
+        self._static_of = state
 
     def encode(self, state: CustomerState, reachable: np.ndarray) -> np.ndarray:
         """Features of every customer, a new ``(n, d)`` float32 array (column-major).
@@ -85,7 +88,7 @@ class ObservationEncoder:
             state: The population's state.
             reachable: ``(n, C)`` consent and no opt-out (without the cap).
         """
-        if self._static is None or self._static.shape[0] != state.n:
+        if self._static_of is not state:  # a new population (reset, autoreset)
             self.fit_static(state)
         obs = self._static.copy(order="F")  # type: ignore[union-attr]
         d = self._dyn

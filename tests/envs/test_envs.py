@@ -416,3 +416,37 @@ def test_make_vec_refuses_bad_num_envs():
 def test_vector_step_before_reset_raises():
     with pytest.raises(RuntimeError, match=r"reset\(\)"):
         CampaignVectorEnv(2).step(np.zeros(2, dtype=np.int64))
+
+
+def _static_columns_match_the_population(obs: np.ndarray, env) -> None:
+    """The observation's segment one-hot and affinities are those of the current population."""
+    sim, enc = env.simulator, env.encoder
+    st = sim.state
+    names = enc.feature_names
+    seg_cols = [i for i, n in enumerate(names) if n.startswith("segment=")]
+    aff_cols = [i for i, n in enumerate(names) if n.startswith("affinity=")]
+    obs = np.atleast_2d(obs)
+    np.testing.assert_array_equal(obs[:, seg_cols].argmax(axis=1), st.segment)
+    np.testing.assert_allclose(obs[:, aff_cols], np.tanh(0.5 * st.affinity), atol=1e-6)
+
+
+def test_vector_env_observations_follow_every_new_population():
+    venv = CampaignVectorEnv(300, world="retail", horizon=2)
+    obs, _ = venv.reset(seed=1)
+    _static_columns_match_the_population(obs, venv)
+    obs, _ = venv.reset(seed=2)  # an explicit reset draws new customers
+    _static_columns_match_the_population(obs, venv)
+    for _ in range(2):  # the second step ends the campaign and autoresets
+        obs, *_ = venv.step(np.zeros(300, dtype=np.int64))
+    assert venv.simulator.t == 0
+    _static_columns_match_the_population(obs, venv)
+
+
+def test_single_env_observation_follows_each_new_customer():
+    env = CampaignEnv(world="retail", horizon=2)
+    segments = set()
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        _static_columns_match_the_population(obs, env)
+        segments.add(int(env.simulator.state.segment[0]))
+    assert len(segments) > 1  # several customers of different segments were drawn
