@@ -82,11 +82,13 @@ def plot_learning_curves(curves: Any, path: str | Path, title: str) -> Path:
     """
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if len(curves):
-        for agent, group in curves.groupby("agent", sort=False):
+        for k, (agent, group) in enumerate(curves.groupby("agent", sort=False)):
+            # one colour per agent, one line per seed
             for i, (_, run) in enumerate(group.groupby("seed")):
                 ax.plot(
                     run["timesteps"],
                     run["value_per_customer"],
+                    color=f"C{k % 10}",
                     alpha=0.8,
                     label=str(agent) if i == 0 else None,
                 )
