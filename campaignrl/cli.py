@@ -263,7 +263,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         policy_version=version,
         progress=True,
     )
-    assert result.log is not None  # record=True always builds the log
+    if result.log is None:  # record=True always builds the log
+        raise RuntimeError("run_policy(record=True) returned no log")
     path = write_logs(result.log, args.out)
     print(
         f"wrote {len(result.log):,} decisions ({args.customers:,} customers x {args.periods} "
