@@ -74,11 +74,6 @@ class CampaignVectorEnv(VectorEnv):
         self._np_random: np.random.Generator | None = None
 
     @property
-    def spec_world(self) -> WorldSpec:
-        """The world this env simulates."""
-        return self.simulator.spec
-
-    @property
     def action_names(self) -> tuple[str, ...]:
         """Stable action names, index order."""
         return self.simulator.spec.catalog.action_names
