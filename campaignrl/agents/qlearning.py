@@ -22,7 +22,8 @@ class QLearningConfig:
     The state is the observation cut into bins (all edges are on the scaled features of
     :mod:`campaignrl.envs.observation`): segment (one-hot), recency (<= 4, 8, 26 weeks, more),
     fatigue ``F`` (<= 0.5, 1, 2, 4, more), reachable per channel, whether the contact cap is
-    reached, and periods left (last period, last 20%, last half, earlier).
+    reached, periods left (last period, last 20%, last half, earlier) and, with
+    ``best_offer``, which offer the recommendation model scores highest for the customer.
     """
 
     gamma: float = 1.0
@@ -37,11 +38,17 @@ class QLearningConfig:
     exploration_fraction: float = 0.5
     """share of the training budget over which epsilon decays linearly"""
     recency_weeks: tuple[float, ...] = (4.0, 8.0, 26.0)
-    """recency bin edges, in weeks"""
+    """recency bin edges, in weeks (empty: recency is not part of the state)"""
     fatigue_levels: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    """fatigue bin edges, in units of F"""
+    """fatigue bin edges, in units of F (empty: fatigue is not part of the state)"""
     periods_left_edges: tuple[float, ...] = (0.05, 0.2, 0.5)
-    """bin edges of the periods-left share"""
+    """bin edges of the periods-left share (empty: time is not part of the state; with
+    ``gamma = 1`` keep it, or values of the earlier bins grow with every update)"""
+    reach_and_cap: bool = True
+    """add whether each channel is reachable and whether the contact cap is reached"""
+    best_offer: bool = False
+    """add the customer's highest-affinity offer to the state: without it the table cannot
+    tell customers apart by taste, and picks one offer per segment"""
 
     def __post_init__(self) -> None:
         check_scalar(self.gamma, "gamma", (int, float), min_val=0.0, max_val=1.0)
@@ -96,30 +103,49 @@ class QLearningAgent(Agent):
         self.rng = rng
         self.timesteps = 0
         state_features, edges = self._discretization()
-        n_states = int(np.prod([len(e) + 1 for e in edges]))
+        argmax_over = self._argmax_groups()
+        n_states = int(np.prod([len(e) + 1 for e in edges] + [len(g) for g in argmax_over]))
         self._table = TabularPolicy(
             self.feature_names,
             self.action_names,
             state_features,
             edges,
             np.zeros((n_states, self.n_actions)),
+            argmax_over=argmax_over,
         )
         self.q = self._table.table  # shared: the policy sees every update
         self.visits = np.zeros(self.q.shape, dtype=np.int64)
 
     def _discretization(self) -> tuple[list[str], list[list[float]]]:
         cfg, names = self.config, self.feature_names
-        missing = [f for f in ("recency", "fatigue", "cap_used", "periods_left") if f not in names]
+        # Edges on the scaled features of campaignrl.envs.observation; a feature with no edges
+        # is left out of the state.
+        binned: list[tuple[str, list[float]]] = [
+            (n, [0.5]) for n in names if n.startswith("segment=")
+        ]
+        binned += [
+            ("recency", [w / 52.0 for w in cfg.recency_weeks]),
+            ("fatigue", [f / (1 + f) for f in cfg.fatigue_levels]),
+        ]
+        if cfg.reach_and_cap:
+            binned += [(n, [0.5]) for n in names if n.startswith("reachable=")]
+            binned.append(("cap_used", [0.999]))
+        binned.append(("periods_left", list(cfg.periods_left_edges)))
+        binned = [(n, e) for n, e in binned if e]
+        missing = [n for n, _ in binned if n not in names]
         if missing:
             raise ValueError(f"Q-learning needs observation features {missing}")
-        state = [n for n in names if n.startswith("segment=")]
-        edges: list[list[float]] = [[0.5]] * len(state)
-        state += ["recency", "fatigue"]
-        edges += [[w / 52.0 for w in cfg.recency_weeks], [f / (1 + f) for f in cfg.fatigue_levels]]
-        reach = [n for n in names if n.startswith("reachable=")]
-        state += [*reach, "cap_used", "periods_left"]
-        edges += [[0.5]] * len(reach) + [[0.999], list(cfg.periods_left_edges)]
-        return state, edges
+        return [n for n, _ in binned], [e for _, e in binned]
+
+    def _argmax_groups(self) -> list[list[str]]:
+        if not self.config.best_offer:
+            return []
+        offers = [n for n in self.feature_names if n.startswith("affinity=")]
+        if len(offers) < 2:
+            raise ValueError(
+                f"`best_offer` needs at least 2 `affinity=<offer>` features, got {offers}"
+            )
+        return [offers]
 
     @property
     def epsilon(self) -> float:
@@ -165,4 +191,5 @@ class QLearningAgent(Agent):
             [e.tolist() for e in self._table.edges],
             self.q.copy(),
             Exploration("greedy", epsilon=self.config.epsilon_end),
+            argmax_over=self._table.argmax_over,
         )

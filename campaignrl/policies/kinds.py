@@ -210,13 +210,16 @@ class TabularPolicy(Policy):
     """A table of scores over a discretized state (Q-tables, per-segment bandits).
 
     Each listed feature is cut at its ``edges`` (``np.digitize``), giving bin ``b_j`` in
-    ``[0, len(edges_j)]``; the state index is the mixed-radix number of the bins, first
-    feature most significant. ``scores = table[state]``.
+    ``[0, len(edges_j)]``; each ``argmax_over`` group adds the index of its largest column
+    (e.g. the offer a customer likes most, among the ``affinity=<offer>`` columns; ties go to
+    the first). The state index is the mixed-radix number of these digits, binned features
+    first, most significant first. ``scores = table[state]``.
 
     Args:
         state_features: Names of the features that define the state, in order.
         edges: For each of them, increasing cut points.
         table: ``(n_states, A)`` scores.
+        argmax_over: Groups of feature names; each contributes ``argmax`` over its columns.
     """
 
     kind = "tabular"
@@ -229,6 +232,8 @@ class TabularPolicy(Policy):
         edges: Sequence[Sequence[float] | np.ndarray],
         table: np.ndarray,
         exploration: Exploration | None = None,
+        *,
+        argmax_over: Sequence[Sequence[str]] = (),
     ) -> None:
         super().__init__(tuple(feature_names), tuple(action_names), exploration)
         if len(state_features) != len(edges):
@@ -245,7 +250,20 @@ class TabularPolicy(Policy):
             if e.ndim != 1 or not np.isfinite(e).all() or np.any(np.diff(e) <= 0):
                 raise ValueError(f"edges of {name!r} must be finite and strictly increasing")
         self._columns = np.array([self.feature_names.index(f) for f in self.state_features])
-        self.radix = np.array([len(e) + 1 for e in self.edges], dtype=np.int64)
+        self.argmax_over = tuple(tuple(group) for group in argmax_over)
+        for group in self.argmax_over:
+            unknown = [f for f in group if f not in self.feature_names]
+            if len(group) < 2 or unknown:
+                raise ValueError(
+                    f"each `argmax_over` group must name at least 2 features, got {list(group)}"
+                    + (f" ({unknown} are not among the feature names)" if unknown else "")
+                )
+        self._argmax_columns = [
+            np.array([self.feature_names.index(f) for f in group]) for group in self.argmax_over
+        ]
+        self.radix = np.array(
+            [len(e) + 1 for e in self.edges] + [len(g) for g in self.argmax_over], dtype=np.int64
+        )
         n_states = int(np.prod(self.radix))
         self.table = check_array(table, "table", shape=(n_states, self.n_actions))
 
@@ -258,8 +276,11 @@ class TabularPolicy(Policy):
         """``(n,)`` state index of each row."""
         x = np.asarray(features)
         state = np.zeros(x.shape[0], dtype=np.int64)
-        for col, e, r in zip(self._columns, self.edges, self.radix, strict=True):
+        binned = self.radix[: len(self.edges)]
+        for col, e, r in zip(self._columns, self.edges, binned, strict=True):
             state = state * r + np.digitize(x[:, col], e)
+        for cols in self._argmax_columns:
+            state = state * cols.size + x[:, cols].argmax(axis=1)
         return state
 
     def scores(self, features: np.ndarray) -> np.ndarray:
@@ -273,8 +294,11 @@ class TabularPolicy(Policy):
         return params
 
     def config(self) -> dict[str, Any]:
-        """The state features."""
-        return {"state_features": list(self.state_features)}
+        """The state features and argmax groups."""
+        return {
+            "state_features": list(self.state_features),
+            "argmax_over": [list(g) for g in self.argmax_over],
+        }
 
     @classmethod
     def from_saved(
@@ -288,7 +312,18 @@ class TabularPolicy(Policy):
         """Rebuild from saved arrays."""
         names = list(config["state_features"])
         edges = [arrays[f"edges_{i}"].tolist() for i in range(len(names))]
-        return cls(feature_names, action_names, names, edges, arrays["table"], exploration)
+        groups = config.get("argmax_over", [])
+        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+            raise ValueError(f"`argmax_over` must be a list of lists of names, got {groups!r}")
+        return cls(
+            feature_names,
+            action_names,
+            names,
+            edges,
+            arrays["table"],
+            exploration,
+            argmax_over=groups,
+        )
 
 
 _ACTIVATIONS: dict[str, Any] = {

@@ -126,3 +126,66 @@ def test_bad_qlearning_config_is_refused_by_name(changes, match):
 def test_qlearning_needs_the_campaign_features():
     with pytest.raises(ValueError, match="needs observation features"):
         QLearningAgent(("x",), ACTIONS, QLearningConfig(), 10, np.random.default_rng(0))
+
+
+TASTE_FEATURES = ("segment=all", "fatigue", "affinity=a", "affinity=b", "periods_left")
+TASTE_ACTIONS = ("no_contact", "a@email", "b@email")
+
+
+def taste_world_return(best_offer: bool) -> float:
+    """Known answer: each customer buys only the offer they like most (reward 1, else 0).
+
+    Without ``best_offer`` the state cannot tell the two tastes apart, so the best it can do is
+    one offer for everyone: half the customers buy. With it, everyone buys.
+    """
+    cfg = QLearningConfig(
+        gamma=0.0,
+        best_offer=best_offer,
+        recency_weeks=(),
+        reach_and_cap=False,
+        exploration_fraction=0.5,
+        epsilon_end=0.0,
+    )
+    agent = QLearningAgent(
+        TASTE_FEATURES, TASTE_ACTIONS, cfg, total_timesteps=40 * 500, rng=np.random.default_rng(3)
+    )
+    rng = np.random.default_rng(4)
+    masks = np.ones((500, 3), dtype=bool)
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        likes_b = rng.random(500) < 0.5
+        obs = np.zeros((500, len(TASTE_FEATURES)))
+        obs[:, 0] = 1.0
+        obs[:, 2] = np.where(likes_b, 0.1, 0.6)
+        obs[:, 3] = np.where(likes_b, 0.7, 0.2)
+        obs[:, 4] = 1.0
+        return obs, likes_b
+
+    for _ in range(40):
+        obs, likes_b = draw()
+        actions, props = agent.act(obs, masks)
+        reward = (actions == np.where(likes_b, 2, 1)).astype(float)
+        done = np.ones(500, dtype=bool)
+        agent.update(Transition(obs, masks, actions, props, reward, obs, masks, done))
+    obs, likes_b = draw()
+    chosen = agent.policy().scores(obs).argmax(axis=1)
+    return float((chosen == np.where(likes_b, 2, 1)).mean())
+
+
+def test_best_offer_state_lets_qlearning_match_offers_to_tastes():
+    assert taste_world_return(best_offer=True) == 1.0
+    assert 0.35 < taste_world_return(best_offer=False) < 0.65
+
+
+def test_best_offer_needs_affinity_features():
+    with pytest.raises(ValueError, match=r"`best_offer` needs at least 2 `affinity=<offer>`"):
+        QLearningAgent(
+            FEATURES, ACTIONS, QLearningConfig(best_offer=True), 10, np.random.default_rng(0)
+        )
+
+
+def test_state_leaves_out_features_without_edges():
+    cfg = QLearningConfig(recency_weeks=(), periods_left_edges=(), reach_and_cap=False)
+    agent = QLearningAgent(FEATURES, ACTIONS, cfg, 10, np.random.default_rng(0))
+    assert agent._table.state_features == ("segment=all", "fatigue")
+    assert agent.q.shape == (2 * 5, 2)

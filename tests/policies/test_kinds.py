@@ -117,6 +117,21 @@ def _tabular() -> Policy:
     )
 
 
+def _tabular_argmax() -> Policy:
+    rng = np.random.default_rng(17)
+    names = _names("f", 8)
+    # state: f0 in 2 bins, then which of f4, f5, f6 is largest -> 6 states
+    return TabularPolicy(
+        names,
+        _names("a", 5),
+        [names[0]],
+        [[0.0]],
+        rng.normal(size=(6, 5)),
+        exploration=Exploration(epsilon=0.1),
+        argmax_over=[[names[4], names[5], names[6]]],
+    )
+
+
 def _mlp_tanh() -> Policy:
     rng = np.random.default_rng(17)
     d, h1, h2, a = 20, 16, 8, 19
@@ -154,6 +169,7 @@ FACTORIES: dict[str, Callable[[], Policy]] = {
     "linear-ucb": _linear_ucb,
     "linear-interact": _linear_interact,
     "tabular": _tabular,
+    "tabular-argmax": _tabular_argmax,
     "mlp-tanh": _mlp_tanh,
     "mlp-relu": _mlp_relu,
     "mlp-1layer-greedy": _mlp_greedy_one_layer,
@@ -449,6 +465,26 @@ def test_tabular_state_index_is_mixed_radix_with_digitize_edges():
     np.testing.assert_array_equal(pol.probabilities(rows)[:, 1], 1.0)
 
 
+def test_tabular_argmax_group_is_the_least_significant_digit():
+    names = ["recency", "aff=a", "aff=b", "aff=c"]
+    table = np.arange(2 * 3 * 4, dtype=float).reshape(6, 4)
+    pol = TabularPolicy(
+        names, ["n", "x", "y", "z"], ["recency"], [[0.5]], table, argmax_over=[names[1:]]
+    )
+    assert pol.n_states == 6
+    rows = np.array(
+        [
+            # recency  a     b     c        bins (r, best)  index = 3 r + best
+            [0.0, 0.9, 0.1, 0.2],  # (0, a)  0
+            [0.7, 0.1, 0.2, 0.9],  # (1, c)  5
+            [0.2, -0.5, 0.3, 0.3],  # (0, b): a tie goes to the first  1
+            [0.5, 0.0, 0.8, -1.0],  # (1, b): 0.5 == edge -> upper bin  4
+        ]
+    )
+    np.testing.assert_array_equal(pol.states(rows), [0, 5, 1, 4])
+    np.testing.assert_array_equal(pol.scores(rows), table[[0, 5, 1, 4]])
+
+
 def test_tabular_ignores_non_state_features():
     pol = _tabular()
     assert isinstance(pol, TabularPolicy)
@@ -664,6 +700,25 @@ CONSTRUCTOR_ERRORS = [
         lambda: TabularPolicy(F3, A2, ["f0", "f1"], [[0.0], [1.0, 2.0]], np.zeros((5, 2))),
         ValueError,
         r"`table` must have shape \(6, 2\), got \(5, 2\)",
+    ),
+    (
+        "tabular-argmax-unknown",
+        lambda: TabularPolicy(F3, A2, [], [], np.zeros((2, 2)), argmax_over=[["f0", "zz"]]),
+        ValueError,
+        r"each `argmax_over` group must name at least 2 features, got \['f0', 'zz'\] "
+        r"\(\['zz'\] are not among the feature names\)",
+    ),
+    (
+        "tabular-argmax-single",
+        lambda: TabularPolicy(F3, A2, [], [], np.zeros((1, 2)), argmax_over=[["f0"]]),
+        ValueError,
+        r"each `argmax_over` group must name at least 2 features, got \['f0'\]",
+    ),
+    (
+        "tabular-argmax-table-shape",
+        lambda: TabularPolicy(F3, A2, [], [], np.zeros((2, 2)), argmax_over=[["f0", "f1", "f2"]]),
+        ValueError,
+        r"`table` must have shape \(3, 2\), got \(2, 2\)",
     ),
     (
         "mlp-weights-biases-count",
