@@ -404,6 +404,37 @@ def _expectations_table(mab: MAB, contexts: np.ndarray, arms: list[int]) -> np.n
     return np.array([[row[arm] for arm in arms] for row in exp])
 
 
+def test_linear_interact_group_path_equals_full_quadratic_form():
+    # rows with a one-hot weight other than 1, and rows in no group (phi(x) = 0), against the
+    # dense z^T A^{-1} z on the full feature map
+    rng = np.random.default_rng(9)
+    d, a, groups = 5, 3, ["f0", "f1"]
+    names = _names("f", d)
+    g = len(groups)
+    beta = rng.normal(size=(a, g * d))
+    a_inv = np.zeros((a, g * d, g * d))
+    for gi in range(g):
+        a_inv[:, gi * d : (gi + 1) * d, gi * d : (gi + 1) * d] = _random_spd_inverse(rng, a, d)
+    pol = LinearPolicy(names, _names("a", a), beta, a_inv=a_inv, alpha=1.3, interact_with=groups)
+    x = rng.normal(size=(12, d))
+    x[:, :2] = 0.0
+    x[:4, 0] = [1.0, 0.5, -2.0, 1.0]
+    x[4:8, 1] = [1.0, 3.0, 0.25, 1.0]  # rows 8-11: no group
+    z = pol.feature_map(x)
+    quad = np.einsum("np,apq,nq->na", z, a_inv, z)
+    expected = z @ beta.T + 1.3 * np.sqrt(quad)
+    np.testing.assert_allclose(pol.scores(x), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pol._bonus_by_group(x), quad, rtol=1e-12, atol=1e-12)
+    # a row in two groups at once: the dense path, same formula
+    x[0, 1] = 1.0
+    z = pol.feature_map(x)
+    quad = np.einsum("np,apq,nq->na", z, a_inv, z)
+    assert pol._bonus_by_group(x) is None
+    np.testing.assert_allclose(
+        pol.scores(x), z @ beta.T + 1.3 * np.sqrt(quad), rtol=1e-12, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize(("alpha", "l2_lambda"), [(0.5, 1.0), (1.7, 0.3)])
 def test_linear_matches_mabwiser_linucb(alpha, l2_lambda):
     d, arms = 5, [0, 1, 2, 3]
