@@ -37,6 +37,8 @@ def _integer(minimum: int, label: str) -> Any:
 
 _positive_int = _integer(1, "positive")
 _seed = _integer(0, "non-negative")
+_non_negative_int = _seed
+_at_least_two = _integer(2, "at-least-2")
 
 
 def _probability(text: str) -> float:
@@ -181,6 +183,18 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="an agent setting (repeatable), e.g. --set epsilon=0.1",
+    )
+    t.add_argument(
+        "--evals",
+        type=_non_negative_int,
+        default=10,
+        help="evaluations of the policy during training, on a fixed population (0: none)",
+    )
+    t.add_argument(
+        "--eval-customers",
+        type=_at_least_two,
+        default=5_000,
+        help="customers of each evaluation during training",
     )
     t.add_argument(
         "--out",
@@ -353,6 +367,7 @@ def _parse_settings(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from campaignrl.agents.evaluation import PolicyEvaluator
     from campaignrl.agents.registry import make_agent, train_agent
     from campaignrl.envs.vector import CampaignVectorEnv
     from campaignrl.policies.artifacts import save_policy
@@ -365,7 +380,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     agent = make_agent(
         args.agent, env, params=params, total_timesteps=args.timesteps, seed=args.seed
     )
-    result = train_agent(agent, env, total_timesteps=args.timesteps, seed=args.seed, progress=True)
+    evaluator = None
+    if args.evals > 0:
+        evaluator = PolicyEvaluator(
+            env.simulator.spec,
+            args.periods,
+            every=max(1, args.timesteps // args.evals),
+            n_customers=args.eval_customers,
+            seed=args.seed + 2_000_003,
+        )
+    result = train_agent(
+        agent,
+        env,
+        total_timesteps=args.timesteps,
+        seed=args.seed,
+        progress=True,
+        evaluator=evaluator,
+    )
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "world": args.world,
@@ -380,14 +411,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     result.learning_curve.to_csv(out / "learning_curve.csv", index=False)
     save_policy(agent.policy(), out / "policy", training=config)
-    last = (
-        result.learning_curve["value_per_customer"].iloc[-1]
-        if len(result.learning_curve)
-        else float("nan")
-    )
+    curve = result.learning_curve
+    last = curve["value_per_customer"].iloc[-1] if len(curve) else float("nan")
+    evaluated = ""
+    if evaluator is not None and len(curve):
+        final = curve.iloc[-1]
+        evaluated = (
+            f", final policy on {args.eval_customers:,} evaluation customers: "
+            f"{final.eval_value:.2f} [{final.eval_ci95_low:.2f}, {final.eval_ci95_high:.2f}]"
+        )
     print(
         f"trained {args.agent} on {args.world} for {result.timesteps:,} customer-steps in "
-        f"{result.seconds:.1f}s (last campaign: {last:.2f} per customer); "
+        f"{result.seconds:.1f}s (last training campaign: {last:.2f} per customer{evaluated}); "
         f"policy in {out / 'policy'}"
     )
     return 0

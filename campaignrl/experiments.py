@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from campaignrl.agents.baselines import baseline_names, make_baseline
+from campaignrl.agents.evaluation import PolicyEvaluator
 from campaignrl.agents.registry import LEARNERS, empty_curve, make_agent, train_agent
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.plots import plot_learning_curves, plot_policy_comparison
@@ -71,6 +72,15 @@ class ExperimentConfig(BaseModel):
     horizon: int = Field(default=26, ge=1, description="periods per campaign")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     eval_customers: int = Field(default=50_000, ge=2, description="customers per evaluation")
+    training_evals: int = Field(
+        default=10,
+        ge=0,
+        description="evaluations of each learner during training, on a fixed population "
+        "(0: none); they make the learning curves",
+    )
+    training_eval_customers: int = Field(
+        default=5_000, ge=2, description="customers of the during-training evaluations"
+    )
     agents: list[AgentSpec] = Field(min_length=1)
 
     @field_validator("world")
@@ -151,12 +161,22 @@ def run_experiment(
                     seed=seed,
                 )
                 if agent_spec.timesteps > 0:
+                    evaluator = None
+                    if config.training_evals > 0:
+                        evaluator = PolicyEvaluator(
+                            spec,
+                            config.horizon,
+                            every=max(1, agent_spec.timesteps // config.training_evals),
+                            n_customers=config.training_eval_customers,
+                            seed=eval_seed + 1,
+                        )
                     result = train_agent(
                         agent,
                         env,
                         total_timesteps=agent_spec.timesteps,
                         seed=seed,
                         progress=progress,
+                        evaluator=evaluator,
                     )
                     curve = result.learning_curve
                     train_seconds, timesteps = result.seconds, result.timesteps

@@ -73,32 +73,61 @@ def plot_policy_comparison(
 
 
 def plot_learning_curves(curves: Any, path: str | Path, title: str) -> Path:
-    """Profit per customer of each training campaign against customer-steps, per agent.
+    """Learning curves per agent against training customer-steps.
+
+    With evaluation columns (``eval_value``, ``eval_ci95_low``, ``eval_ci95_high``, see
+    :mod:`campaignrl.agents.evaluation`) the left panel shows the policy so far on a fixed
+    population: the mean over seeds with the seeds' mean 95% interval as a band. The right
+    (or only) panel shows each training campaign's profit, one line per seed, exploration and
+    a new population each time included.
 
     Args:
-        curves: DataFrame with ``agent``, ``seed``, ``timesteps``, ``value_per_customer``.
+        curves: DataFrame with ``agent``, ``seed``, ``timesteps``, ``value_per_customer`` and
+            optionally the evaluation columns.
         path: PNG file to write.
         title: Figure title.
     """
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    evals = curves.dropna(subset=["eval_value"]) if "eval_value" in curves else curves.iloc[:0]
+    panels = 2 if len(evals) else 1
+    fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 4.5), squeeze=False)
+    ax_eval, ax_train = (axes[0, 0], axes[0, 1]) if panels == 2 else (None, axes[0, 0])
+    agents = curves["agent"].unique() if len(curves) else []
+    colors = {agent: f"C{k % 10}" for k, agent in enumerate(agents)}
+    if ax_eval is not None:
+        for agent, group in evals.groupby("agent", sort=False):
+            mean = group.groupby("timesteps")[
+                ["eval_value", "eval_ci95_low", "eval_ci95_high"]
+            ].mean()
+            x = mean.index.to_numpy()
+            ax_eval.plot(x, mean["eval_value"], "o-", color=colors[agent], label=str(agent))
+            ax_eval.fill_between(
+                x, mean["eval_ci95_low"], mean["eval_ci95_high"], color=colors[agent], alpha=0.15
+            )
+        ax_eval.set_title("policy so far on a fixed evaluation population (95% band)")
+        ax_eval.set_ylabel("profit per customer over the campaign")
+        ax_eval.legend(fontsize=8)
     if len(curves):
-        for k, (agent, group) in enumerate(curves.groupby("agent", sort=False)):
+        for agent, group in curves.groupby("agent", sort=False):
             # one colour per agent, one line per seed
             for i, (_, run) in enumerate(group.groupby("seed")):
-                ax.plot(
+                ax_train.plot(
                     run["timesteps"],
                     run["value_per_customer"],
-                    color=f"C{k % 10}",
+                    color=colors[agent],
                     alpha=0.8,
                     label=str(agent) if i == 0 else None,
                 )
-        ax.legend(fontsize=8)
+        ax_train.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, "no learner trained", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("training customer-steps")
-    ax.set_ylabel("profit per customer over the campaign")
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
+        ax_train.text(
+            0.5, 0.5, "no learner trained", ha="center", va="center", transform=ax_train.transAxes
+        )
+    ax_train.set_title("training campaigns (new customers, exploration included)")
+    for ax in axes[0]:
+        ax.set_xlabel("training customer-steps")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("profit per customer over the campaign")
+    fig.suptitle(title)
     return _save(fig, path)
 
 

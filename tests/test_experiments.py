@@ -15,6 +15,7 @@ TINY = {
     "horizon": 4,
     "seeds": [0, 1],
     "eval_customers": 400,
+    "training_eval_customers": 300,
     "agents": [
         {"agent": "no-contact"},
         {"agent": "myopic-oracle"},
@@ -69,6 +70,10 @@ def test_run_writes_every_result_and_is_repeatable(tmp_path):
     assert "| ucb1 |" in report and "values.png" in report
     curves = pd.read_csv(out / "learning_curves.csv")
     assert set(curves.agent) == {"ucb1", "q"} and set(curves.seed) == {0, 1}
+    # each run is evaluated during training (training_evals: every campaign here) on a fixed
+    # population, and its last evaluation is the exported policy's
+    assert curves.eval_value.notna().all()
+    assert (curves.eval_ci95_low < curves.eval_value).all()
 
 
 def test_baselines_share_the_evaluation_population_across_agents(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
 
 import campaignrl.plots as plots
@@ -73,3 +74,39 @@ def test_every_interval_is_shown_in_full(tmp_path, kept_figures, values, lows, h
     left, right = kept_figures[0].axes[0].get_xlim()
     assert left <= min(lows), (left, min(lows))
     assert right >= max(highs), (right, max(highs))
+
+
+def _curves(with_eval: bool):
+    rows = []
+    for agent in ("ucb1", "ppo"):
+        for seed in (0, 1):
+            for k in range(5):
+                row = {"agent": agent, "seed": seed, "timesteps": 100 * (k + 1)}
+                row["value_per_customer"] = 30.0 + k + seed
+                if with_eval:
+                    value = np.nan if k % 2 else 31.0 + k
+                    row |= {
+                        "eval_value": value,
+                        "eval_ci95_low": value - 1,
+                        "eval_ci95_high": value + 1,
+                    }
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("with_eval", "panels"), [(True, 2), (False, 1)])
+def test_learning_curves_add_the_evaluation_panel_when_there_are_evaluations(
+    tmp_path, kept_figures, with_eval, panels
+):
+    plots.plot_learning_curves(_curves(with_eval), tmp_path / "c.png", "t")
+    (fig,) = kept_figures
+    axes = fig.get_axes()
+    assert len(axes) == panels
+    train_lines = axes[-1].get_lines()
+    assert len(train_lines) == 4  # one per agent and seed
+    if with_eval:
+        eval_lines = axes[0].get_lines()
+        assert len(eval_lines) == 2  # one per agent: the mean over seeds
+        x, y = eval_lines[0].get_data()
+        np.testing.assert_array_equal(x, [100, 300, 500])  # evaluated points only
+        np.testing.assert_array_equal(y, [31.0, 33.0, 35.0])

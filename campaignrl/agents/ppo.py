@@ -11,6 +11,7 @@ Invalid Action Masking in Policy Gradient Algorithms", 2020.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,8 +21,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from campaignrl._checks import check_choice, check_scalar
 from campaignrl.agents.base import Agent, Transition
+from campaignrl.agents.evaluation import EVAL_COLUMNS, EvaluationSchedule, PolicyEvaluator
 from campaignrl.envs.vector import CampaignVectorEnv
-from campaignrl.policies.base import Exploration
+from campaignrl.policies.base import Exploration, Policy
 from campaignrl.policies.kinds import MLPPolicy
 
 __all__ = ["PPOAgent", "PPOConfig"]
@@ -73,24 +75,46 @@ class PPOConfig:
 
 
 class _CurveCallback(BaseCallback):
-    """Mean campaign profit per customer at each episode end (all customers end together)."""
+    """Mean campaign profit per customer at each episode end (all customers end together).
 
-    def __init__(self) -> None:
+    Also the evaluation callback: a campaign that is due for an evaluation
+    (:class:`EvaluationSchedule`) gets it once PPO has trained on it, at the start of the next
+    rollout (or by :meth:`flush` when learning stops), so the figure is the policy after it.
+    """
+
+    def __init__(
+        self, schedule: EvaluationSchedule, policy: Callable[[], Policy], first_episode: int
+    ) -> None:
         super().__init__()
         self.rows: list[dict[str, float]] = []
+        self.schedule = schedule
+        self.policy = policy
+        self.first_episode = first_episode
+        self.pending: dict[str, float] | None = None
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos", [])
         returns = [info["episode"]["r"] for info in infos if "episode" in info]
         if returns:
-            self.rows.append(
-                {
-                    "timesteps": float(self.num_timesteps),
-                    "episode": float(len(self.rows)),
-                    "value_per_customer": float(np.mean(returns)),
-                }
-            )
+            row = {
+                "timesteps": float(self.num_timesteps),
+                "episode": float(self.first_episode + len(self.rows)),
+                "value_per_customer": float(np.mean(returns)),
+                **dict.fromkeys(EVAL_COLUMNS, float("nan")),
+            }
+            self.rows.append(row)
+            if self.schedule.due(self.num_timesteps):
+                self.pending = row
         return True
+
+    def _on_rollout_start(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Evaluate the policy now for the campaign waiting for it, if any."""
+        if self.pending is not None:
+            self.pending.update(self.schedule.evaluate(self.policy))
+            self.pending = None
 
 
 class PPOAgent(Agent):
@@ -150,23 +174,35 @@ class PPOAgent(Agent):
             **config.extra,
         )
 
-    def learn(self, total_timesteps: int, *, progress_bar: bool = False) -> pd.DataFrame:
+    def learn(
+        self,
+        total_timesteps: int,
+        *,
+        progress_bar: bool = False,
+        evaluator: PolicyEvaluator | None = None,
+    ) -> pd.DataFrame:
         """Train for ``total_timesteps`` customer-steps; return the learning curve.
 
         The curve has one row per completed campaign: ``timesteps``, ``episode`` and
         ``value_per_customer`` (mean unnormalized profit per customer over the campaign,
-        recorded by ``VecMonitor`` while learning).
+        recorded by ``VecMonitor`` while learning), and the evaluation columns
+        (:data:`~campaignrl.agents.evaluation.EVAL_COLUMNS`): with ``evaluator``, the
+        exported policy on a fixed population now and then, else NaN.
         """
         check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
-        callback = _CurveCallback()
+        schedule = EvaluationSchedule(evaluator)
+        callback = _CurveCallback(schedule, self.policy, len(self.curve))
         self.model.learn(
             total_timesteps=total_timesteps,
             callback=callback,
             progress_bar=progress_bar,
             reset_num_timesteps=False,
         )
+        callback.flush()
+        schedule.finish(callback.rows, self.policy)
         self.curve.extend(callback.rows)
-        return pd.DataFrame(self.curve, columns=["timesteps", "episode", "value_per_customer"])
+        columns = ["timesteps", "episode", "value_per_customer", *EVAL_COLUMNS]
+        return pd.DataFrame(self.curve, columns=columns)
 
     def update(self, transition: Transition) -> None:
         """PPO learns from its own rollouts: use :meth:`learn`."""

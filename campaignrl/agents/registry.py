@@ -11,6 +11,7 @@ import pandas as pd
 from campaignrl._checks import check_choice
 from campaignrl.agents.bandits import BANDIT_ALGORITHMS, BanditAgent, BanditConfig
 from campaignrl.agents.base import Agent
+from campaignrl.agents.evaluation import EVAL_COLUMNS, PolicyEvaluator
 from campaignrl.agents.qlearning import QLearningAgent, QLearningConfig
 from campaignrl.agents.training import TrainingResult, train_online
 from campaignrl.envs.vector import CampaignVectorEnv
@@ -77,20 +78,37 @@ def make_agent(
 
 
 def train_agent(
-    agent: Agent, env: CampaignVectorEnv, *, total_timesteps: int, seed: int, progress: bool
+    agent: Agent,
+    env: CampaignVectorEnv,
+    *,
+    total_timesteps: int,
+    seed: int,
+    progress: bool,
+    evaluator: PolicyEvaluator | None = None,
 ) -> TrainingResult:
-    """Train any learner: PPO through stable-baselines3, the others online."""
+    """Train any learner: PPO through stable-baselines3, the others online.
+
+    With ``evaluator`` the learning curve also holds evaluations of the policy so far on a
+    fixed population (:mod:`campaignrl.agents.evaluation`).
+    """
     from campaignrl.agents.ppo import PPOAgent
 
     if isinstance(agent, PPOAgent):
         import time
 
         start = time.perf_counter()
-        curve = agent.learn(total_timesteps, progress_bar=progress)
+        curve = agent.learn(total_timesteps, progress_bar=progress, evaluator=evaluator)
         return TrainingResult(curve, time.perf_counter() - start, int(agent.model.num_timesteps))
-    return train_online(agent, env, total_timesteps=total_timesteps, seed=seed, progress=progress)
+    return train_online(
+        agent,
+        env,
+        total_timesteps=total_timesteps,
+        seed=seed,
+        progress=progress,
+        evaluator=evaluator,
+    )
 
 
 def empty_curve() -> pd.DataFrame:
     """A learning curve with no episodes."""
-    return pd.DataFrame(columns=["timesteps", "episode", "value_per_customer"])
+    return pd.DataFrame(columns=["timesteps", "episode", "value_per_customer", *EVAL_COLUMNS])

@@ -12,6 +12,7 @@ import pandas as pd
 from campaignrl._checks import check_scalar
 from campaignrl._progress import progress_bar
 from campaignrl.agents.base import Agent, Transition
+from campaignrl.agents.evaluation import EvaluationSchedule, PolicyEvaluator
 from campaignrl.envs.vector import CampaignVectorEnv
 
 __all__ = ["TrainingResult", "train_online"]
@@ -23,7 +24,9 @@ class TrainingResult:
 
     learning_curve: pd.DataFrame
     """one row per episode: ``timesteps`` (customer-steps so far), ``episode``,
-    ``value_per_customer`` (profit per customer over that campaign, while learning)"""
+    ``value_per_customer`` (profit per customer over that campaign, while learning) and, with
+    an evaluator, ``eval_value``, ``eval_ci95_low``, ``eval_ci95_high`` (the policy so far on
+    the evaluator's fixed population; NaN between evaluations)"""
     seconds: float
     """wall time of training"""
     timesteps: int
@@ -37,11 +40,13 @@ def train_online(
     total_timesteps: int,
     seed: int,
     progress: bool = False,
+    evaluator: PolicyEvaluator | None = None,
 ) -> TrainingResult:
     """Let ``agent`` decide for the whole population every period and learn as it goes.
 
     Training stops at the first episode end at or after ``total_timesteps`` customer-steps,
-    so every episode in the curve is complete.
+    so every episode in the curve is complete. With ``evaluator``, the exported policy is
+    evaluated on its fixed population now and then (:class:`EvaluationSchedule`).
     """
     check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
     check_scalar(seed, "seed", int, min_val=0)
@@ -51,6 +56,7 @@ def train_online(
     n = env.num_envs
     steps, episode, running = 0, 0, np.zeros(n)
     rows: list[dict[str, Any]] = []
+    schedule = EvaluationSchedule(evaluator)
     with progress_bar(f"training {agent.name}", total_timesteps, progress) as advance:
         while True:
             actions, props = agent.act(obs, masks)
@@ -70,10 +76,12 @@ def train_online(
                         "timesteps": steps,
                         "episode": episode,
                         "value_per_customer": float(running.mean()),
+                        **schedule.at_episode_end(steps, agent.policy),
                     }
                 )
                 episode += 1
                 running[:] = 0.0
                 if steps >= total_timesteps:
                     break
+    schedule.finish(rows, agent.policy)
     return TrainingResult(pd.DataFrame(rows), time.perf_counter() - start, steps)
