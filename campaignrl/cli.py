@@ -66,8 +66,11 @@ def _policy_arg(names: Sequence[str]) -> Any:
             return text
         if (Path(text) / "manifest.json").is_file():
             return Path(text)
+        if (Path(text) / "policy" / "manifest.json").is_file():  # a `train` run folder
+            return Path(text) / "policy"
         raise argparse.ArgumentTypeError(
-            f"must be one of {', '.join(names)} or an exported policy directory; got {text!r}"
+            f"must be one of {', '.join(names)}, an exported policy directory or a `train` run "
+            f"folder; got {text!r}"
         )
 
     return parse
@@ -155,7 +158,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--policy",
         type=_policy_arg(policies),
         required=True,
-        help=f"policy: {', '.join(policies)}, or an exported policy directory",
+        help=f"policy: {', '.join(policies)}, an exported policy directory or a train run folder",
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 

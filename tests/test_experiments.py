@@ -174,6 +174,13 @@ def test_cli_train_then_evaluate_the_exported_policy(tmp_path, capsys):
     assert code == 0, captured.err
     summary = json.loads(captured.out)
     assert np.isfinite(summary["value_per_customer"])
+    # the run folder itself is accepted too, and means its policy/
+    code = main(
+        ["evaluate", "--policy", str(out), "--customers", "300", "--periods", "4", "--json"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["value_per_customer"] == summary["value_per_customer"]
     # training again into the same folder is refused instead of overwriting
     code = main(
         ["train", "--agent", "ucb1", "--timesteps", "10", "--customers", "5", "--out", str(out)]
