@@ -1,6 +1,7 @@
 """Training throughput of every learner and batch-inference speed of every exported policy.
 
-    python benchmarks/agents.py [--world retail] [--seconds 2] [--json out.json]
+    python benchmarks/agents.py [--world retail] [--seconds 2] [--agents thompson,lints]
+        [--json out.json]
 
 Training: customer-steps per second while learning on a 10,000-customer population (PPO on
 4,096). Inference: decisions per second of each exported numpy policy, in batches of 1,000
@@ -25,8 +26,10 @@ from campaignrl.policies import ConstantPolicy, Exploration, Policy
 TRAINING = {
     "epsilon-greedy": (10_000, 520_000, {}),
     "ucb1": (10_000, 520_000, {}),
+    "thompson": (10_000, 520_000, {}),
     "linucb": (10_000, 520_000, {"alpha": 5.0}),
     "lingreedy": (10_000, 520_000, {}),
+    "lints": (10_000, 520_000, {}),
     "qlearning": (10_000, 1_040_000, {}),
     "ppo": (4096, 425_984, {"ent_coef": 0.0, "n_epochs": 10}),
 }
@@ -49,8 +52,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", default="retail")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per inference figure")
+    parser.add_argument("--agents", default=",".join(TRAINING), help="comma-separated subset")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    agents = args.agents.split(",")
+    unknown = sorted(set(agents) - set(TRAINING))
+    if unknown:
+        parser.error(f"--agents: unknown {unknown}; known: {', '.join(TRAINING)}")
     torch.set_num_threads(1)
     eval_env = CampaignVectorEnv(20_000, world=args.world)
     eval_env.reset(seed=99)
@@ -59,7 +67,8 @@ def main() -> None:
     results = []
     print(f"{'agent':<16} {'train steps/s':>14} {'policy kind':>12} {'decisions/s':>14}")
     with threadpool_limits(limits=1):  # single-threaded BLAS: fastest for these sizes here
-        for name, (customers, steps, params) in TRAINING.items():
+        for name in agents:
+            customers, steps, params = TRAINING[name]
             env = CampaignVectorEnv(customers, world=args.world)
             agent = make_agent(name, env, params=params, total_timesteps=steps, seed=0)
             res = train_agent(agent, env, total_timesteps=steps, seed=0, progress=False)

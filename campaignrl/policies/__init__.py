@@ -17,17 +17,29 @@ from campaignrl.policies.sampling import (
     sample_actions,
     uniform_probabilities,
 )
+from campaignrl.policies.thompson import (
+    BetaThompsonPolicy,
+    GaussianThompsonPolicy,
+    ThompsonPolicy,
+    beta_argmax_probabilities,
+    gaussian_argmax_probabilities,
+)
 
 __all__ = [
     "POLICY_KINDS",
+    "BetaThompsonPolicy",
     "ConstantPolicy",
     "Exploration",
+    "GaussianThompsonPolicy",
     "LinearPolicy",
     "MLPPolicy",
     "Policy",
     "PolicyArtifactError",
     "TabularPolicy",
+    "ThompsonPolicy",
+    "beta_argmax_probabilities",
     "epsilon_mix",
+    "gaussian_argmax_probabilities",
     "greedy_probabilities",
     "load_policy",
     "masked_softmax",

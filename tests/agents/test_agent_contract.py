@@ -9,7 +9,17 @@ from campaignrl.agents.training import train_online
 from campaignrl.envs import CampaignVectorEnv
 from campaignrl.policies import PolicyArtifactError, load_policy, save_policy
 
-AGENTS = ["epsilon-greedy", "ucb1", "linucb", "lingreedy", "qlearning", "ppo", "ppo-relu"]
+AGENTS = [
+    "epsilon-greedy",
+    "ucb1",
+    "thompson",
+    "linucb",
+    "lingreedy",
+    "lints",
+    "qlearning",
+    "ppo",
+    "ppo-relu",
+]
 N_TRAIN = 200
 
 

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from campaignrl.policies import (
+    BetaThompsonPolicy,
     ConstantPolicy,
     Exploration,
+    GaussianThompsonPolicy,
     LinearPolicy,
     MLPPolicy,
     Policy,
@@ -208,6 +210,29 @@ def _round_trip_cases() -> list[tuple[str, Callable[[], Policy]]]:
                 [rng.normal(size=(5, 3)), rng.normal(size=(3, 4))],
                 [rng.normal(size=3), rng.normal(size=4)],
                 "relu",
+            ),
+        ),
+        (
+            "thompson",
+            lambda: BetaThompsonPolicy(
+                FEATURES,
+                ACTIONS,
+                ["recency"],
+                [[0.0, 1.0]],
+                rng.uniform(1, 50, size=(3, 4)),
+                rng.uniform(1, 500, size=(3, 4)),
+                Exploration(epsilon=0.05),
+            ),
+        ),
+        (
+            "thompson",
+            lambda: GaussianThompsonPolicy(
+                FEATURES,
+                ACTIONS,
+                rng.normal(size=(4, 10)),
+                np.stack([np.linalg.inv(np.eye(10) * (1 + i)) for i in range(4)]),
+                0.7,
+                interact_with=["seg_a", "seg_b"],
             ),
         ),
     ]

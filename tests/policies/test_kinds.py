@@ -11,8 +11,10 @@ from mabwiser.mab import MAB, LearningPolicy
 
 from campaignrl.policies import (
     POLICY_KINDS,
+    BetaThompsonPolicy,
     ConstantPolicy,
     Exploration,
+    GaussianThompsonPolicy,
     LinearPolicy,
     MLPPolicy,
     Policy,
@@ -162,6 +164,34 @@ def _mlp_greedy_one_layer() -> Policy:
     )
 
 
+def _thompson_beta() -> Policy:
+    rng = np.random.default_rng(20)
+    d, a = 5, 8
+    names = _names("f", d)
+    return BetaThompsonPolicy(
+        names,
+        _names("a", a),
+        [names[1], names[4]],
+        [[-0.5, 0.5], [0.0]],
+        np.exp(rng.uniform(0, 6, (3 * 2, a))),
+        np.exp(rng.uniform(0, 7, (3 * 2, a))),
+        Exploration(epsilon=0.1),
+    )
+
+
+def _thompson_gaussian() -> Policy:
+    rng = np.random.default_rng(21)
+    d, a = 6, 7
+    return GaussianThompsonPolicy(
+        _names("f", d),
+        _names("a", a),
+        rng.normal(size=(a, d)),
+        _random_spd_inverse(rng, a, d),
+        0.6,
+        exploration=Exploration(epsilon=0.05),
+    )
+
+
 FACTORIES: dict[str, Callable[[], Policy]] = {
     "constant": _constant,
     "constant-softmax": _constant_softmax,
@@ -173,6 +203,8 @@ FACTORIES: dict[str, Callable[[], Policy]] = {
     "mlp-tanh": _mlp_tanh,
     "mlp-relu": _mlp_relu,
     "mlp-1layer-greedy": _mlp_greedy_one_layer,
+    "thompson-beta": _thompson_beta,
+    "thompson-gaussian": _thompson_gaussian,
 }
 
 

@@ -1,0 +1,728 @@
+"""Thompson-sampling policies whose propensities are computed by quadrature, not estimated.
+
+Thompson sampling draws one score per action from its posterior and takes the best allowed
+one. The chance that action ``a`` wins is
+
+``p_a = P(X_a > X_b for every other allowed b) = integral f_a(t) prod_{b != a} F_b(t) dt``
+
+for independent posteriors with densities ``f_b`` and distribution functions ``F_b``. Here
+that integral is computed deterministically, so a decision sampled from ``p`` carries its
+exact probability, and the only approximation is the quadrature's distance from ideal
+Thompson sampling. Measured on near-tied, very peaked, heavy-tailed and masked posteriors
+(tests/policies/test_thompson.py): at most 6.4e-8 per probability from adaptive quadrature
+(scipy's QUADPACK; 9e-9 for Gaussians), and within 2.2 standard errors of the choice
+frequencies of 10^6 seeded posterior draws (deviations up to 1.1e-3, which is that noise).
+
+The rule: composite 6-point Gauss-Legendre quadrature on a grid adapted to the posteriors.
+Each action asks for intervals of some width inside its own window: a Gaussian at most 2
+standard deviations wide within 8 of its mean; a Beta (on the logit scale, below) the gaps
+between its mode and the points where its log-density has dropped by 2, 8, 13.8, 21.1 and 32
+(for a Gaussian, 2, 4, 5.25, 6.5 and 8 standard deviations out). Where windows overlap the
+finest request wins, and the edges split the integral of the requested resolution into equal
+steps: every posterior is resolved on its own scale however peaked, and overlapping actions
+share nodes. ``F_b`` at the nodes is the running integral of ``f_b`` (the exact integral of
+its degree-5 interpolant within each interval); the probabilities are normalized to sum to 1.
+Beta posteriors are integrated on the logit scale, where their density ``sigma(y)^a (1 -
+sigma(y))^b`` is log-concave and smooth for every ``a, b > 0`` (a monotone map leaves the
+argmax unchanged).
+
+References:
+    Thompson, "On the likelihood that one unknown probability exceeds another in view of the
+    evidence of two samples", Biometrika 1933. Agrawal and Goyal, "Analysis of Thompson
+    sampling for the multi-armed bandit problem", COLT 2012, and "Thompson sampling for
+    contextual bandits with linear payoffs", ICML 2013. Davis and Rabinowitz, "Methods of
+    Numerical Integration", 2nd ed., 1984 (composite Gauss-Legendre rules).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
+
+import numpy as np
+from numpy.polynomial import legendre
+
+from campaignrl._checks import check_array, check_scalar
+from campaignrl.policies.artifacts import register_policy_kind
+from campaignrl.policies.base import Exploration, Policy
+from campaignrl.policies.kinds import LinearPolicy, TabularPolicy
+from campaignrl.policies.sampling import epsilon_mix
+
+__all__ = [
+    "BetaThompsonPolicy",
+    "GaussianThompsonPolicy",
+    "ThompsonPolicy",
+    "beta_argmax_probabilities",
+    "gaussian_argmax_probabilities",
+]
+
+_ORDER = 6
+"""Gauss-Legendre nodes per interval"""
+_BETA_LEVELS = np.array([2.0, 4.0, 5.25, 6.5, 8.0])
+"""a Beta's breakpoints: where its log-density has dropped by z^2 / 2 either side of the mode
+(drops 2, 8, 13.8, 21.1, 32: the tail steps stay short where a Beta with ``a`` or ``b`` below 1
+decays only exponentially on the logit scale)"""
+_GAUSS_WINDOW = 8.0
+"""a Gaussian is integrated within this many standard deviations (Phi(-8) < 1e-15)"""
+_GAUSS_STEP = 2.0
+"""and in intervals at most this many standard deviations wide"""
+_PRUNE_Z = 6.0
+"""Gaussian actions whose draw beats the leader's with chance at most Phi(-6) < 1e-9 are left
+out (see :func:`gaussian_argmax_probabilities`)"""
+_NEWTON_STEPS = 30
+"""at most this many Newton steps place the Beta breakpoints (convex equation: converges)"""
+_TINY = 1e-300
+"""floor of a distribution function where it divides (see :func:`_ratio`)"""
+_CHUNK = 1 << 16
+"""Gaussian quadrature values (rows x actions x nodes) per chunk: arrays stay in cache"""
+
+
+def _reference_rule(order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on ``[0, 1]``, and the running-integral matrix.
+
+    ``cumulative[i, j] = integral_0^{x_i} l_j(u) du`` for the Lagrange basis ``l_j`` of the
+    nodes: ``cumulative @ f(x)`` integrates the interpolant of ``f`` from 0 to each node.
+    """
+    t, w = legendre.leggauss(order)
+    basis = np.linalg.inv(legendre.legvander(t, order - 1))  # column j: l_j in Legendre form
+    cumulative = np.empty((order, order))
+    for j in range(order):
+        antiderivative = legendre.legint(basis[:, j], lbnd=-1.0)
+        cumulative[:, j] = legendre.legval(t, antiderivative) / 2.0
+    return (t + 1.0) / 2.0, w / 2.0, cumulative
+
+
+_NODES, _WEIGHTS, _CUMULATIVE = _reference_rule(_ORDER)
+
+
+def _resolution_edges(points: np.ndarray, rate: np.ndarray, k: int) -> np.ndarray:
+    """``(P, k + 1)`` edges that split each row's integrated resolution into ``k`` equal steps.
+
+    Args:
+        points: ``(P, S + 1)`` sorted breakpoints.
+        rate: ``(P, S)`` wanted intervals per unit length on each segment between them (the
+            finest any action asks for there; 0 where none does).
+        k: Number of intervals, at least the largest row total ``sum(rate * length)``, so
+            that no interval is wider than any action there asked for.
+    """
+    cum = np.zeros(points.shape)
+    np.cumsum(rate * np.diff(points, axis=1), axis=1, out=cum[:, 1:])
+    level = cum[:, -1:] * np.linspace(0.0, 1.0, k + 1)
+    # The first segment whose cumulative resolution reaches each level (never a flat gap).
+    seg = np.minimum((cum[:, None, 1:] < level[:, :, None]).sum(axis=2), rate.shape[1] - 1)
+    start = np.take_along_axis(points, seg, axis=1)
+    base = np.take_along_axis(cum, seg, axis=1)
+    step = np.take_along_axis(rate, seg, axis=1)
+    offset = np.divide(level - base, step, out=np.zeros(level.shape), where=step > 0)
+    return start + offset
+
+
+def _intervals(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes ``(P, K, 6)``, widths ``(P, K)`` and weights ``(P, K, 6)`` of the composite rule."""
+    width = np.diff(edges, axis=1)
+    nodes = edges[:, :-1, None] + width[:, :, None] * _NODES
+    return nodes, width, width[:, :, None] * _WEIGHTS
+
+
+def _running_cdf(dens: np.ndarray, width: np.ndarray, start: np.ndarray | float) -> np.ndarray:
+    """``(P, c, K, 6)`` distribution functions at the nodes: ``start`` plus the running integral.
+
+    Args:
+        dens: ``(P, c, K, 6)`` normalized densities at the nodes.
+        width: ``(P, K)`` interval widths.
+        start: ``(P, c)`` distribution functions at the first edge (or a scalar).
+    """
+    # 2-D products (one BLAS call, not one per interval) on the width-scaled densities.
+    flat = (dens * width[:, None, :, None]).reshape(-1, _ORDER)
+    mass = (flat @ _WEIGHTS).reshape(dens.shape[:3])
+    before = np.cumsum(mass, axis=2)
+    before -= mass
+    before += np.asarray(start)[..., None]
+    cdf = (flat @ _CUMULATIVE.T).reshape(dens.shape)
+    cdf += before[..., None]
+    return np.clip(cdf, 0.0, 1.0, out=cdf)
+
+
+def _ratio(weights: np.ndarray, dens: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+    """``w f_a / F_a``, shapes ``(P, c, ...)`` with ``weights (P, ...)``.
+
+    ``p_a = sum_n w_n f_a(t_n) prod_{b != a} F_b(t_n) = sum_n (w f_a / F_a)(t_n) prod_b F_b(t_n)``:
+    one product over all actions serves every ``a``, and the ``F_a`` that divides is the same
+    number the product multiplies by, so the identity holds to rounding. Below 1e-300 the
+    divisor is 1e-300 and the term is (at most) ``w f_a`` times that ``F_a`` / 1e-300 < 1: only
+    the far left tail of ``a``, where ``f_a`` is negligible, is affected.
+    """
+    return weights[:, None] * dens / np.maximum(cdf, _TINY)
+
+
+# ---------------------------------------------------------------------- Beta posteriors
+def _logit_beta_log_density(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``log(sigma(y)^a (1 - sigma(y))^b)``: ``logit(X)``, ``X ~ Beta(a, b)``, up to a constant."""
+    softplus = np.logaddexp(0.0, y)
+    return -a * (softplus - y) - b * softplus
+
+
+def _logit_beta_edges(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(len(a), 11)`` breakpoints of each ``logit(Beta(a, b))`` (see the module docstring).
+
+    The mode is ``log(a / b)``. The drop ``g(D) = h(mode) - h(mode +- D)`` of the log-density
+    ``h`` is convex and increasing in ``D`` (``h`` is concave), so Newton's method from the
+    Laplace guess ``z * sqrt(1/a + 1/b)`` converges (from above after at most one step).
+    """
+    mode = (np.log(a) - np.log(b))[:, None]
+    top = _logit_beta_log_density(mode, a[:, None], b[:, None])
+    z = np.concatenate([-_BETA_LEVELS[::-1], _BETA_LEVELS])  # (2L,) sides and levels at once
+    side, target = np.sign(z), z * z / 2.0
+    dist = np.abs(z) * np.sqrt(1.0 / a + 1.0 / b)[:, None]
+    for _ in range(_NEWTON_STEPS):
+        y = mode + side * dist
+        drop = top - _logit_beta_log_density(y, a[:, None], b[:, None])
+        sigmoid = np.exp(y - np.logaddexp(0.0, y))
+        slope = -side * (a[:, None] - (a + b)[:, None] * sigmoid)  # d drop / d dist, > 0
+        step = (target - drop) / np.maximum(slope, 1e-300)
+        dist = np.maximum(dist + step, 0.0)
+        if (np.abs(step) <= 1e-12 * dist).all():
+            break
+    return np.sort(np.concatenate([mode, mode + side * dist], axis=1), axis=1)
+
+
+class _BetaGrid:
+    """The quadrature of one set of Beta posteriors, reusable for every mask.
+
+    ``F_b`` and ``w f_a / F_a`` at the nodes do not depend on which actions are allowed, so a
+    mask costs two small matrix products: ``prod_{b allowed} F_b = exp(masks @ log F)``, then
+    ``p = that @ (w f / F)^T``.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
+        own = _logit_beta_edges(a, b)  # (A, 11)
+        points = np.sort(own.ravel())[None, :]
+        mid = (points[0, 1:] + points[0, :-1]) / 2.0
+        rate = np.zeros(mid.shape)
+        gap = np.maximum(np.diff(own, axis=1), 1e-300)
+        for i in range(gap.shape[1]):  # each action's own intervals, finest request wins
+            inside = (own[:, i, None] <= mid) & (mid < own[:, i + 1, None])
+            rate = np.maximum(rate, (inside / gap[:, i, None]).max(axis=0))
+        k = max(1, math.ceil((rate * np.diff(points[0])).sum() * (1.0 + 1e-9)))
+        nodes, width, weights = _intervals(_resolution_edges(points, rate[None, :], k))
+        log_f = _logit_beta_log_density(
+            nodes[:, None], a[None, :, None, None], b[None, :, None, None]
+        )
+        log_f -= log_f.max(axis=(2, 3), keepdims=True)  # the largest becomes 1: no overflow
+        dens = np.exp(log_f)
+        dens /= (width[:, None, :] * (dens @ _WEIGHTS)).sum(axis=2)[:, :, None, None]
+        cdf = _running_cdf(dens, width, 0.0)
+        self._log_cdf = np.log(np.maximum(cdf[0], _TINY)).reshape(a.size, -1)  # (A, G)
+        self._ratio_t = np.ascontiguousarray(
+            _ratio(weights, dens, cdf)[0].reshape(a.size, -1).T
+        )  # (G, A)
+
+    def probabilities(self, masks: np.ndarray) -> np.ndarray:
+        """``(P, A)`` Thompson probabilities under each row of ``masks``."""
+        allowed = masks.astype(np.float64)
+        probs = np.exp(allowed @ self._log_cdf) @ self._ratio_t
+        probs *= allowed
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs
+
+
+def beta_argmax_probabilities(
+    a: np.ndarray, b: np.ndarray, masks: np.ndarray | None = None
+) -> np.ndarray:
+    """Chance that each action's draw from ``Beta(a, b)`` is the largest among allowed ones.
+
+    ``p_k = integral f_k(t) prod_{j != k, allowed} F_j(t) dt`` with ``f, F`` the Beta
+    densities and distribution functions, by the quadrature of the module docstring.
+
+    Args:
+        a: ``(A,)`` first Beta parameters (successes + prior), > 0.
+        b: ``(A,)`` second Beta parameters (failures + prior), > 0.
+        masks: ``(n, A)`` allowed actions; ``None`` allows all (one row).
+
+    Returns:
+        ``(n, A)`` probabilities, zero on masked actions.
+
+    Examples:
+        >>> beta_argmax_probabilities(np.array([1.0, 2.0]), np.array([1.0, 1.0])).round(6)
+        array([[0.333333, 0.666667]])
+    """
+    a = _check_positive(a, "a", (None,))
+    b = _check_positive(b, "b", a.shape)
+    n = 1 if masks is None else (np.shape(masks) or (0,))[0]
+    return _BetaGrid(a, b).probabilities(_check_mask_rows(masks, (n, a.size)))
+
+
+# ---------------------------------------------------------------------- Gaussian posteriors
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _normal_tail(z: np.ndarray) -> np.ndarray:
+    """``Phi(-z) = erfc(z / sqrt 2) / 2`` to double precision.
+
+    numpy has no ``erf``: this calls :func:`math.erfc` per element (about 0.15 us), which is
+    cheap for the few values needed (two-candidate rows, the start of each quadrature grid).
+    """
+    tail = np.asarray(_ERFC(np.asarray(z, dtype=np.float64) / math.sqrt(2.0)), dtype=np.float64)
+    return 0.5 * tail
+
+
+def gaussian_argmax_probabilities(
+    means: np.ndarray, sds: np.ndarray, masks: np.ndarray | None = None
+) -> np.ndarray:
+    """Chance that each action's draw from ``N(means, sds^2)`` is the largest allowed one, per row.
+
+    Per row, the leader ``L`` has the highest allowed mean (the lowest index among ties). An
+    action with ``z_b = (mu_L - mu_b) / sqrt(s_L^2 + s_b^2) >= 6`` beats the leader's draw with
+    chance ``Phi(-z_b) < 1e-9``, and only such an event can make it the argmax, so it is left
+    out: the result is within total variation ``sum_b Phi(-z_b) < (A - 1) * 1e-9`` of exact
+    Thompson sampling. Then one candidate gets 1; two get ``Phi(+-(mu_a - mu_b) /
+    sqrt(s_a^2 + s_b^2))``; three or more go through the quadrature of the module docstring.
+    Zero standard deviations are point masses: ties among them go to the lowest index, as
+    ``argmax`` does; among three or more candidates a standard deviation is raised to at least
+    1e-9 times the row's largest.
+
+    Args:
+        means: ``(n, A)`` posterior means.
+        sds: ``(n, A)`` posterior standard deviations, >= 0.
+        masks: ``(n, A)`` allowed actions (at least one per row); ``None`` allows all.
+
+    Returns:
+        ``(n, A)`` probabilities, zero on masked actions.
+
+    Examples:
+        >>> gaussian_argmax_probabilities(np.array([[1.0, 0.0]]), np.array([[0.6, 0.8]])).round(6)
+        array([[0.841345, 0.158655]])
+    """
+    mu = check_array(means, "means", ndim=2)
+    sd = check_array(sds, "sds", shape=mu.shape, min_val=0.0)
+    return _gaussian_argmax(mu, sd, _check_mask_rows(masks, (mu.shape[0], mu.shape[1])))
+
+
+def _gaussian_argmax(means: np.ndarray, sds: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """:func:`gaussian_argmax_probabilities` on validated inputs."""
+    n, n_a = means.shape
+    allowed = masks
+    probs = np.zeros((n, n_a))
+    if n == 0:
+        return probs
+    rows = np.arange(n)
+    var = sds * sds
+    leader = np.where(allowed, means, -np.inf).argmax(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # NaN (a tie of two point masses) compares False: the leader keeps it, as argmax does.
+        z = (means[rows, leader][:, None] - means) / np.sqrt(var[rows, leader][:, None] + var)
+    candidate = allowed & (z < _PRUNE_Z)
+    candidate[rows, leader] = True
+    count = candidate.sum(axis=1)
+    one = count == 1
+    probs[one, leader[one]] = 1.0
+    two = np.flatnonzero(count == 2)
+    if two.size:
+        other = np.where(candidate[two], np.arange(n_a), -1)
+        other[np.arange(two.size), leader[two]] = -1
+        other = other.max(axis=1)
+        beaten = _normal_tail(z[two, other])
+        probs[two, other] = beaten
+        probs[two, leader[two]] = 1.0 - beaten
+    for c in np.unique(count[count > 2]).tolist():
+        sel = np.flatnonzero(count == c)
+        cols = np.nonzero(candidate[sel])[1].reshape(sel.size, c)  # row-major: per row, sorted
+        probs[sel[:, None], cols] = _gaussian_quadrature(
+            means[sel[:, None], cols], sds[sel[:, None], cols]
+        )
+    return probs
+
+
+def _gaussian_quadrature(mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``(P, c)`` argmax probabilities of ``c`` independent Gaussians per row, by quadrature.
+
+    The integrand vanishes below ``t_lo = max_b (mu_b - 8 s_b)`` (some ``F_b`` is below
+    ``Phi(-8)`` there, or the density integrated is) and above ``max_b (mu_b + 8 s_b)``, so the
+    grid spans only that; ``F_b(t_lo)`` comes from :func:`_normal_tail`. Rows are grouped by
+    their interval count, rounded up to a multiple of 4, so a row's result does not depend on
+    the rest of the batch.
+    """
+    sd = np.maximum(sd, 1e-9 * sd.max(axis=1, keepdims=True))
+    lo, hi = mu - _GAUSS_WINDOW * sd, mu + _GAUSS_WINDOW * sd
+    t_lo, t_hi = lo.max(axis=1, keepdims=True), hi.max(axis=1, keepdims=True)
+    points = np.sort(np.clip(np.concatenate([lo, hi], axis=1), t_lo, t_hi), axis=1)
+    mid = (points[:, 1:] + points[:, :-1]) / 2.0
+    inside = (lo[:, :, None] <= mid[:, None, :]) & (mid[:, None, :] <= hi[:, :, None])
+    rate = (inside / (_GAUSS_STEP * sd)[:, :, None]).max(axis=1)
+    need = (rate * np.diff(points, axis=1)).sum(axis=1) * (1.0 + 1e-9)
+    k_row = 4 * np.ceil(need / 4.0).astype(np.int64)
+    start = _normal_tail((mu - t_lo) / sd)  # F_b(t_lo)
+    probs = np.empty(mu.shape)
+    c = mu.shape[1]
+    for k in np.unique(k_row).tolist():
+        group = np.flatnonzero(k_row == k)
+        size = max(1, _CHUNK // (c * k * _ORDER))  # chunks that stay in cache
+        for at in range(0, group.size, size):
+            r = group[at : at + size]
+            probs[r] = _gaussian_chunk(
+                _resolution_edges(points[r], rate[r], k), mu[r], sd[r], start[r]
+            )
+    return probs
+
+
+def _gaussian_chunk(
+    edges: np.ndarray, mu: np.ndarray, sd: np.ndarray, start: np.ndarray
+) -> np.ndarray:
+    """The quadrature of :func:`_gaussian_quadrature` on ``(P, K + 1)`` edges (flat, in place)."""
+    p, c = mu.shape
+    k = edges.shape[1] - 1
+    nodes, width, weights = _intervals(edges)
+    dens = nodes.reshape(p, 1, -1) - mu[:, :, None]  # (P, c, G)
+    dens *= (1.0 / sd)[:, :, None]
+    dens *= dens
+    dens *= -0.5
+    np.exp(dens, out=dens)
+    dens *= (1.0 / (sd * math.sqrt(2.0 * math.pi)))[:, :, None]
+    cdf = _running_cdf(dens.reshape(p, c, k, _ORDER), width, start).reshape(p, c, -1)
+    every = cdf.prod(axis=1)  # prod_b F_b, (P, G)
+    every *= weights.reshape(p, -1)
+    dens /= np.maximum(cdf, _TINY, out=cdf)  # w f_a / F_a prod_b F_b, see _ratio
+    probs = (dens @ every[:, :, None])[..., 0]
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------- the policy kind
+def _check_mask_rows(masks: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """``masks`` as booleans of ``shape`` with an allowed action per row (``None``: all)."""
+    if masks is None:
+        return np.ones(shape, dtype=bool)
+    m = np.asarray(masks)
+    if m.dtype != bool or m.shape != shape:
+        raise ValueError(f"`masks` must be booleans of shape {shape}, got {m.dtype} {m.shape}")
+    empty = ~m.any(axis=1)
+    if empty.any():
+        raise ValueError(f"`masks` allows no action at row {int(np.argmax(empty))}")
+    return m
+
+
+def _check_positive(value: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
+    arr = check_array(value, name, shape=shape)
+    if (arr <= 0).any():
+        idx = tuple(int(i) for i in np.argwhere(arr <= 0)[0])
+        raise ValueError(f"`{name}` must be > 0, got {arr[idx]} at index {idx}")
+    return arr
+
+
+@register_policy_kind
+class ThompsonPolicy(Policy):
+    """Thompson sampling over independent per-action posteriors, with exact probabilities.
+
+    ``probabilities = (1 - epsilon) * p + epsilon * uniform(allowed)``, ``p`` the chance that
+    each allowed action's posterior draw is the largest (module docstring); ``scores`` are the
+    posterior means. Two posterior families, one artifact kind (``config["family"]``):
+    :class:`BetaThompsonPolicy` and :class:`GaussianThompsonPolicy`.
+    """
+
+    kind = "thompson"
+    family: ClassVar[str]
+    """posterior family saved in the artifact"""
+
+    def __init__(
+        self,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration | None = None,
+    ) -> None:
+        super().__init__(feature_names, action_names, exploration)
+        # Thompson sampling is greedy on posterior draws; only epsilon is a free setting.
+        if self.exploration.kind != "greedy":
+            raise ValueError(
+                f"`exploration.kind` must be 'greedy' for a Thompson policy (its "
+                f"probabilities come from the posterior), got {self.exploration.kind!r}"
+            )
+
+    @abstractmethod
+    def argmax_probabilities(self, features: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """``(n, A)`` Thompson probabilities before epsilon, for validated inputs."""
+
+    def probabilities(self, features: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """``(n, A)`` exact probabilities: Thompson's, mixed with ``epsilon`` uniform.
+
+        Raises:
+            ValueError: If ``features`` is not ``(n, d)`` with finite values or ``masks`` is
+                not ``(n, A)`` booleans with at least one allowed action per row.
+        """
+        x = self._check_features(features)
+        m = self._check_masks(masks, x.shape[0])
+        return epsilon_mix(self.argmax_probabilities(x, m), m, self.exploration.epsilon)
+
+    @classmethod
+    def from_saved(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> ThompsonPolicy:
+        """Rebuild the saved family's policy."""
+        families: dict[str, type[ThompsonPolicy]] = {
+            "beta": BetaThompsonPolicy,
+            "gaussian": GaussianThompsonPolicy,
+        }
+        family = config["family"]
+        if family not in families:
+            raise ValueError(f"`family` must be one of {sorted(families)}, got {family!r}")
+        return families[family]._rebuild(feature_names, action_names, exploration, config, arrays)
+
+    @classmethod
+    @abstractmethod
+    def _rebuild(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> ThompsonPolicy:
+        """The family's own :meth:`from_saved`."""
+
+
+class BetaThompsonPolicy(ThompsonPolicy):
+    """Beta posteriors per discrete state and action (context-free Thompson sampling).
+
+    The state index is :class:`~campaignrl.policies.TabularPolicy`'s (each listed feature cut
+    at its ``edges``); in state ``s`` action ``a``'s posterior is ``Beta(beta_a[s, a],
+    beta_b[s, a])``. The probabilities depend on the row only through (state, mask), so they
+    are computed once per distinct pair in a batch (and the quadrature grid once per state).
+
+    Args:
+        state_features: Names of the features that define the state, in order.
+        edges: For each of them, increasing cut points.
+        beta_a: ``(n_states, A)`` first Beta parameters (successes + prior), > 0.
+        beta_b: ``(n_states, A)`` second Beta parameters (failures + prior), > 0.
+        exploration: ``greedy`` with the share ``epsilon`` of uniform exploration.
+    """
+
+    family = "beta"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        action_names: Sequence[str],
+        state_features: Sequence[str],
+        edges: Sequence[Sequence[float] | np.ndarray],
+        beta_a: np.ndarray,
+        beta_b: np.ndarray,
+        exploration: Exploration | None = None,
+    ) -> None:
+        super().__init__(tuple(feature_names), tuple(action_names), exploration)
+        n_states = int(np.prod([len(e) + 1 for e in edges]))
+        self.beta_a = _check_positive(beta_a, "beta_a", (n_states, self.n_actions))
+        self.beta_b = _check_positive(beta_b, "beta_b", (n_states, self.n_actions))
+        means = self.beta_a / (self.beta_a + self.beta_b)
+        self._table = TabularPolicy(feature_names, action_names, state_features, edges, means)
+        self._grids: dict[int, _BetaGrid] = {}  # built on first use: a pure function of s
+        self._mask_bits = 1 << np.arange(self.n_actions, dtype=np.int64)
+        bits_left = 62 - self.n_actions
+        self._int_keys = bits_left > 0 and n_states < 2**bits_left
+
+    @property
+    def state_features(self) -> tuple[str, ...]:
+        """Names of the features that define the state."""
+        return self._table.state_features
+
+    def states(self, features: np.ndarray) -> np.ndarray:
+        """``(n,)`` state index of each row."""
+        return self._table.states(features)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Posterior means ``a / (a + b)`` of each row's state."""
+        return self._table.scores(features)
+
+    def argmax_probabilities(self, features: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Thompson probabilities, once per distinct (state, mask) pair of the batch."""
+        states = self._table.states(features)
+        if states.size == 0:
+            return np.zeros(masks.shape)
+        if self._int_keys:
+            # (state, mask) packed into one int64: np.unique on integers is fast.
+            key = (states << self.n_actions) | (masks @ self._mask_bits)
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        else:
+            pairs = np.column_stack([states, np.packbits(masks, axis=1)])
+            _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+        pair_states, pair_masks = states[first], masks[first]
+        out = np.empty(pair_masks.shape)
+        for s in np.unique(pair_states):
+            at = pair_states == s
+            out[at] = self._grid(int(s)).probabilities(pair_masks[at])
+        return out[inverse.ravel()]
+
+    def _grid(self, state: int) -> _BetaGrid:
+        grid = self._grids.get(state)
+        if grid is None:
+            grid = self._grids[state] = _BetaGrid(self.beta_a[state], self.beta_b[state])
+        return grid
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """``beta_a``, ``beta_b`` and the edges (``edges_<i>``)."""
+        params = {"beta_a": self.beta_a, "beta_b": self.beta_b}
+        params.update({f"edges_{i}": e for i, e in enumerate(self._table.edges)})
+        return params
+
+    def config(self) -> dict[str, Any]:
+        """The family and the state features."""
+        return {"family": self.family, "state_features": list(self.state_features)}
+
+    @classmethod
+    def _rebuild(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> BetaThompsonPolicy:
+        names = list(config["state_features"])
+        edges = [arrays[f"edges_{i}"].tolist() for i in range(len(names))]
+        return cls(
+            feature_names,
+            action_names,
+            names,
+            edges,
+            arrays["beta_a"],
+            arrays["beta_b"],
+            exploration,
+        )
+
+
+class GaussianThompsonPolicy(ThompsonPolicy):
+    """Gaussian linear posteriors per action (linear Thompson sampling, LinTS).
+
+    Action ``a``'s coefficients are ``N(beta_a, alpha^2 A_a^{-1})``, independent across actions,
+    so its score for ``z = phi(x)`` is ``N(z . beta_a, alpha^2 z^T A_a^{-1} z)``; ``phi`` is
+    :class:`~campaignrl.policies.LinearPolicy`'s (optionally crossed with one-hot groups). This
+    is MABWiser's ``LinTS`` posterior. Probabilities vary per row, so every row is computed:
+    most rows have one or two candidates after the pruning of
+    :func:`gaussian_argmax_probabilities`, the rest go through the quadrature.
+
+    Args:
+        beta: ``(A, k)`` posterior means of the coefficients (``k`` = width of ``phi(x)``).
+        a_inv: ``(A, k, k)`` inverse design matrices: symmetric positive semi-definite.
+        alpha: Posterior scale, >= 0 (0 is greedy on the means).
+        interact_with: Names of one-hot feature columns to cross the features with.
+        exploration: ``greedy`` with the share ``epsilon`` of uniform exploration.
+    """
+
+    family = "gaussian"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        action_names: Sequence[str],
+        beta: np.ndarray,
+        a_inv: np.ndarray,
+        alpha: float,
+        *,
+        interact_with: Sequence[str] = (),
+        exploration: Exploration | None = None,
+    ) -> None:
+        super().__init__(tuple(feature_names), tuple(action_names), exploration)
+        check_scalar(alpha, "alpha", (int, float), min_val=0.0)
+        self.alpha = float(alpha)
+        # alpha 0 here: the inner policy gives the means, its a_inv the quadratic forms.
+        self._linear = LinearPolicy(
+            feature_names, action_names, beta, a_inv=a_inv, interact_with=interact_with
+        )
+        # Given above, so LinearPolicy kept it (checked for shape and finiteness).
+        self._a_inv = cast(np.ndarray, self._linear.a_inv)
+        self._a_inv_flat = cast(np.ndarray, self._linear._a_inv_flat)
+        _check_covariances(self._a_inv)
+
+    @property
+    def beta(self) -> np.ndarray:
+        """``(A, k)`` posterior means of the coefficients."""
+        return self._linear.beta
+
+    @property
+    def a_inv(self) -> np.ndarray:
+        """``(A, k, k)`` inverse design matrices."""
+        return self._a_inv
+
+    @property
+    def interact_with(self) -> tuple[str, ...]:
+        """One-hot columns the features are crossed with."""
+        return self._linear.interact_with
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Posterior means ``phi(x) . beta_a``."""
+        return self._linear.scores(features)
+
+    def posterior(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, A)`` means and standard deviations ``alpha * sqrt(z^T A_a^{-1} z)``."""
+        means = self._linear.scores(features)
+        if self.alpha == 0.0:
+            return means, np.zeros(means.shape)
+        quad = self._linear._bonus_by_group(features)
+        if quad is None:
+            z = self._linear.feature_map(features)
+            n, d = z.shape
+            xa = (z @ self._a_inv_flat).reshape(n, self.n_actions, d)
+            quad = np.einsum("nad,nd->na", xa, z)
+        return means, self.alpha * np.sqrt(np.maximum(quad, 0.0))
+
+    def argmax_probabilities(self, features: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Thompson probabilities per row (:func:`gaussian_argmax_probabilities`)."""
+        means, sds = self.posterior(features)
+        return _gaussian_argmax(means, sds, masks)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """``beta`` and ``a_inv``."""
+        return {"beta": self.beta, "a_inv": self.a_inv}
+
+    def config(self) -> dict[str, Any]:
+        """The family, ``alpha`` and ``interact_with``."""
+        return {
+            "family": self.family,
+            "alpha": self.alpha,
+            "interact_with": list(self.interact_with),
+        }
+
+    @classmethod
+    def _rebuild(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        exploration: Exploration,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> GaussianThompsonPolicy:
+        return cls(
+            feature_names,
+            action_names,
+            arrays["beta"],
+            arrays["a_inv"],
+            float(config["alpha"]),
+            interact_with=tuple(config.get("interact_with", ())),
+            exploration=exploration,
+        )
+
+
+def _check_covariances(a_inv: np.ndarray) -> None:
+    """Refuse ``a_inv`` blocks that are not symmetric positive semi-definite (to rounding)."""
+    scale = np.abs(a_inv).max(axis=(1, 2))
+    asym = np.abs(a_inv - a_inv.transpose(0, 2, 1)).max(axis=(1, 2))
+    bad = np.flatnonzero(asym > 1e-6 * np.maximum(scale, 1e-300))
+    if bad.size:
+        a = int(bad[0])
+        raise ValueError(
+            f"`a_inv` must be symmetric, got |a_inv - a_inv^T| = {asym[a]:.3g} for action {a}"
+        )
+    sym = 0.5 * (a_inv + a_inv.transpose(0, 2, 1))
+    jitter = (1e-9 * np.maximum(scale, 1e-300))[:, None, None] * np.eye(a_inv.shape[1])
+    try:  # Cholesky succeeds iff the smallest eigenvalue is above -jitter: 4x cheaper than eigh
+        np.linalg.cholesky(sym + jitter)
+    except np.linalg.LinAlgError:
+        lowest = np.linalg.eigvalsh(sym)[:, 0]
+        a = int(np.argmin(lowest / np.maximum(scale, 1e-300)))
+        raise ValueError(
+            f"`a_inv` must be positive semi-definite, got eigenvalue {lowest[a]:.3g} for action {a}"
+        ) from None
