@@ -383,15 +383,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     agent = make_agent(
         args.agent, env, params=params, total_timesteps=args.timesteps, seed=args.seed
     )
-    evaluator = None
-    if args.evals > 0:
-        evaluator = PolicyEvaluator(
-            env.simulator.spec,
-            args.periods,
-            every=max(1, args.timesteps // args.evals),
-            n_customers=args.eval_customers,
-            seed=args.seed + 2_000_003,
-        )
+    evaluator = PolicyEvaluator.spread(
+        env.simulator.spec,
+        args.periods,
+        timesteps=args.timesteps,
+        evaluations=args.evals,
+        n_customers=args.eval_customers,
+        seed=args.seed + 2_000_003,
+    )
     result = train_agent(
         agent,
         env,

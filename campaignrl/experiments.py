@@ -161,15 +161,14 @@ def run_experiment(
                     seed=seed,
                 )
                 if agent_spec.timesteps > 0:
-                    evaluator = None
-                    if config.training_evals > 0:
-                        evaluator = PolicyEvaluator(
-                            spec,
-                            config.horizon,
-                            every=max(1, agent_spec.timesteps // config.training_evals),
-                            n_customers=config.training_eval_customers,
-                            seed=eval_seed + 1,
-                        )
+                    evaluator = PolicyEvaluator.spread(
+                        spec,
+                        config.horizon,
+                        timesteps=agent_spec.timesteps,
+                        evaluations=config.training_evals,
+                        n_customers=config.training_eval_customers,
+                        seed=eval_seed + 1,
+                    )
                     result = train_agent(
                         agent,
                         env,

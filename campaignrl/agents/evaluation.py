@@ -51,6 +51,24 @@ class PolicyEvaluator:
         check_scalar(self.n_customers, "n_customers", int, min_val=2)
         check_scalar(self.seed, "seed", int, min_val=0)
 
+    @classmethod
+    def spread(
+        cls,
+        world: WorldSpec,
+        horizon: int,
+        *,
+        timesteps: int,
+        evaluations: int,
+        n_customers: int,
+        seed: int,
+    ) -> PolicyEvaluator | None:
+        """``evaluations`` evaluations spread evenly over a ``timesteps`` budget (0: none)."""
+        check_scalar(evaluations, "evaluations", int, min_val=0)
+        if evaluations == 0:
+            return None
+        every = max(1, timesteps // evaluations)
+        return cls(world, horizon, every, n_customers=n_customers, seed=seed)
+
     def __call__(self, policy: Policy) -> dict[str, float]:
         """``eval_value`` (profit per customer) and its 95% interval, on the fixed population."""
         res = run_policy(

@@ -94,3 +94,13 @@ def test_every_learner_writes_evaluations_into_its_curve(name):
     final = evaluator(agent.policy())
     assert curve.iloc[-1]["eval_value"] == pytest.approx(final["eval_value"], rel=1e-12)
     assert isinstance(curve, pd.DataFrame) and set(EVAL_COLUMNS) <= set(curve.columns)
+
+
+def test_spread_places_evaluations_evenly_over_the_budget():
+    world = get_world("retail")
+    ev = PolicyEvaluator.spread(world, 4, timesteps=1000, evaluations=4, n_customers=10, seed=1)
+    assert ev is not None and ev.every == 250 and ev.n_customers == 10 and ev.seed == 1
+    none = PolicyEvaluator.spread(world, 4, timesteps=1000, evaluations=0, n_customers=10, seed=1)
+    assert none is None
+    with pytest.raises(ValueError, match=r"`evaluations` must be >= 0, got -1"):
+        PolicyEvaluator.spread(world, 4, timesteps=1000, evaluations=-1, n_customers=10, seed=1)
