@@ -3,7 +3,8 @@
     python benchmarks/ope_accuracy.py [--world retail] [--periods 8] [--epsilon 0.3]
         [--sizes 10000,100000,1000000] [--seeds 50]
         [--seq-sizes 10000,100000] [--seq-seeds 50] [--gamma 1.0]
-        [--interval normal|bootstrap] [--bootstrap 200] [--json out.json]
+        [--interval studentized|bootstrap|normal] [--bootstrap 1000]
+        [--estimators ipw,snipw,dr,...] [--json out.json]
 
 Logging: epsilon-greedy around ``rfm-rules`` (epsilon 0.3, uniform over allowed actions), run
 directly on ``CampaignVectorEnv``: ``size / periods`` customers for ``periods`` weeks. At every
@@ -28,9 +29,14 @@ Truths, from simulating the same world with other seeds:
   reward by the share of episodes that last beyond ``t``.
 
 Reports, per size, estimator and target: mean relative error ``|V_hat - V| / |V|`` over
-seeds and the share of seeds whose 95% interval covers ``V``. Reward model (DM, DR family):
-cross-fitted ridge on ``[onehot(action), features]``; Q-model (SDR, FQE): cross-fitted
-per-step ridge FQE on ``onehot(a) (x) [1, features]`` (``--q-folds`` folds, default 2).
+seeds and the share of seeds whose 95% interval covers ``V`` (the JSON also has the mean
+interval width and the share of seeds whose interval lies wholly below or above ``V``).
+Bandit intervals default to the studentized bootstrap (the estimators' default); sequential
+estimators have no studentized interval and use the percentile bootstrap then.
+
+Reward model (DM, DR family): cross-fitted ridge on ``[onehot(action), features]``; Q-model
+(SDR, FQE): cross-fitted per-step ridge FQE on ``onehot(a) (x) [1, features]``
+(``--q-folds`` folds, default 2).
 """
 
 from __future__ import annotations
@@ -201,10 +207,17 @@ def truths(
 
 
 def _interval(
-    est: Any, data: LoggedData, target: np.ndarray, args: argparse.Namespace, seed: int, **kw: Any
+    est: Any,
+    data: LoggedData,
+    target: np.ndarray,
+    args: argparse.Namespace,
+    seed: int,
+    sequential: bool = False,
+    **kw: Any,
 ) -> tuple[float, float, float]:
+    method = "bootstrap" if sequential and args.interval == "studentized" else args.interval
     e = est.estimate_interval(
-        data, target, method=args.interval, n_bootstrap=args.bootstrap, rng=seed, **kw
+        data, target, method=method, n_bootstrap=args.bootstrap, rng=seed, **kw
     )
     return e.value, e.ci_low, e.ci_high
 
@@ -219,8 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seq-sizes", default="10000,100000")
     parser.add_argument("--seq-seeds", type=int, default=50)
     parser.add_argument("--gamma", type=float, default=1.0)
-    parser.add_argument("--interval", choices=("normal", "bootstrap"), default="normal")
-    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument(
+        "--interval", choices=("studentized", "bootstrap", "normal"), default="studentized"
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--estimators",
+        default=",".join(e.estimator_name for e in BANDIT),
+        help="comma-separated bandit estimators to run (default: all)",
+    )
     parser.add_argument("--truth-customers", type=int, default=200_000)
     parser.add_argument("--q-folds", type=int, default=2, help="cross-fitting folds of FQE")
     parser.add_argument(
@@ -231,6 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write every figure as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    wanted = args.estimators.split(",")
+    unknown = sorted(set(wanted) - {e.estimator_name for e in BANDIT})
+    if unknown:
+        parser.error(f"argument --estimators: unknown {unknown}")
+    bandit = [e for e in BANDIT if e.estimator_name in wanted]
     seq_sizes = [int(float(s)) for s in args.seq_sizes.split(",") if s]
     start = time.perf_counter()
 
@@ -257,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run.data, rng=np.random.default_rng([seed, 2])
                 )
                 for name in policies:
-                    for est in BANDIT:
+                    for est in bandit:
                         v, lo, hi = _interval(
                             est, run.data, run.targets[name], args, seed, estimated_rewards=q_hat
                         )
@@ -287,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         SequentialDR(gamma=args.gamma),
                         FQE(gamma=args.gamma),
                     ):
-                        v, lo, hi = _interval(est, data, target, args, seed, estimated_q=q)
+                        v, lo, hi = _interval(
+                            est, data, target, args, seed, sequential=True, estimated_q=q
+                        )
                         records.append(
                             _record(
                                 "sequential",
@@ -344,6 +371,9 @@ def _record(
         "truth": truth,
         "rel_error": abs(value - truth) / abs(truth),
         "covered": lo <= truth <= hi,
+        "width": hi - lo,
+        "below": hi < truth,
+        "above": lo > truth,
     }
 
 
@@ -362,6 +392,9 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seeds": len(rs),
                 "mean_rel_error": float(np.mean([r["rel_error"] for r in rs])),
                 "coverage": float(np.mean([r["covered"] for r in rs])),
+                "mean_width": float(np.mean([r["width"] for r in rs])),
+                "miss_below": float(np.mean([r["below"] for r in rs])),
+                "miss_above": float(np.mean([r["above"] for r in rs])),
                 "mean_value": float(np.mean([r["value"] for r in rs])),
                 "truth": rs[0]["truth"],
             }

@@ -2,12 +2,14 @@
 
     python benchmarks/ope_speed.py [--rows 1000000,10000000] [--actions 25]
         [--target per-row|context-free] [--bootstrap 1000] [--bootstrap-rows 1000000]
-        [--seed 0] [--json out.json]
+        [--intervals bootstrap,studentized] [--threads 1,0] [--seed 0] [--json out.json]
 
 For each size: a log of ``n`` rows x ``A`` actions (random actions, propensities and rewards),
 a target table (``(n, A)`` per row, or ``(A,)`` context-free) and reward-model predictions
 ``(n, A)``; times IPS, SNIPS and DR (``estimate_policy_value``, validation included, given the
-predictions), then a ``B``-resample percentile bootstrap of DR. Peak memory is tracemalloc's
+predictions), then ``B``-resample bootstrap intervals of DR (``estimate_interval``; percentile
+and studentized), and the bare resampling (``bootstrap_values``) with a given number of
+threads (0: the default, every usable CPU). Peak memory is tracemalloc's
 peak over each timed block (numpy reports its buffers to tracemalloc), with the inputs it
 holds counted in, and the process's maximum resident set size at the end.
 """
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from campaignrl.logs.io import LoggedData
-from campaignrl.ope import DR, IPS, SNIPS, TargetPolicy
+from campaignrl.ope import DR, IPS, SNIPS, TargetPolicy, bootstrap_values
 
 
 def _sizes(text: str) -> list[int]:
@@ -92,28 +94,71 @@ def time_estimators(
 
 
 def time_bootstrap(
-    n: int, n_actions: int, per_row: bool, n_bootstrap: int, seed: int, rng: np.random.Generator
-) -> dict[str, Any]:
-    """Time a percentile bootstrap of DR on one log; print a table row."""
+    n: int,
+    n_actions: int,
+    per_row: bool,
+    n_bootstrap: int,
+    methods: Sequence[str],
+    threads: Sequence[int],
+    seed: int,
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
+    """Time DR bootstrap intervals and the bare resampling on one log; print table rows."""
     data, target, q_hat = make_inputs(n, n_actions, per_row, rng)
     held = input_gb(data, target, q_hat)
-    est, seconds, peak = measure(
-        lambda: DR().estimate_interval(
-            data,
-            target,
-            estimated_rewards=q_hat,
-            n_bootstrap=n_bootstrap,
-            rng=np.random.default_rng(seed),
+    out = []
+    for method in methods:
+        est, seconds, peak = measure(
+            lambda method=method: DR().estimate_interval(
+                data,
+                target,
+                estimated_rewards=q_hat,
+                method=method,
+                n_bootstrap=n_bootstrap,
+                rng=np.random.default_rng(seed),
+            )
         )
-    )
-    print(f"| {n:,} | {n_bootstrap} | {seconds:.2f} | {held + peak:.2f} |", flush=True)
-    return {
-        "rows": n,
-        "resamples": n_bootstrap,
-        "seconds": seconds,
-        "peak_gb": held + peak,
-        "ci": [est.ci_low, est.ci_high],
-    }
+        print(
+            f"| {n:,} | {n_bootstrap} | DR interval, {method} | {seconds:.2f} "
+            f"| {held + peak:.2f} |",
+            flush=True,
+        )
+        out.append(
+            {
+                "rows": n,
+                "resamples": n_bootstrap,
+                "what": f"interval-{method}",
+                "seconds": seconds,
+                "peak_gb": held + peak,
+                "ci": [est.ci_low, est.ci_high],
+            }
+        )
+    terms = DR().round_terms(data, target, estimated_rewards=q_hat)
+    for n_threads in threads:
+        _, seconds, peak = measure(
+            lambda n_threads=n_threads: bootstrap_values(
+                terms,
+                n_bootstrap=n_bootstrap,
+                rng=np.random.default_rng(seed),
+                n_threads=n_threads or None,
+            )
+        )
+        label = f"{n_threads} thread(s)" if n_threads else "default threads"
+        print(
+            f"| {n:,} | {n_bootstrap} | DR resamples, {label} | {seconds:.2f} "
+            f"| {held + peak:.2f} |",
+            flush=True,
+        )
+        out.append(
+            {
+                "rows": n,
+                "resamples": n_bootstrap,
+                "what": f"values-threads-{n_threads or 'default'}",
+                "seconds": seconds,
+                "peak_gb": held + peak,
+            }
+        )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,6 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", choices=("per-row", "context-free"), default="per-row")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--bootstrap-rows", type=_sizes, default=[1_000_000])
+    parser.add_argument(
+        "--intervals",
+        default="bootstrap,studentized",
+        help="comma-separated DR interval methods to time (studentized, bootstrap, normal)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_sizes,
+        default=[1, 0],
+        help="thread counts for the bare resampling (0: every usable CPU; empty: skip)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -139,11 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     rows = [time_estimators(n, args.actions, per_row, rng) for n in args.rows]
     print()
-    print("| rows | DR bootstrap resamples | seconds | peak GB (inputs + work) |")
-    print("|---|---|---|---|")
+    print("| rows | resamples | what | seconds | peak GB (inputs + work) |")
+    print("|---|---|---|---|---|")
+    methods = [m for m in args.intervals.split(",") if m]
     boots = [
-        time_bootstrap(n, args.actions, per_row, args.bootstrap, args.seed, rng)
+        row
         for n in args.bootstrap_rows
+        for row in time_bootstrap(
+            n, args.actions, per_row, args.bootstrap, methods, args.threads, args.seed, rng
+        )
     ]
     max_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB on Linux
     print(f"\nprocess max RSS: {max_rss_gb:.2f} GB (data generation included)")

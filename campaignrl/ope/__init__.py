@@ -11,6 +11,7 @@ from campaignrl.ope.intervals import (
     bootstrap_interval,
     bootstrap_values,
     normal_interval,
+    studentized_interval,
 )
 from campaignrl.ope.policy_target import load_policy_target, policy_target
 from campaignrl.ope.records import Diagnostics, Estimate
@@ -60,4 +61,5 @@ __all__ = [
     "load_policy_target",
     "normal_interval",
     "policy_target",
+    "studentized_interval",
 ]

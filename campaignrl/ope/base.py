@@ -11,13 +11,19 @@ import numpy as np
 from campaignrl._checks import check_array, check_choice, check_scalar
 from campaignrl.logs.io import LoggedData
 from campaignrl.ope.diagnostics import diagnose
-from campaignrl.ope.intervals import RoundTerms, bootstrap_interval, normal_interval
+from campaignrl.ope.intervals import (
+    RoundTerms,
+    bootstrap_interval,
+    normal_interval,
+    studentized_interval,
+)
 from campaignrl.ope.records import Diagnostics, Estimate
 from campaignrl.ope.target import TargetPolicy, as_target
 
 __all__ = ["BaseOffPolicyEstimator", "OPEInputs"]
 
-INTERVAL_METHODS = ("bootstrap", "normal")
+INTERVAL_METHODS = ("studentized", "bootstrap", "normal")
+"""interval constructions of the bandit estimators (the first is the default)"""
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +92,7 @@ class BaseOffPolicyEstimator(ABC):
         *,
         estimated_rewards: np.ndarray | None = None,
         alpha: float = 0.05,
-        method: str = "bootstrap",
+        method: str = "studentized",
         n_bootstrap: int = 1000,
         rng: np.random.Generator | int | None = None,
     ) -> Estimate:
@@ -97,10 +103,14 @@ class BaseOffPolicyEstimator(ABC):
             target: The evaluated policy (see :meth:`round_terms`).
             estimated_rewards: Reward model predictions (see :meth:`round_terms`).
             alpha: One minus the coverage, in (0, 1).
-            method: ``bootstrap`` (percentile bootstrap over rows, re-applying
-                self-normalization in every resample; the reward model stays fixed) or
-                ``normal`` (the delta-method interval from per-row influence terms).
-            n_bootstrap: Number of resamples (``bootstrap`` only).
+            method: ``studentized`` (bootstrap-t, the default: asymmetric where the terms are
+                skewed, as heavy importance weights make them; see
+                :func:`~campaignrl.ope.intervals.studentized_interval`), ``bootstrap``
+                (percentile bootstrap) or ``normal`` (the delta-method interval from per-row
+                influence terms). Both bootstraps resample rows, re-apply self-normalization
+                in every resample and keep the reward model fixed.
+            n_bootstrap: Number of resamples (bootstrap methods only; the studentized
+                interval reads its 2.5% tails from them: keep it near 1000).
             rng: Generator or seed for the bootstrap; ``None`` draws fresh entropy (not
                 reproducible).
 
@@ -123,11 +133,12 @@ class BaseOffPolicyEstimator(ABC):
                 f"`rng` must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
             )
         terms = self.round_terms(data, target, estimated_rewards=estimated_rewards)
-        if method == "bootstrap":
-            generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-            lo, hi = bootstrap_interval(terms, alpha=alpha, n_bootstrap=n_bootstrap, rng=generator)
-        else:
+        if method == "normal":
             lo, hi = normal_interval(terms, alpha=alpha)
+        else:
+            generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+            interval = studentized_interval if method == "studentized" else bootstrap_interval
+            lo, hi = interval(terms, alpha=alpha, n_bootstrap=n_bootstrap, rng=generator)
         return Estimate(
             estimator=self.estimator_name,
             value=terms.value(),

@@ -120,9 +120,10 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
     )
     p.add_argument(
         "--interval",
-        type=_one_of(("bootstrap", "normal")),
-        default="bootstrap",
-        help="bootstrap (percentile) or normal (delta method) 95%% intervals",
+        type=_one_of(("studentized", "bootstrap", "normal")),
+        default=None,
+        help="95%% intervals: studentized (bootstrap-t, bandit estimators only; their "
+        "default), bootstrap (percentile; the --sequential default) or normal (delta method)",
     )
     p.add_argument(
         "--seed",
@@ -316,6 +317,13 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     from campaignrl.ope.target import as_target, load_target_table
 
     names = _estimator_names(args)
+    if args.interval is None:
+        args.interval = "bootstrap" if args.sequential else "studentized"
+    elif args.interval == "studentized" and args.sequential:
+        raise ValueError(
+            "argument --interval: studentized is for bandit estimators; "
+            "with --sequential use bootstrap or normal"
+        )
     _check_file(args.logs, "--logs")
     policy = None
     if args.policy is not None:
@@ -349,6 +357,12 @@ def _cmd_ope(args: argparse.Namespace) -> int:
         "sequential": bool(args.sequential),
     }
     if args.json:
+        # An unbounded side of an interval (a studentized bound from a log with a handful of
+        # informative rows) is infinite: JSON has no infinity, so it is written as null.
+        for row in estimates:
+            for key in ("ci_low", "ci_high"):
+                if not np.isfinite(row[key]):
+                    row[key] = None
         print(json.dumps(result, allow_nan=False))
     else:
         _print_table(result, args)

@@ -39,14 +39,16 @@ def evaluate(
     *,
     estimated_rewards: np.ndarray | None = None,
     alpha: float = 0.05,
-    method: str = "bootstrap",
+    method: str = "studentized",
     n_bootstrap: int = 1000,
     rng: np.random.Generator | int | None = None,
 ) -> Evaluation:
     """Estimate ``target``'s value with every estimator, with intervals and diagnostics.
 
-    Every estimator's bootstrap draws the same resamples (common random numbers), so their
-    intervals differ by the estimators, not by the draws.
+    ``method``, ``alpha``, ``n_bootstrap`` are as in
+    :meth:`~campaignrl.ope.base.BaseOffPolicyEstimator.estimate_interval`. Every estimator's
+    bootstrap draws the same resamples (common random numbers), so their intervals differ by
+    the estimators, not by the draws.
 
     Examples:
         >>> from campaignrl.ope.estimators import IPS, SNIPS

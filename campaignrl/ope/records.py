@@ -21,7 +21,7 @@ class Estimate:
     ci_high: float
     """upper end of the confidence interval"""
     method: str
-    """how the interval was made: ``bootstrap`` or ``normal``"""
+    """how the interval was made: ``studentized``, ``bootstrap`` or ``normal``"""
     alpha: float
     """the interval covers with probability ``1 - alpha``"""
     n_rounds: int
@@ -50,8 +50,9 @@ class Diagnostics:
     """mean importance weight (close to 1 when the propensities are right and the target
     stays on the logged support)"""
     unlogged_target_mass: float
-    """mean target probability on (action, position) pairs the log never shows: value the
-    importance-weighted estimators cannot see"""
+    """mean target probability on actions the logger could not take: (action, position)
+    pairs the log never shows and, where the log records them, actions its masks did not
+    allow at that decision. Value the importance-weighted estimators cannot see"""
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON types."""

@@ -15,6 +15,8 @@ __all__ = ["ProbabilityModel", "TargetPolicy", "as_target", "load_target_table"]
 
 _ATOL = 1e-6
 """tolerance on probabilities summing to one over actions"""
+_MASS_BLOCK_ROWS = 1 << 16
+"""rows per block of the masked unlogged-mass computation"""
 
 
 class ProbabilityModel(Protocol):
@@ -174,15 +176,27 @@ class TargetPolicy:
         return per_pos[np.arange(n), pos]
 
     def unlogged_mass(self, data: LoggedData) -> float:
-        """Mean target probability on (action, position) pairs the log never shows.
+        """Mean target probability on actions the logging policy could not have taken.
 
-        Such actions carry no importance-weighted evidence: IPS values them at zero and DR
-        falls back on the reward model there.
+        Those are the (action, position) pairs the log never shows and, where the log records
+        the allowed actions (``data.masks``), the actions not allowed at that decision: the
+        logger's propensity is zero there. Such actions carry no importance-weighted
+        evidence: IPS values them at zero and DR falls back on the reward model there.
+
+        Examples:
+            >>> data = LoggedData(
+            ...     actions=np.array([0, 1]), rewards=np.zeros(2), propensities=np.ones(2),
+            ...     action_names=("a", "b"), masks=np.array([[True, False], [False, True]]),
+            ... )
+            >>> TargetPolicy(np.array([0.75, 0.25])).unlogged_mass(data)  # (0.25 + 0.75) / 2
+            0.5
         """
         n_a, n_l = data.n_actions, data.n_positions
         pos_all = data.positions if data.positions is not None else np.zeros_like(data.actions)
         seen = np.bincount(data.actions * n_l + pos_all, minlength=n_a * n_l).reshape(n_a, n_l)
         unseen = (seen == 0).astype(np.float64)  # (A, L)
+        if data.masks is not None:
+            return self._unsupported_mass(data, unseen == 1.0, pos_all)
         table = self._table()
         if self.per_row:
             if table.shape[-1] == 1:
@@ -199,6 +213,25 @@ class TargetPolicy:
             per_pos = np.einsum("al,al->l", table[:, :n_l], unseen)
         weights = np.bincount(pos_all, minlength=n_l) / max(data.n_rounds, 1)
         return float(per_pos @ weights)
+
+    def _unsupported_mass(self, data: LoggedData, unseen: np.ndarray, pos: np.ndarray) -> float:
+        """:meth:`unlogged_mass` under the logged masks: row by row, in blocks of rows."""
+        masks = data.masks
+        if masks is None or data.n_rounds == 0:  # pragma: no cover - the caller checks
+            return 0.0
+        table = self._table()
+        total = 0.0
+        # (rows, A) blocks: memory stays O(A) per row beyond the inputs, whatever n is
+        for start in range(0, data.n_rounds, _MASS_BLOCK_ROWS):
+            rows = slice(start, start + _MASS_BLOCK_ROWS)
+            p = pos[rows] if table.shape[-1] > 1 else np.zeros_like(pos[rows])
+            if self.per_row:
+                probs = table[np.arange(start, start + p.shape[0]), :, p]  # (rows, A)
+            else:
+                probs = table[:, p].T
+            blocked = ~masks[rows] | unseen[:, pos[rows]].T
+            total += float(np.where(blocked, probs, 0.0).sum())
+        return total / data.n_rounds
 
 
 def as_target(target: Any, data: LoggedData, name: str = "target") -> TargetPolicy:

@@ -85,6 +85,7 @@ def test_ope_json_schema(sim_log, uniform, capsys):
         assert {"estimator", "value", "ci_low", "ci_high", "method", "alpha", "n_rounds"} <= set(e)
         assert e["n_rounds"] == 240
         assert e["ci_low"] <= e["ci_high"]
+        assert e["method"] == "studentized"  # the bandit default
     diag = result["diagnostics"]
     for key in ("effective_sample_size", "max_weight", "unlogged_target_mass", "n_rounds"):
         assert key in diag
@@ -107,6 +108,7 @@ def test_ope_sequential_json(sim_log, uniform, capsys):
     result = json.loads(out)
     assert [e["estimator"] for e in result["estimates"]] == ["pdis", "wpdis", "sdr", "fqe"]
     assert all(e["n_episodes"] == 60 and e["gamma"] == 0.9 for e in result["estimates"])
+    assert all(e["method"] == "bootstrap" for e in result["estimates"])  # sequential default
     assert result["diagnostics"]["n_episodes"] == 60
     assert result["diagnostics"]["longest_episode"] == 4
 
@@ -144,6 +146,7 @@ def test_policy_needing_missing_features_is_refused(tmp_path, sim_log, capsys):
         (["--seed", "-1"], "argument --seed"),
         (["--clip", "-2"], "argument --clip"),
         (["--interval", "exact"], "argument --interval"),
+        (["--sequential", "--interval", "studentized"], "argument --interval: studentized"),
         (["--policy", "somewhere"], "argument --policy"),
     ],
 )

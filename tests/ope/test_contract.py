@@ -46,7 +46,7 @@ def q_hat(bandit) -> np.ndarray:
 
 
 @pytest.mark.parametrize("estimator", ALL_ESTIMATORS, ids=_ids)
-@pytest.mark.parametrize("method", ["bootstrap", "normal"])
+@pytest.mark.parametrize("method", ["studentized", "bootstrap", "normal"])
 def test_estimate_record_and_interval_bracket_the_value(bandit, q_hat, estimator, method):
     est = estimator.estimate_interval(
         bandit.data,
@@ -120,7 +120,11 @@ def test_reward_model_estimators_refuse_missing_or_misshapen_predictions(bandit,
     [
         ({"alpha": 0.0}, ValueError, "`alpha` must be > 0.0"),
         ({"alpha": 1.0}, ValueError, "`alpha` must be < 1.0"),
-        ({"method": "jackknife"}, ValueError, "`method` must be one of 'bootstrap', 'normal'"),
+        (
+            {"method": "jackknife"},
+            ValueError,
+            "`method` must be one of 'studentized', 'bootstrap', 'normal'",
+        ),
         ({"n_bootstrap": 0}, ValueError, "`n_bootstrap` must be >= 1"),
         ({"n_bootstrap": 10.0}, TypeError, "`n_bootstrap` must be of type int"),
         ({"rng": "seed"}, TypeError, "`rng` must be a numpy Generator"),

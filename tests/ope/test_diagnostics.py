@@ -40,6 +40,34 @@ def test_diagnostics_by_hand():
     }
 
 
+def test_unlogged_mass_counts_actions_the_logged_masks_did_not_allow():
+    # Every action is logged somewhere, but not every action was allowed at every decision.
+    masks = np.array(
+        [
+            [True, True, False],  # row 0: "z" not allowed
+            [False, True, True],  # row 1: "x" not allowed
+            [True, True, True],
+            [True, False, False],  # row 3: only "x"
+        ]
+    )
+    data = LoggedData(
+        actions=np.array([0, 1, 2, 0]),
+        rewards=np.zeros(4),
+        propensities=np.array([0.5, 0.5, 1 / 3, 1.0]),
+        action_names=("x", "y", "z"),
+        masks=masks,
+    )
+    target = np.array([0.2, 0.3, 0.5])
+    # rows: 0.5 (z), 0.2 (x), 0.0, 0.3 + 0.5 (y, z): mean 1.5 / 4
+    assert diagnose(data, target).unlogged_target_mass == pytest.approx(0.375)
+    # the same log without masks: every action is logged somewhere, no unsupported mass
+    unmasked = LoggedData(data.actions, data.rewards, data.propensities, data.action_names)
+    assert diagnose(unmasked, target).unlogged_target_mass == 0.0
+    # a per-row target that respects the masks has none either
+    per_row = np.where(masks, 1.0, 0.0) / masks.sum(axis=1, keepdims=True)
+    assert diagnose(data, per_row).unlogged_target_mass == 0.0
+
+
 def test_on_policy_evaluation_has_full_effective_sample_size(bandit):
     # The target equal to the logging policy: every weight is 1.
     d = bandit.data

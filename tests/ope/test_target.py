@@ -68,6 +68,45 @@ def test_factual_expected_and_unlogged_mass_match_dense_loops(label, make, per_r
     assert policy.unlogged_mass(data) == pytest.approx(np.mean(mass), abs=1e-12)
 
 
+@pytest.mark.parametrize("label, make, per_row", LAYOUTS, ids=[x[0] for x in LAYOUTS])
+def test_unlogged_mass_under_masks_matches_a_dense_loop(label, make, per_row):
+    # With allowed-action masks, a row's unsupported mass also holds its disallowed actions.
+    rng = np.random.default_rng(4)
+    n, n_a, n_l = 50, 5, 3
+    logged = _log(n, n_a, n_l, seed=2)
+    plain = LoggedData(  # action 4 is never allowed, so never logged
+        logged.actions % 4,
+        logged.rewards,
+        logged.propensities,
+        logged.action_names,
+        positions=logged.positions,
+    )
+    masks = rng.random((n, n_a)) < 0.6
+    masks[np.arange(n), plain.actions] = True
+    masks[:, 4] = False
+    data = LoggedData(
+        plain.actions,
+        plain.rewards,
+        plain.propensities,
+        plain.action_names,
+        positions=plain.positions,
+        masks=masks,
+    )
+    policy = as_target(make(rng, n, n_a, n_l), data)
+    dense = _dense(policy, data)
+    seen = {(int(a), int(p)) for a, p in zip(data.actions, data.positions, strict=True)}
+    mass = [
+        sum(
+            dense[i, a, data.positions[i]]
+            for a in range(n_a)
+            if not masks[i, a] or (a, int(data.positions[i])) not in seen
+        )
+        for i in range(n)
+    ]
+    assert policy.unlogged_mass(data) == pytest.approx(np.mean(mass), abs=1e-12)
+    assert policy.unlogged_mass(data) > policy.unlogged_mass(plain)  # the masks add mass
+
+
 def test_unlogged_mass_counts_actions_the_log_never_shows():
     data = LoggedData(
         actions=np.array([0, 0, 1, 1]),
