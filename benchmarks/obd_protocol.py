@@ -166,7 +166,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Random -> Bernoulli TS on OBD ({result['n_random']:,} Random rows; truth = mean click "
         f"of {result['n_bts']:,} BTS rows = {result['truth']:.6f}; reward model "
-        f"{result['reward_model']}, cross-fitted, 3 folds; 95% bootstrap intervals)",
+        f"{result['reward_model']}, cross-fitted, 3 folds; 95% studentized bootstrap intervals)",
         "",
         "| estimator | estimate | 95% CI | relative error |",
         "|---|---|---|---|",
