@@ -3,7 +3,8 @@
     python benchmarks/ope_accuracy.py [--world retail] [--periods 8] [--epsilon 0.3]
         [--sizes 10000,100000,1000000] [--seeds 50]
         [--seq-sizes 10000,100000] [--seq-seeds 50] [--gamma 1.0]
-        [--interval studentized|bootstrap|normal] [--bootstrap 1000]
+        [--interval studentized|bootstrap|normal] [--bootstrap 1000] [--cluster auto|row]
+        [--truth-customers 4000000] [--truth-cache truth.json]
         [--estimators ipw,snipw,dr,...] [--json out.json]
 
 Logging: epsilon-greedy around ``rfm-rules`` (epsilon 0.3, uniform over allowed actions), run
@@ -31,8 +32,11 @@ Truths, from simulating the same world with other seeds:
 Reports, per size, estimator and target: mean relative error ``|V_hat - V| / |V|`` over
 seeds and the share of seeds whose 95% interval covers ``V`` (the JSON also has the mean
 interval width and the share of seeds whose interval lies wholly below or above ``V``).
-Bandit intervals default to the studentized bootstrap (the estimators' default); sequential
-estimators have no studentized interval and use the percentile bootstrap then.
+Bandit intervals default to the studentized bootstrap (the estimators' default), by customer
+(``--cluster auto``: a customer's ``periods`` decisions are correlated, so whole customers
+are resampled); sequential estimators have no studentized interval and use the percentile
+bootstrap over episodes then. Each truth is printed with its standard error: coverage is
+judged against that one figure, so it must be far more precise than the largest log.
 
 Reward model (DM, DR family): cross-fitted ridge on ``[onehot(action), features]``; Q-model
 (SDR, FQE): cross-fitted per-step ridge FQE on ``onehot(a) (x) [1, features]``
@@ -109,7 +113,13 @@ def simulate(
     periods: int,
     epsilon: float,
     seed: int,
+    keep_targets: bool = True,
 ) -> Run:
+    """Log ``n_customers`` for ``periods`` weeks with the targets' probabilities.
+
+    ``keep_targets=False`` keeps only the targets' expected rewards (no ``(n, A)`` tables),
+    for the truth runs.
+    """
     env = CampaignVectorEnv(n_customers, world=world, horizon=periods)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
@@ -123,7 +133,8 @@ def simulate(
         logging = epsilon_mix(base.probabilities(obs, masks, sim), masks, epsilon)
         for name, policy in policies.items():
             probs = policy.probabilities(obs, masks, sim)
-            targets[name].append(probs.astype(np.float32))
+            if keep_targets:
+                targets[name].append(probs.astype(np.float32))
             expected[name].append(np.einsum("ia,ia->i", probs, q))
         actions, props = sample_actions(logging, rng)
         parts["obs"].append(obs.copy())
@@ -146,7 +157,7 @@ def simulate(
     )
     return Run(
         data,
-        {k: _normalize(np.concatenate(v)) for k, v in targets.items()},
+        {k: _normalize(np.concatenate(v)) for k, v in targets.items() if v},
         {k: np.concatenate(v) for k, v in expected.items()},
         customer,
         step,
@@ -187,22 +198,47 @@ def truths(
     epsilon: float,
     n_customers: int,
     gamma: float,
+    chunk: int = 100_000,
+    log: Any = None,
 ) -> dict[str, dict[str, float]]:
-    """Bandit and sequential truths of every target (seeds 10**6 and up: never a log's)."""
-    run = simulate(world, base, policies, n_customers, periods, epsilon, seed=10**6)
-    out: dict[str, dict[str, float]] = {}
+    """Bandit and sequential truths of every target (seeds 10**6 and up: never a log's).
+
+    The runs go in chunks of ``chunk`` customers, each with its own seed; a truth is the
+    mean over chunks and its standard error ``sd(chunk means) / sqrt(chunks)``. Why so
+    many customers: coverage is judged against ONE truth, so its error is a fixed offset
+    for every seed. With 1,000,000-decision logs an offset of 0.6 of the estimator's
+    standard error (the truth from 200,000 customers) would alone cut a 95% interval's
+    coverage to about 90%; the report prints the truth's standard error beside it.
+    """
+    n_chunks = max(2, -(-n_customers // chunk))
     # P(length > t) for length uniform on 1..periods
     survive = 1.0 - np.arange(periods) / periods
     discount = gamma ** np.arange(periods)
-    for k, (name, policy) in enumerate(policies.items()):
-        on_policy = run_policy(
-            world, policy, n_customers=n_customers, horizon=periods, seed=10**6 + 1 + k
+    parts: dict[str, dict[str, list[float]]] = {
+        name: {"bandit": [], "sequential": [], "on_policy_per_decision": []} for name in policies
+    }
+    for c in range(n_chunks):
+        run = simulate(
+            world, base, policies, chunk, periods, epsilon, seed=10**6 + c, keep_targets=False
         )
-        out[name] = {
-            "bandit": float(run.expected[name].mean()),
-            "sequential": float((survive * discount * on_policy.reward_per_period).sum()),
-            "on_policy_per_decision": float(on_policy.reward_per_period.mean()),
-        }
+        for k, (name, policy) in enumerate(policies.items()):
+            on_policy = run_policy(
+                world, policy, n_customers=chunk, horizon=periods, seed=3 * 10**6 + 100 * c + k
+            )
+            parts[name]["bandit"].append(float(run.expected[name].mean()))
+            parts[name]["sequential"].append(
+                float((survive * discount * on_policy.reward_per_period).sum())
+            )
+            parts[name]["on_policy_per_decision"].append(float(on_policy.reward_per_period.mean()))
+        if log is not None:
+            log(f"truths: {c + 1}/{n_chunks} chunks of {chunk:,} customers")
+    out: dict[str, dict[str, float]] = {}
+    for name, figures in parts.items():
+        out[name] = {}
+        for key, values in figures.items():
+            arr = np.asarray(values)
+            out[name][key] = float(arr.mean())
+            out[name][f"{key}_se"] = float(arr.std(ddof=1) / np.sqrt(arr.size))
     return out
 
 
@@ -216,6 +252,8 @@ def _interval(
     **kw: Any,
 ) -> tuple[float, float, float]:
     method = "bootstrap" if sequential and args.interval == "studentized" else args.interval
+    if not sequential:
+        kw["cluster"] = args.cluster
     e = est.estimate_interval(
         data, target, method=method, n_bootstrap=args.bootstrap, rng=seed, **kw
     )
@@ -237,11 +275,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument(
+        "--cluster",
+        choices=("auto", "episode", "row"),
+        default="auto",
+        help="independent unit of the bandit intervals (auto: episode, i.e. the customer)",
+    )
+    parser.add_argument(
         "--estimators",
         default=",".join(e.estimator_name for e in BANDIT),
         help="comma-separated bandit estimators to run (default: all)",
     )
-    parser.add_argument("--truth-customers", type=int, default=200_000)
+    parser.add_argument(
+        "--truth-customers",
+        type=int,
+        default=4_000_000,
+        help="customers behind the truths, run in chunks of 100,000 (default: 4,000,000)",
+    )
+    parser.add_argument(
+        "--truth-cache",
+        help="JSON file of the truths: read if it holds this world/periods/epsilon/gamma/"
+        "targets/truth-customers, else computed and written",
+    )
     parser.add_argument("--q-folds", type=int, default=2, help="cross-fitting folds of FQE")
     parser.add_argument(
         "--targets",
@@ -263,9 +317,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
     base, policies = make_policies(args.world, args.periods, args.targets.split(","))
-    truth = truths(
-        args.world, base, policies, args.periods, args.epsilon, args.truth_customers, args.gamma
-    )
+    key = {
+        k: getattr(args, k)
+        for k in ("world", "periods", "epsilon", "gamma", "targets", "truth_customers")
+    }
+    truth = _cached_truth(args.truth_cache, key)
+    if truth is None:
+        truth = truths(
+            args.world,
+            base,
+            policies,
+            args.periods,
+            args.epsilon,
+            args.truth_customers,
+            args.gamma,
+            log=log,
+        )
+        if args.truth_cache:
+            with open(args.truth_cache, "w") as fh:
+                json.dump({"key": key, "truth": truth}, fh, indent=2)
     log(f"truths: {json.dumps(truth)}")
     records: list[dict[str, Any]] = []
     for size in sorted(set(sizes) | set(seq_sizes)):
@@ -348,6 +418,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _cached_truth(path: str | None, key: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    """The truths stored at ``path`` if they were computed with the same settings."""
+    if not path:
+        return None
+    try:
+        with open(path) as fh:
+            stored = json.load(fh)
+    except FileNotFoundError:
+        return None
+    return stored["truth"] if stored.get("key") == key else None
+
+
 def _record(
     kind: str,
     size: int,
@@ -409,11 +491,14 @@ def report(
         f"# OPE accuracy on '{args.world}' ({args.periods} periods, epsilon-greedy "
         f"rfm-rules, epsilon {args.epsilon}, {args.interval} 95% intervals)",
         "",
-        "| target | bandit truth (per decision) | sequential truth (per episode) |",
+        "| target | bandit truth (per decision) +- se | sequential truth (per episode) +- se |",
         "|---|---|---|",
     ]
     for name, t in truth.items():
-        lines.append(f"| {name} | {t['bandit']:.4f} | {t['sequential']:.4f} |")
+        lines.append(
+            f"| {name} | {t['bandit']:.4f} +- {t['bandit_se']:.4f} "
+            f"| {t['sequential']:.4f} +- {t['sequential_se']:.4f} |"
+        )
     targets = list(truth)
     for kind in ("bandit", "sequential"):
         rows = [s for s in summary if s["kind"] == kind]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,10 +20,31 @@ from campaignrl.ope.intervals import (
 from campaignrl.ope.records import Diagnostics, Estimate
 from campaignrl.ope.target import TargetPolicy, as_target
 
-__all__ = ["BaseOffPolicyEstimator", "OPEInputs"]
+__all__ = ["CLUSTER_CHOICES", "BaseOffPolicyEstimator", "OPEInputs", "resolve_cluster"]
 
 INTERVAL_METHODS = ("studentized", "bootstrap", "normal")
 """interval constructions of the bandit estimators (the first is the default)"""
+CLUSTER_CHOICES = ("auto", "episode", "row")
+"""independent units of the bandit intervals: ``auto`` is ``episode`` when the log has
+episodes (``episode_id``), ``row`` otherwise"""
+
+
+def resolve_cluster(cluster: str, data: LoggedData) -> str:
+    """The interval's independent unit, ``episode`` or ``row``, for ``cluster`` on ``data``.
+
+    Raises:
+        ValueError: If ``cluster`` is not one of :data:`CLUSTER_CHOICES`, or is ``episode``
+            on a log without an ``episode_id`` column.
+    """
+    check_choice(cluster, "cluster", CLUSTER_CHOICES)
+    if cluster == "auto":
+        return "episode" if data.episode_ids is not None else "row"
+    if cluster == "episode" and data.episode_ids is None:
+        raise ValueError(
+            "`cluster` is 'episode' but the log has no episode_id column: "
+            "use 'row' (or 'auto') for independent decisions"
+        )
+    return cluster
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +116,7 @@ class BaseOffPolicyEstimator(ABC):
         method: str = "studentized",
         n_bootstrap: int = 1000,
         rng: np.random.Generator | int | None = None,
+        cluster: str = "auto",
     ) -> Estimate:
         """Estimate the value with a ``1 - alpha`` confidence interval.
 
@@ -107,12 +129,18 @@ class BaseOffPolicyEstimator(ABC):
                 skewed, as heavy importance weights make them; see
                 :func:`~campaignrl.ope.intervals.studentized_interval`), ``bootstrap``
                 (percentile bootstrap) or ``normal`` (the delta-method interval from per-row
-                influence terms). Both bootstraps resample rows, re-apply self-normalization
-                in every resample and keep the reward model fixed.
+                influence terms). Both bootstraps resample rows (or episodes, see
+                ``cluster``), re-apply self-normalization in every resample and keep the
+                reward model fixed.
             n_bootstrap: Number of resamples (bootstrap methods only; the studentized
                 interval reads its 2.5% tails from them: keep it near 1000).
             rng: Generator or seed for the bootstrap; ``None`` draws fresh entropy (not
                 reproducible).
+            cluster: The independent unit. ``episode``: the decisions of one episode (one
+                customer, in a campaign log) are correlated, so the standard error is
+                cluster-robust and the bootstraps resample whole episodes; ``row``: every
+                decision is independent (as in a log of one decision per visitor);
+                ``auto`` (default): ``episode`` when the log has an ``episode_id`` column.
 
         Returns:
             The :class:`~campaignrl.ope.records.Estimate`.
@@ -132,7 +160,10 @@ class BaseOffPolicyEstimator(ABC):
             raise TypeError(
                 f"`rng` must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
             )
+        unit = resolve_cluster(cluster, data)
         terms = self.round_terms(data, target, estimated_rewards=estimated_rewards)
+        if unit == "episode":
+            terms = replace(terms, clusters=data.episode_ids)
         if method == "normal":
             lo, hi = normal_interval(terms, alpha=alpha)
         else:
@@ -147,6 +178,7 @@ class BaseOffPolicyEstimator(ABC):
             method=method,
             alpha=alpha,
             n_rounds=data.n_rounds,
+            cluster=unit,
         )
 
     def diagnose(self, data: LoggedData, target: Any) -> Diagnostics:

@@ -126,6 +126,14 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
         "default), bootstrap (percentile; the --sequential default) or normal (delta method)",
     )
     p.add_argument(
+        "--cluster",
+        type=_one_of(("auto", "episode", "row")),
+        default="auto",
+        help="independent unit of the bandit intervals: episode (a customer's decisions move "
+        "together: cluster-robust), row, or auto (default: episode when the log has "
+        "episode_id)",
+    )
+    p.add_argument(
         "--seed",
         type=_int_at_least(0, "a non-negative integer"),
         default=0,
@@ -334,6 +342,15 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     else:
         _check_file(args.target_probs, "--target-probs")
     data = read_logs(args.logs, action_names=_action_names(args, policy))
+    if args.cluster == "episode" and data.episode_ids is None:
+        raise ValueError(
+            f"argument --cluster: episode needs an episode_id column, and {args.logs} has none"
+        )
+    if args.cluster == "row" and args.sequential:
+        raise ValueError(
+            "argument --cluster: row is for bandit estimators; sequential estimators "
+            "always resample whole episodes"
+        )
     if policy is not None:
         from campaignrl.ope.policy_target import policy_target
 
@@ -393,6 +410,7 @@ def _run_bandit(
         method=args.interval,
         n_bootstrap=args.bootstrap,
         rng=boot_seed,
+        cluster=args.cluster,
     )
     rows = []
     for name, est in zip(names, result.estimates, strict=True):
@@ -458,7 +476,7 @@ def _print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
             row["estimator"],
             f"{row['value']:.6g}",
             f"[{row['ci_low']:.6g}, {row['ci_high']:.6g}]",
-            row["method"],
+            f"{row['method']}, by {row['cluster']}",
         )
     console.print(table)
     diag = ", ".join(

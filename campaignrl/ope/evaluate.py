@@ -42,10 +42,11 @@ def evaluate(
     method: str = "studentized",
     n_bootstrap: int = 1000,
     rng: np.random.Generator | int | None = None,
+    cluster: str = "auto",
 ) -> Evaluation:
     """Estimate ``target``'s value with every estimator, with intervals and diagnostics.
 
-    ``method``, ``alpha``, ``n_bootstrap`` are as in
+    ``method``, ``alpha``, ``n_bootstrap``, ``cluster`` are as in
     :meth:`~campaignrl.ope.base.BaseOffPolicyEstimator.estimate_interval`. Every estimator's
     bootstrap draws the same resamples (common random numbers), so their intervals differ by
     the estimators, not by the draws.
@@ -79,6 +80,7 @@ def evaluate(
             method=method,
             n_bootstrap=n_bootstrap,
             rng=np.random.default_rng(seed),
+            cluster=cluster,
         )
         for est in estimators
     )

@@ -49,12 +49,39 @@ class RoundTerms:
     """(n,) numerator terms of the self-normalized part, or ``None``"""
     denominator: np.ndarray | None = None
     """(n,) normalizing weights (given with ``numerator``), or ``None``"""
+    clusters: np.ndarray | None = None
+    """(n,) int64 cluster codes ``0..C-1`` (e.g. the customer or episode of each row), or
+    ``None`` for independent rows. With clusters the standard error is cluster-robust and
+    the bootstrap resamples whole clusters, since rows of one customer are correlated"""
 
     def __post_init__(self) -> None:
         if (self.numerator is None) != (self.denominator is None):
             raise ValueError("`numerator` and `denominator` must be given together")
         if self.direct is None and self.numerator is None:
             raise ValueError("RoundTerms needs `direct` or `numerator`/`denominator` terms")
+        if self.clusters is not None:
+            codes = self.clusters
+            if codes.shape != (self.n_rounds,) or not np.issubdtype(codes.dtype, np.integer):
+                raise ValueError(
+                    f"`clusters` must be ({self.n_rounds},) integer codes, got "
+                    f"{codes.dtype} of shape {codes.shape}"
+                )
+            if codes.size and (codes.min() < 0):
+                raise ValueError(f"`clusters` must be codes >= 0, got {int(codes.min())}")
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of independent units: clusters that hold rows, or rows without clusters."""
+        if self.clusters is None:
+            return self.n_rounds
+        return int(np.count_nonzero(np.bincount(self.clusters)))
+
+    def cluster_sums(self, column: np.ndarray) -> np.ndarray:
+        """``(C,)`` sums of a per-row column over each non-empty cluster (rows without them)."""
+        if self.clusters is None:
+            return column
+        sums = np.bincount(self.clusters, weights=column)
+        return sums[np.bincount(self.clusters) > 0]
 
     @property
     def n_rounds(self) -> int:
@@ -100,11 +127,22 @@ class RoundTerms:
         return psi
 
     def standard_error(self) -> float:
-        """The delta-method standard error ``sd(psi) / sqrt(n)`` (``ddof=1``)."""
-        n = self.n_rounds
-        if n < 2:
-            raise ValueError(f"an interval needs at least 2 logged rows, got {n}")
-        return float(self.influence().std(ddof=1)) / float(np.sqrt(n))
+        """The delta-method standard error, cluster-robust when rows come in clusters.
+
+        Independent rows: ``sd(psi) / sqrt(n)`` (``ddof=1``). Clusters ``c = 1..C``, with
+        ``E_c = sum_{i in c} psi_i``: ``sqrt(C / (C - 1) * sum_c E_c^2) / n`` (the
+        sandwich estimator of Liang & Zeger, "Longitudinal data analysis using generalized
+        linear models", Biometrika 73(1), 1986), which is the first with one row per cluster.
+        """
+        n, units = self.n_rounds, self.n_clusters
+        if units < 2:
+            what = "clusters" if self.clusters is not None else "logged rows"
+            raise ValueError(f"an interval needs at least 2 {what}, got {units}")
+        psi = self.influence()
+        if self.clusters is None:
+            return float(psi.std(ddof=1)) / float(np.sqrt(n))
+        e = self.cluster_sums(psi)
+        return float(np.sqrt(units / (units - 1) * float(e @ e))) / n
 
 
 def normal_interval(terms: RoundTerms, *, alpha: float) -> tuple[float, float]:
@@ -127,23 +165,29 @@ def normal_interval(terms: RoundTerms, *, alpha: float) -> tuple[float, float]:
 
 @dataclass(frozen=True, eq=False)
 class _Columns:
-    """The terms recentred on the full-sample estimate, as the rows of a ``(c, n)`` table.
+    """The terms recentred on the full-sample estimate, as the rows of a ``(c, m)`` table.
 
     Base columns: ``a = d - mean(d)`` (with ``direct``), then ``b = u - R v`` and ``v`` (with a
     ratio, ``R`` the full-sample ratio). A resample's estimate is
-    ``mean(d) + sum*(a) / n + R + sum*(b) / sum*(v)``, which is algebraically
+    ``mean(d) + sum*(a) / n* + R + sum*(b) / sum*(v)``, which is algebraically
     ``mean*(d) + sum*(u) / sum*(v)``: the ratio is re-normalized in every resample. Centering
     keeps the sums of squares (``moments``) free of cancellation.
+
+    Independent rows: the table has one column per row (``m = n``) and ``n* = n``. Clustered
+    rows: one column per cluster holding its rows' sums, plus a count column ``k_c`` (rows in
+    the cluster), so that ``n* = sum*(k)`` follows the resampled clusters.
     """
 
     table: np.ndarray
-    """(c, n): the k base columns, then with ``moments`` their products ``x_i x_j, i <= j``"""
+    """(c, m): the base columns, then with ``moments`` their products ``x_i x_j, i <= j``"""
     n_base: int
-    """number of base columns k (1, 2 or 3)"""
+    """number of base columns (1 to 4)"""
     mean_direct: float | None
     """``mean(d)``, or ``None`` without ``direct``"""
     ratio: float | None
     """the full-sample ratio ``R``, or ``None`` without a ratio"""
+    counted: bool
+    """whether the base columns include the count column (clustered rows)"""
 
     @classmethod
     def of(cls, terms: RoundTerms, *, moments: bool) -> _Columns:
@@ -152,24 +196,45 @@ class _Columns:
         if terms.direct is not None:
             mean_direct = float(terms.direct.mean())
             base.append(terms.direct - mean_direct)
+        counted = terms.clusters is not None
+        if counted:
+            base.append(np.ones(terms.n_rounds))
         if terms.numerator is not None and terms.denominator is not None:
             ratio = terms._ratio()
             base += [terms.numerator - ratio * terms.denominator, terms.denominator]
+        # Per cluster the products are of the cluster SUMS (E_c^2 in the robust variance).
+        base = [terms.cluster_sums(np.asarray(col, dtype=np.float64)) for col in base]
         rows = list(base)
         if moments:
             rows += [base[i] * base[j] for i in range(len(base)) for j in range(i, len(base))]
-        table = np.stack([np.asarray(r, dtype=np.float64) for r in rows])
-        return cls(table, len(base), mean_direct, ratio)
+        table = np.stack(rows)
+        return cls(table, len(base), mean_direct, ratio, counted)
+
+    def _layout(self) -> tuple[int | None, int | None, int | None]:
+        """Indices of the ``a``, count and ``b`` columns (``v`` follows ``b``)."""
+        j = 0
+        a = count = b = None
+        if self.mean_direct is not None:
+            a, j = 0, 1
+        if self.counted:
+            count, j = j, j + 1
+        if self.ratio is not None:
+            b = j
+        return a, count, b
+
+    def _rows(self, sums: np.ndarray, n: int) -> np.ndarray:
+        """Each resample's row count ``n*``."""
+        _, count, _ = self._layout()
+        return sums[:, count] if count is not None else np.full(sums.shape[0], float(n))
 
     def values(self, sums: np.ndarray, n: int) -> np.ndarray:
         """Each resample's estimate from its column sums ``(B, c)``."""
+        a, _, b = self._layout()
         out = np.zeros(sums.shape[0])
-        j = 0
-        if self.mean_direct is not None:
-            out += self.mean_direct + sums[:, 0] / n
-            j = 1
-        if self.ratio is not None:
-            out += self._ratio_part(sums[:, j], sums[:, j + 1])
+        if a is not None:
+            out += (self.mean_direct or 0.0) + sums[:, a] / self._rows(sums, n)
+        if b is not None:
+            out += self._ratio_part(sums[:, b], sums[:, b + 1])
         return out
 
     def _ratio_part(self, num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -181,37 +246,41 @@ class _Columns:
     def standard_errors(self, sums: np.ndarray, n: int) -> np.ndarray:
         """Each resample's delta-method standard error (as ``RoundTerms.standard_error``).
 
-        The resample's influence terms are a linear combination ``e_i = sum_j c_j x_ij`` of the
-        base columns: ``c = (1)`` for ``a``; ``(1/m_v, -delta/m_v)`` for ``(b, v)``, with
-        ``m_v = mean*(v)`` and ``delta = sum*(b) / sum*(v)``. So
-        ``sum_i e_i^2 = c' S2 c`` from the resampled products ``S2``, and
-        ``var* = (sum e^2 - (sum e)^2 / n) / (n - 1)``.
+        The resample's influence terms, summed per unit (row or cluster), are a linear
+        combination ``E_c = sum_j g_j x_cj`` of the base columns: ``g = 1`` for ``a``,
+        ``-sum*(a) / n*`` for the count (clusters only: rows recentre ``a`` through the
+        ``(sum E)^2`` term below instead), and ``(n* / sum*(v), -delta n* / sum*(v))`` for
+        ``(b, v)`` with ``delta = sum*(b) / sum*(v)``. So ``sum_c E_c^2 = g' S2 g`` from the
+        resampled products ``S2``, ``var* = (sum E^2 - (sum E)^2 / m) / (m - 1)`` over the
+        ``m`` units, and ``se* = sqrt(m var*) / n*``.
         """
-        k = self.n_base
+        k, m = self.n_base, self.table.shape[1]
         first, second = sums[:, :k], sums[:, k:]
+        rows = self._rows(sums, n)
+        a, count, b = self._layout()
         coef = np.zeros_like(first)
-        j = 0
-        if self.mean_direct is not None:
-            coef[:, 0] = 1.0
-            j = 1
-        if self.ratio is not None:
-            sb, sv = first[:, j], first[:, j + 1]
+        if a is not None:
+            coef[:, a] = 1.0
+            if count is not None:
+                coef[:, count] = -first[:, a] / rows
+        if b is not None:
+            sb, sv = first[:, b], first[:, b + 1]
             inv_mv = np.zeros_like(sv)
-            np.divide(n, sv, out=inv_mv, where=sv != 0.0)  # no weight: no ratio part
+            np.divide(rows, sv, out=inv_mv, where=sv != 0.0)  # no weight: no ratio part
             delta = np.zeros_like(sv)
             np.divide(sb, sv, out=delta, where=sv != 0.0)
-            coef[:, j] = inv_mv
-            coef[:, j + 1] = -delta * inv_mv
+            coef[:, b] = inv_mv
+            coef[:, b + 1] = -delta * inv_mv
         square = np.zeros(sums.shape[0])
         pos = 0
         for i in range(k):
-            for m in range(i, k):
-                factor = 1.0 if i == m else 2.0  # off-diagonal products count twice
-                square += factor * coef[:, i] * coef[:, m] * second[:, pos]
+            for j in range(i, k):
+                factor = 1.0 if i == j else 2.0  # off-diagonal products count twice
+                square += factor * coef[:, i] * coef[:, j] * second[:, pos]
                 pos += 1
         total = np.einsum("bk,bk->b", coef, first)
-        var = np.maximum(square - total * total / n, 0.0) / (n - 1)
-        return np.sqrt(var / n)
+        var = np.maximum(square - total * total / m, 0.0) / (m - 1)
+        return np.sqrt(m * var) / rows
 
 
 def bootstrap_values(
@@ -226,6 +295,9 @@ def bootstrap_values(
     Each resample draws ``n`` rows with replacement (exactly multinomial resample counts)
     and re-applies the whole estimator to them, self-normalization included: a
     self-normalized estimator divides by the resample's own weight total, not the full log's.
+    With ``terms.clusters`` it draws ``C`` whole clusters instead (the cluster bootstrap:
+    Davison & Hinkley, "Bootstrap Methods and their Application", 1997, section 3.8), so
+    that the correlation between one customer's rows stays inside each resample.
 
     The resamples are split into fixed chunks, each drawn by its own child generator spawned
     from one seed taken from ``rng``, and the chunks run on ``n_threads`` threads (numpy
@@ -290,8 +362,9 @@ def studentized_interval(
               \hat{V} - \hat{t}_{\alpha/2} \, \widehat{se}\right], \quad
         t^*_b = \frac{\hat{V}^*_b - \hat{V}}{\widehat{se}^*_b}
 
-    where ``se`` is the delta-method standard error (as in :func:`normal_interval`), ``se*_b``
-    the same formula on resample ``b`` (self-normalization re-applied) and ``t_q`` the
+    where ``se`` is the delta-method standard error (as in :func:`normal_interval`;
+    cluster-robust with ``terms.clusters``, whose resamples are then whole clusters),
+    ``se*_b`` the same formula on resample ``b`` (self-normalization re-applied) and ``t_q`` the
     ``q``-th order statistic of the ``t*_b`` (Efron & Tibshirani's definition). A resample
     with no spread has ``t* = +-inf`` (0 if it hits ``V``): when more than ``alpha/2`` of the
     resamples have none (a log with a handful of informative rows), a bound is infinite, as
@@ -334,9 +407,10 @@ def studentized_interval(
 
 
 def _check_rows(terms: RoundTerms) -> int:
-    n = terms.n_rounds
-    if n < 2:
-        raise ValueError(f"an interval needs at least 2 logged rows, got {n}")
+    n, units = terms.n_rounds, terms.n_clusters
+    if units < 2:
+        what = "clusters" if terms.clusters is not None else "logged rows"
+        raise ValueError(f"an interval needs at least 2 {what}, got {units}")
     return n
 
 

@@ -26,6 +26,9 @@ class Estimate:
     """the interval covers with probability ``1 - alpha``"""
     n_rounds: int
     """number of logged decisions used"""
+    cluster: str = "row"
+    """the interval's independent unit: ``row`` (every decision) or ``episode`` (all the
+    decisions of one episode or customer move together: a cluster-robust interval)"""
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON types."""

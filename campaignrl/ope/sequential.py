@@ -580,6 +580,7 @@ class BaseSequentialEstimator(ABC):
             method=method,
             alpha=alpha,
             n_rounds=data.n_rounds,
+            cluster="episode",
         )
 
     def _inputs(self, data: LoggedData, target: Any, estimated_q: Any) -> SequentialInputs:

@@ -86,6 +86,7 @@ def test_ope_json_schema(sim_log, uniform, capsys):
         assert e["n_rounds"] == 240
         assert e["ci_low"] <= e["ci_high"]
         assert e["method"] == "studentized"  # the bandit default
+        assert e["cluster"] == "episode"  # the log has customers: cluster-robust by default
     diag = result["diagnostics"]
     for key in ("effective_sample_size", "max_weight", "unlogged_target_mass", "n_rounds"):
         assert key in diag
@@ -147,6 +148,8 @@ def test_policy_needing_missing_features_is_refused(tmp_path, sim_log, capsys):
         (["--clip", "-2"], "argument --clip"),
         (["--interval", "exact"], "argument --interval"),
         (["--sequential", "--interval", "studentized"], "argument --interval: studentized"),
+        (["--cluster", "customer"], "argument --cluster"),
+        (["--sequential", "--cluster", "row"], "argument --cluster: row is for bandit"),
         (["--policy", "somewhere"], "argument --policy"),
     ],
 )
@@ -172,6 +175,18 @@ def test_more_bad_arguments(argv, needle, capsys):
     code, _, err = run(argv, capsys)
     assert code == 2
     assert needle in err
+
+
+def test_cluster_by_episode_needs_episodes(sim_log, uniform, tmp_path, capsys):
+    no_episodes = tmp_path / "rows.parquet"
+    pd.read_parquet(sim_log).drop(columns=["episode_id"]).to_parquet(no_episodes)
+    argv = ["ope", "--logs", str(no_episodes), "--target-probs", str(uniform), "--json"]
+    code, out, _ = run([*argv, "--bootstrap", "20"], capsys)
+    assert code == 0
+    assert {e["cluster"] for e in json.loads(out)["estimates"]} == {"row"}
+    code, _, err = run([*argv, "--cluster", "episode"], capsys)
+    assert code == 2
+    assert "argument --cluster: episode needs an episode_id column" in err
 
 
 def test_wrong_table_shape_names_the_flag(sim_log, tmp_path, capsys):

@@ -278,3 +278,97 @@ def test_intervals_cover_the_truth_in_most_seeds(bandit_factory):
                 hits[est.estimator_name, method] += e.ci_low <= b.truth <= e.ci_high
     for key, count in hits.items():
         assert count >= 85, f"{key} covered the truth in {count} of 100 seeds: {hits}"
+
+
+# --------------------------------------------------------------------------------------------
+# Clustered rows (a customer's decisions): cluster-robust errors and the cluster bootstrap
+# --------------------------------------------------------------------------------------------
+
+
+def test_cluster_robust_standard_error_by_hand():
+    # d = 1..6 in clusters {1,2}, {3,4}, {5,6}: psi = d - 3.5, cluster sums E = (-4, 0, 4),
+    # se = sqrt(C / (C - 1) * sum E^2) / n = sqrt(3/2 * 32) / 6 = sqrt(48) / 6.
+    d = np.arange(1.0, 7.0)
+    terms = RoundTerms(d, clusters=np.array([0, 0, 1, 1, 2, 2]))
+    assert terms.standard_error() == pytest.approx(math.sqrt(48.0) / 6.0, rel=1e-12)
+    assert terms.n_clusters == 3
+    # One row per cluster is the plain formula sd(psi) / sqrt(n).
+    singles = RoundTerms(d, clusters=np.arange(6)[::-1].copy())
+    assert singles.standard_error() == pytest.approx(d.std(ddof=1) / math.sqrt(6), rel=1e-12)
+    # A ratio: psi_i = (u_i - R v_i) / mean(v), summed per cluster.
+    u, v = np.array([1.0, 0.0, 2.0, 4.0]), np.array([1.0, 2.0, 1.0, 4.0])
+    ratio = RoundTerms(None, u, v, clusters=np.array([1, 0, 1, 0]))
+    r, mv = u.sum() / v.sum(), v.mean()
+    e = np.array([(u[1] - r * v[1]) + (u[3] - r * v[3]), (u[0] - r * v[0]) + (u[2] - r * v[2])])
+    want = math.sqrt(2 * (e / mv) @ (e / mv)) / 4
+    assert ratio.standard_error() == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("n_clusters", [4, 9])  # small-table path, then the segment path
+def test_cluster_bootstrap_resamples_whole_clusters_like_a_plain_loop(small_chunks, n_clusters):
+    # Clusters of 1 to 3 rows; each resample draws n_clusters clusters (reference_resamples
+    # over the cluster list) and the estimate and its se are recomputed on the copied rows.
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 4, size=n_clusters)
+    codes = np.repeat(np.arange(n_clusters), sizes)
+    order = rng.permutation(codes.size)  # rows of a cluster need not be adjacent
+    codes = codes[order]
+    n = codes.size
+    d, u, v = rng.normal(size=n), rng.normal(size=n), rng.uniform(0.1, 3.0, size=n)
+    b = 25
+    draws = reference_resamples(n_clusters, b, np.random.default_rng(11))
+    for parts in ((d, None, None), (None, u, v), (d, u, v)):
+        terms = RoundTerms(*parts, clusters=codes)
+        columns = intervals._Columns.of(terms, moments=True)
+        sums = intervals._resampled_sums(
+            columns.table, n_bootstrap=b, rng=np.random.default_rng(11), n_threads=2
+        )
+        values, ses = columns.values(sums, n), columns.standard_errors(sums, n)
+        plain = bootstrap_values(terms, n_bootstrap=b, rng=np.random.default_rng(11))
+        for k, picked in enumerate(draws):
+            rows = np.concatenate([np.flatnonzero(codes == c) for c in picked])
+            new_codes = np.repeat(np.arange(len(picked)), [np.sum(codes == c) for c in picked])
+            again = RoundTerms(*(None if p is None else p[rows] for p in parts), clusters=new_codes)
+            assert values[k] == pytest.approx(again.value(), rel=1e-10, abs=1e-12)
+            assert plain[k] == pytest.approx(again.value(), rel=1e-10, abs=1e-12)
+            assert ses[k] == pytest.approx(again.standard_error(), rel=1e-8)
+
+
+def test_one_row_clusters_give_the_row_bootstrap():
+    rng = np.random.default_rng(4)
+    d, u, v = rng.normal(size=500), rng.normal(size=500), rng.uniform(size=500)
+    rows = RoundTerms(d, u, v)
+    singles = RoundTerms(d, u, v, clusters=np.arange(500))
+    for method in (bootstrap_interval, studentized_interval):
+        a = method(rows, alpha=0.05, n_bootstrap=300, rng=np.random.default_rng(0))
+        c = method(singles, alpha=0.05, n_bootstrap=300, rng=np.random.default_rng(0))
+        np.testing.assert_allclose(a, c, rtol=1e-10)
+
+
+def test_clustered_intervals_cover_correlated_rows_where_row_intervals_do_not():
+    # 200 customers x 10 decisions, each customer with its own level (intraclass correlation
+    # 0.5): the design effect is 1 + 9 * 0.5 = 5.5, so row intervals are sqrt(5.5) = 2.3x too
+    # narrow and cover ~60%; cluster-robust ones cover ~95%.
+    hits = {"row": 0, "episode": 0}
+    codes = np.repeat(np.arange(200), 10)
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=200)[codes] + rng.normal(size=2000)
+        rows = RoundTerms(x)
+        clustered = RoundTerms(x, clusters=codes)
+        for key, terms in (("row", rows), ("episode", clustered)):
+            lo, hi = normal_interval(terms, alpha=0.05)
+            hits[key] += lo <= 0.0 <= hi
+    assert hits["episode"] >= 180, hits  # 95% of 200, minus ~3.5 standard errors
+    assert hits["row"] <= 140, hits
+
+
+def test_clusters_are_checked():
+    with pytest.raises(ValueError, match=r"`clusters` must be \(3,\) integer codes"):
+        RoundTerms(np.ones(3), clusters=np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"`clusters` must be \(3,\) integer codes"):
+        RoundTerms(np.ones(3), clusters=np.zeros(3))
+    with pytest.raises(ValueError, match="codes >= 0, got -1"):
+        RoundTerms(np.ones(3), clusters=np.array([0, -1, 0]))
+    with pytest.raises(ValueError, match="at least 2 clusters, got 1"):
+        normal_interval(RoundTerms(np.arange(3.0), clusters=np.zeros(3, dtype=int)), alpha=0.05)
