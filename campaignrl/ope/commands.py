@@ -16,11 +16,12 @@ import numpy as np
 
 __all__ = ["BANDIT_NAMES", "SEQUENTIAL_NAMES", "register"]
 
-BANDIT_NAMES: tuple[str, ...] = ("ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dros")
-"""``--estimators`` names without ``--sequential`` (``dr-os`` is accepted for ``dros``)"""
+BANDIT_NAMES: tuple[str, ...] = ("ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dr-os")
+"""``--estimators`` names without ``--sequential``: the estimators' own (obp's) names;
+``dros`` is accepted for ``dr-os``"""
 SEQUENTIAL_NAMES: tuple[str, ...] = ("pdis", "wpdis", "sdr", "fqe")
 """``--estimators`` names with ``--sequential``"""
-_ALIASES = {"dr-os": "dros", "ips": "ipw", "snips": "snipw"}
+_ALIASES = {"dros": "dr-os", "ips": "ipw", "snips": "snipw"}
 
 REWARD_MODELS = ("hgb", "ridge", "logistic")
 Q_MODELS = ("ridge", "hgb")
@@ -143,7 +144,7 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--switch-tau", type=_positive("a positive number"), help="weight threshold of switch-dr"
     )
-    p.add_argument("--dros-lambda", type=_positive("a positive number"), help="shrinkage of dros")
+    p.add_argument("--dros-lambda", type=_positive("a positive number"), help="shrinkage of dr-os")
     p.add_argument(
         "--wpdis-normalization",
         type=_one_of(("reached", "absorbing")),
@@ -229,7 +230,7 @@ def _bandit_estimators(names: list[str], args: argparse.Namespace) -> list[Any]:
             out.append(SwitchDR(tau=args.switch_tau))
         else:
             if args.dros_lambda is None:
-                raise ValueError("argument --dros-lambda: required by dros (no neutral value)")
+                raise ValueError("argument --dros-lambda: required by dr-os (no neutral value)")
             out.append(DRos(lambda_=args.dros_lambda))
     return out
 

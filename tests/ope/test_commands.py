@@ -80,7 +80,8 @@ def test_ope_json_schema(sim_log, uniform, capsys):
     result = json.loads(out)
     assert set(result) >= {"estimates", "diagnostics"}
     names = [e["estimator"] for e in result["estimates"]]
-    assert names == ["ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dros"]
+    # the estimators' own names; "dros" is an alias of "dr-os"
+    assert names == ["ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dr-os"]
     for e in result["estimates"]:
         assert {"estimator", "value", "ci_low", "ci_high", "method", "alpha", "n_rounds"} <= set(e)
         assert e["n_rounds"] == 240
