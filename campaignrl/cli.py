@@ -29,16 +29,16 @@ def _integer(minimum: int, label: str) -> Any:
         except ValueError:
             value = minimum - 1
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a {label} integer, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {label}, got {text!r}")
         return value
 
     return parse
 
 
-_positive_int = _integer(1, "positive")
-_seed = _integer(0, "non-negative")
+_positive_int = _integer(1, "a positive integer")
+_seed = _integer(0, "a non-negative integer")
 _non_negative_int = _seed
-_at_least_two = _integer(2, "at-least-2")
+_at_least_two = _integer(2, "an integer >= 2")
 
 
 def _probability(text: str) -> float:

@@ -259,6 +259,11 @@ BAD_ARGUMENTS = [
     (["simulate", "--out", "x.txt"], "--out", "x.txt"),
     (["simulate", "--out", "log"], "--out", "log"),
     (["calibrate", "--send-rate", "2"], "--send-rate", "2"),
+    (
+        ["train", "--agent", "ucb1", "--out", "run", "--eval-customers", "1"],
+        "--eval-customers",
+        "must be an integer >= 2, got '1'",
+    ),
 ]
 
 
