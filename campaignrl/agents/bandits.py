@@ -49,7 +49,8 @@ from threadpoolctl import ThreadpoolController
 from campaignrl._checks import check_choice, check_scalar
 from campaignrl.agents.base import Agent, Transition
 from campaignrl.policies.base import Exploration, Policy
-from campaignrl.policies.kinds import LinearPolicy, TabularPolicy
+from campaignrl.policies.kinds import TabularPolicy
+from campaignrl.policies.linear import LinearPolicy
 from campaignrl.policies.sampling import uniform_probabilities
 from campaignrl.policies.thompson import BetaThompsonPolicy, GaussianThompsonPolicy
 

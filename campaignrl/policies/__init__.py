@@ -10,7 +10,8 @@ from campaignrl.policies.artifacts import (
     save_policy,
 )
 from campaignrl.policies.base import Exploration, Policy, masked_softmax
-from campaignrl.policies.kinds import ConstantPolicy, LinearPolicy, MLPPolicy, TabularPolicy
+from campaignrl.policies.kinds import ConstantPolicy, MLPPolicy, TabularPolicy
+from campaignrl.policies.linear import LinearPolicy
 from campaignrl.policies.sampling import (
     epsilon_mix,
     greedy_probabilities,

@@ -58,15 +58,24 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
         (np.int64(1), np.float64(1.0))
     """
     n, n_actions = probs.shape
-    # Running sums column by column (a vector add per action over all rows) instead of
-    # np.cumsum along the short action axis, which numpy does not vectorize across rows.
-    total = np.zeros(n)
-    for j in range(n_actions):
-        total += probs[:, j]
-    u = rng.random(n) * total
-    cum = np.zeros(n)
-    actions = np.zeros(n, dtype=np.int64)
-    for j in range(n_actions - 1):  # the last running sum is the total, always above u
-        cum += probs[:, j]
-        actions += cum <= u
+    # Column-major, so that each action's column is one contiguous row of ``cols``: every step
+    # below is then a vector operation over all rows at once (np.cumsum along the short action
+    # axis is not vectorized across rows). The sums run action by action, in index order,
+    # whatever layout ``probs`` came in: the same draws for the same probabilities.
+    cols = np.asfortranarray(probs, dtype=np.float64).T
+    total = np.add.reduce(cols, axis=0)  # row by row of ``cols``: sequential, in action order
+    u = rng.random(n)
+    u *= total
+    # cum[j] = probs[:, 0] + ... + probs[:, j]; the last running sum is the total, always above u.
+    cum = np.empty((max(n_actions - 1, 0), n))
+    if n_actions > 1:
+        cum[0] = cols[0]
+    for j in range(1, n_actions - 1):
+        np.add(cum[j - 1], cols[j], out=cum[j])
+    below = cum <= u
+    if n_actions <= 256:
+        # Counting in uint8 (at most 255 running sums) spares the bool-to-int64 cast.
+        actions = np.add.reduce(below.view(np.uint8), axis=0, dtype=np.uint8).astype(np.int64)
+    else:
+        actions = below.sum(axis=0, dtype=np.int64)
     return actions, probs[np.arange(n), actions]

@@ -54,7 +54,8 @@ from campaignrl.policies._quadrature import check_mask_rows, reference_rule
 from campaignrl.policies.artifacts import register_policy_kind
 from campaignrl.policies.base import Exploration, Policy
 from campaignrl.policies.gaussian_argmax import gaussian_argmax, gaussian_argmax_probabilities
-from campaignrl.policies.kinds import LinearPolicy, TabularPolicy
+from campaignrl.policies.kinds import TabularPolicy
+from campaignrl.policies.linear import LinearPolicy
 from campaignrl.policies.sampling import epsilon_mix
 
 __all__ = [

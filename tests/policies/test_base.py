@@ -122,6 +122,39 @@ def test_masked_softmax_single_allowed_action_gets_all_mass():
     np.testing.assert_array_equal(probs, [[0.0, 1.0, 0.0]])
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_masked_softmax_float32_scores_match_float64(temperature):
+    # float32 scores (an MLP's logits) are exponentiated in float32: float64 probabilities,
+    # rows summing to 1 to double precision, within float32's error of the float64 softmax.
+    rng = np.random.default_rng(7)
+    scores = rng.normal(size=(500, 9)) * 4.0
+    masks = rng.random((500, 9)) < 0.6
+    masks[:, 4] = True
+    scores[:, 2] = 1e30  # a masked-or-not huge score must not overflow either path
+    masks[:250, 2] = False
+    s32 = scores.astype(np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        got = masked_softmax(s32, masks, temperature)
+    expected = masked_softmax(s32.astype(np.float64), masks, temperature)
+    assert got.dtype == np.float64
+    assert (got[~masks] == 0.0).all()
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.3])
+def test_greedy_probabilities_from_best_equal_probabilities(epsilon):
+    rng = np.random.default_rng(8)
+    scores = rng.normal(size=(300, 6))
+    masks = rng.random((300, 6)) < 0.5
+    masks[np.arange(300), rng.integers(0, 6, 300)] = True
+    e = Exploration("greedy", epsilon=epsilon)
+    best = np.where(masks, scores, -np.inf).argmax(axis=1)
+    np.testing.assert_array_equal(
+        e.greedy_probabilities(best, masks), e.probabilities(scores, masks)
+    )
+
+
 # ---------------------------------------------------------------------- Exploration fields
 @pytest.mark.parametrize(
     ("kwargs", "err", "match"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -467,6 +468,178 @@ def test_linear_interact_group_path_equals_full_quadratic_form():
     )
 
 
+def _grouped_linear(
+    rng: np.random.Generator, d: int, a: int, groups: int, alpha: float, epsilon: float = 0.05
+) -> LinearPolicy:
+    """A per-group LinUCB (block-diagonal ``A^{-1}``) or LinGreedy (``alpha = 0``) policy."""
+    names = _names("f", d)
+    beta = rng.normal(size=(a, groups * d))
+    a_inv = np.zeros((a, groups * d, groups * d))
+    for gi in range(groups):
+        a_inv[:, gi * d : (gi + 1) * d, gi * d : (gi + 1) * d] = _random_spd_inverse(rng, a, d)
+    return LinearPolicy(
+        names,
+        _names("a", a),
+        beta,
+        a_inv=a_inv if alpha > 0 else None,
+        alpha=alpha,
+        interact_with=names[:groups],
+        exploration=Exploration(epsilon=epsilon),
+    )
+
+
+def _grouped_rows(
+    rng: np.random.Generator, n: int, d: int, groups: int, weights=(1.0,)
+) -> np.ndarray:
+    x = rng.normal(size=(n, d))
+    x[:, :groups] = 0.0
+    member = rng.integers(-1, groups, n)  # -1: in no group
+    rows = np.flatnonzero(member >= 0)
+    x[rows, member[rows]] = rng.choice(weights, rows.size)
+    return x
+
+
+def _float64_greedy(pol: LinearPolicy, x: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The reference: the float64 scores through the generic greedy exploration."""
+    return pol.exploration.probabilities(pol.scores(x), masks)
+
+
+@pytest.mark.parametrize("alpha", [1.5, 0.0])
+def test_linear_grouped_greedy_near_tie_goes_to_the_float64_answer(alpha, monkeypatch):
+    # Greedy grouped policies rank actions on float32 scores; a row whose two best are too close
+    # for float32 to tell apart must be decided in float64. Actions 2 and 3 differ by 1e-10
+    # relative: float32 rounds them to the same scores (a tie it would give to action 2),
+    # float64 ranks action 3 first.
+    rng = np.random.default_rng(31)
+    d, a, groups = 6, 5, 2
+    pol = _grouped_linear(rng, d, a, groups, alpha, epsilon=0.1)
+    beta = pol.beta.copy()
+    beta[2] = beta[3] = 3.0 * np.abs(beta[3])  # both well above the others
+    beta[3] *= 1.0 + 1e-10
+    a_inv = None if pol.a_inv is None else pol.a_inv.copy()
+    if a_inv is not None:
+        a_inv[2] = a_inv[3]
+    pol = LinearPolicy(
+        pol.feature_names,
+        pol.action_names,
+        beta,
+        a_inv=a_inv,
+        alpha=alpha,
+        interact_with=pol.interact_with,
+        exploration=pol.exploration,
+    )
+    n = 400
+    x = np.abs(_grouped_rows(rng, n, d, groups))
+    x[:, 0] = 1.0  # every row in group 0
+    x[:, 1] = 0.0
+    masks = np.ones((n, a), dtype=bool)
+    scores = pol.scores(x)
+    assert (scores.argmax(axis=1) == 3).all()
+    gap = scores[:, 3] - scores[:, 2]
+    assert (gap > 0).all() and (gap < 1e-7 * np.abs(scores[:, 3])).all()  # below float32's
+    assert (scores.astype(np.float32)[:, 2] == scores.astype(np.float32)[:, 3]).any()
+
+    rescored = []
+    original = pol._scores64
+    monkeypatch.setattr(pol, "_scores64", lambda *args: rescored.append(1) or original(*args))
+    probs = pol.probabilities(x, masks)
+    assert rescored, "the near-tie rows must be re-scored in float64"
+    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, n)) is not None
+    np.testing.assert_array_equal(probs.argmax(axis=1), 3)
+    np.testing.assert_array_equal(probs, _float64_greedy(pol, x, masks))
+
+
+def test_linear_grouped_greedy_exact_ties_go_to_the_lowest_index():
+    rng = np.random.default_rng(32)
+    d, a, groups = 5, 6, 3
+    pol = _grouped_linear(rng, d, a, groups, alpha=0.8)
+    beta, a_inv = pol.beta.copy(), np.array(pol.a_inv)
+    beta[[1, 4]] = beta[5] = 5.0 * np.abs(beta[5])  # three identical, dominant actions
+    a_inv[[1, 4]] = a_inv[5]
+    pol = LinearPolicy(
+        pol.feature_names,
+        pol.action_names,
+        beta,
+        a_inv=a_inv,
+        alpha=0.8,
+        interact_with=pol.interact_with,
+        exploration=pol.exploration,
+    )
+    x = np.abs(_grouped_rows(rng, 300, d, groups))
+    masks = _random_masks(rng, 300, a, p_allowed=0.7)
+    expected = _float64_greedy(pol, x, masks)
+    np.testing.assert_array_equal(pol.probabilities(x, masks), expected)
+    # where the three tie for the best, the lowest index wins, as in float64
+    grouped = x[:, :groups].any(axis=1)
+    chosen = expected.argmax(axis=1)[grouped & masks[:, 1] & masks[:, 4] & masks[:, 5]]
+    assert (chosen == 1).sum() > 10
+    assert not np.isin(chosen, [4, 5]).any()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_linear_grouped_greedy_equals_float64_scores_argmax(seed):
+    # Random grouped policies, one-hot weights other than 1, rows in no group, duplicated and
+    # near-duplicated actions, float32 and float64 input: the same probabilities as the
+    # float64 scores give, to the last bit.
+    rng = np.random.default_rng(100 + seed)
+    d, a, groups = int(rng.integers(3, 9)), int(rng.integers(2, 20)), int(rng.integers(1, 4))
+    groups = min(groups, d - 1)
+    alpha = [0.0, 0.3, 4.0][seed % 3]
+    pol = _grouped_linear(rng, d, a, groups, alpha, epsilon=[0.0, 0.1][seed % 2])
+    beta = pol.beta.copy()
+    a_inv = None if pol.a_inv is None else pol.a_inv.copy()
+    if a > 3:
+        beta[1] = beta[0]
+        beta[3] = beta[2] * (1.0 + 1e-12)
+        if a_inv is not None:
+            a_inv[1], a_inv[3] = a_inv[0], a_inv[2]
+    pol = LinearPolicy(
+        pol.feature_names,
+        pol.action_names,
+        beta,
+        a_inv=a_inv,
+        alpha=alpha,
+        interact_with=pol.interact_with,
+        exploration=pol.exploration,
+    )
+    n = 2_000
+    x = _grouped_rows(rng, n, d, groups, weights=(1.0, 1.0, 0.5, -2.0, 1e-3))
+    if seed % 2:
+        x = np.asfortranarray(x.astype(np.float32))
+    masks = _random_masks(rng, n, a, p_allowed=0.6)
+    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, n)) is not None
+    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
+
+
+def test_linear_grouped_greedy_tiny_and_subnormal_weights_equal_float64():
+    # One-hot values so small that float32 products underflow: still the float64 answer.
+    rng = np.random.default_rng(34)
+    d, a, groups = 5, 4, 2
+    pol = _grouped_linear(rng, d, a, groups, alpha=1.0)
+    x = _grouped_rows(rng, 400, d, groups, weights=(1e-20, 1e-30, 1e-40, 1e-300, 1.0))
+    masks = _random_masks(rng, 400, a)
+    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, 400)) is not None
+    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
+
+
+@pytest.mark.parametrize("case", ["two-groups", "huge", "beyond-float32"])
+def test_linear_grouped_greedy_falls_back_to_float64(case):
+    # Inputs float32 cannot take (or rows in two groups) go the float64 way, same answer.
+    rng = np.random.default_rng(33)
+    d, a, groups = 5, 4, 2
+    pol = _grouped_linear(rng, d, a, groups, alpha=1.0)
+    x = _grouped_rows(rng, 50, d, groups)
+    if case == "two-groups":
+        x[3, :groups] = 1.0
+    elif case == "huge":
+        x[7, -1] = 1e30
+    else:
+        x[7, -1] = -1e50
+    masks = _random_masks(rng, 50, a)
+    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, 50)) is None
+    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
+
+
 @pytest.mark.parametrize(("alpha", "l2_lambda"), [(0.5, 1.0), (1.7, 0.3)])
 def test_linear_matches_mabwiser_linucb(alpha, l2_lambda):
     d, arms = 5, [0, 1, 2, 3]
@@ -602,6 +775,23 @@ def test_mlp_logits_equal_float64_loop(activation, act):
     np.testing.assert_allclose(
         pol.probabilities(x), e / e.sum(axis=1, keepdims=True), rtol=0, atol=1e-5
     )
+
+
+def test_mlp_tanh_saturated_units_equal_float64_without_warnings():
+    # Pre-activations often beyond +-44 (where the float32 exp of the folded tanh overflows):
+    # saturated units come out as +-1, without overflow warnings or NaN.
+    rng = np.random.default_rng(9)
+    d, h, a = 5, 7, 4
+    ws = [rng.normal(size=(d, h)) * 20.0, rng.normal(size=(h, h)) * 20.0, rng.normal(size=(h, a))]
+    bs = [rng.normal(size=h), rng.normal(size=h), rng.normal(size=a)]
+    pol = MLPPolicy(_names("f", d), _names("a", a), ws, bs, "tanh")
+    x = rng.normal(size=(200, d))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = pol.scores(x)
+        probs = pol.probabilities(x)
+    np.testing.assert_allclose(got, _mlp_loop(x, ws, bs, math.tanh), rtol=0, atol=1e-5)
+    assert np.isfinite(probs).all()
 
 
 def test_mlp_relu_and_tanh_differ():

@@ -104,6 +104,34 @@ def test_sample_actions_one_hot_is_deterministic():
     assert prop.tolist() == [1.0] * 6
 
 
+def _sequential_inverse_cdf(probs, rng):
+    """The plain algorithm: running sums action by action, count those at or below u."""
+    n, a = probs.shape
+    total = np.zeros(n)
+    for j in range(a):
+        total += probs[:, j]
+    u = rng.random(n) * total
+    cum = np.zeros(n)
+    actions = np.zeros(n, dtype=np.int64)
+    for j in range(a - 1):
+        cum += probs[:, j]
+        actions += cum <= u
+    return actions, probs[np.arange(n), actions]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n_actions", [1, 2, 19, 300])
+def test_sample_actions_equals_the_sequential_algorithm_bit_for_bit(order, n_actions):
+    # Same draws as running sums in action order, whatever the layout and however many actions.
+    rng = np.random.default_rng(7)
+    probs = np.asarray(_random_sparse_probs(rng, 3_000, n_actions), order=order)
+    actions, prop = sample_actions(probs, np.random.default_rng(8))
+    expected, expected_prop = _sequential_inverse_cdf(probs, np.random.default_rng(8))
+    np.testing.assert_array_equal(actions, expected)
+    np.testing.assert_array_equal(prop, expected_prop)
+    assert actions.dtype == np.int64
+
+
 # ---------------------------------------------------------------------- uniform / greedy
 def test_uniform_probabilities_hand_values():
     masks = np.array([[True, False, True, True], [True, False, False, False]])
