@@ -76,6 +76,8 @@ _NEWTON_STEPS = 30
 """at most this many Newton steps place the Beta breakpoints (convex equation: converges)"""
 _TINY = 1e-300
 """floor of a distribution function where it divides (see :func:`_ratio`)"""
+_PAIR_CACHE_SIZE = 1 << 16
+"""(state, mask) probability rows a Beta policy keeps (about 10 MB with 19 actions)"""
 _NODES, _WEIGHTS, _CUMULATIVE = reference_rule(_ORDER)
 
 
@@ -355,6 +357,9 @@ class BetaThompsonPolicy(ThompsonPolicy):
         means = self.beta_a / (self.beta_a + self.beta_b)
         self._table = TabularPolicy(feature_names, action_names, state_features, edges, means)
         self._grids: dict[int, _BetaGrid] = {}  # built on first use: a pure function of s
+        # Probabilities of each (state, mask) key met so far: a pure function of the key, and
+        # a population has few distinct masks, so batches after the first mostly look up.
+        self._pairs: dict[int, np.ndarray] = {}
         self._mask_bits = 1 << np.arange(self.n_actions, dtype=np.int64)
         bits_left = 62 - self.n_actions
         self._int_keys = bits_left > 0 and n_states < 2**bits_left
@@ -380,16 +385,31 @@ class BetaThompsonPolicy(ThompsonPolicy):
         if self._int_keys:
             # (state, mask) packed into one int64: np.unique on integers is fast.
             key = (states << self.n_actions) | (masks @ self._mask_bits)
-            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        else:
-            pairs = np.column_stack([states, np.packbits(masks, axis=1)])
-            _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
-        pair_states, pair_masks = states[first], masks[first]
+            keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            return self._cached(keys, states[first], masks[first])[inverse.ravel()]
+        pairs = np.column_stack([states, np.packbits(masks, axis=1)])
+        _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+        return self._by_state(states[first], masks[first])[inverse.ravel()]
+
+    def _cached(self, keys: np.ndarray, states: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Rows of distinct ``keys`` from the cache, computing (and keeping) the new ones."""
+        rows = [self._pairs.get(k) for k in keys.tolist()]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if todo:
+            fresh = self._by_state(states[todo], masks[todo])
+            for j, i in enumerate(todo):
+                rows[i] = fresh[j]
+                if len(self._pairs) < _PAIR_CACHE_SIZE:
+                    self._pairs[int(keys[i])] = fresh[j]
+        return np.stack(rows)  # type: ignore[arg-type]  # every row is filled above
+
+    def _by_state(self, pair_states: np.ndarray, pair_masks: np.ndarray) -> np.ndarray:
+        """Thompson probabilities of (state, mask) pairs, one grid per state."""
         out = np.empty(pair_masks.shape)
         for s in np.unique(pair_states):
             at = pair_states == s
             out[at] = self._grid(int(s)).probabilities(pair_masks[at])
-        return out[inverse.ravel()]
+        return out
 
     def _grid(self, state: int) -> _BetaGrid:
         grid = self._grids.get(state)

@@ -21,6 +21,7 @@ from campaignrl.policies import (
     gaussian_argmax_probabilities,
     load_policy,
     save_policy,
+    thompson,
 )
 from campaignrl.policies import gaussian_argmax as gaussian_module
 from campaignrl.policies.gaussian_argmax import PRUNE_Z, candidate_probabilities
@@ -591,3 +592,28 @@ def test_bad_parameter_table_controls_build():
     # control: the unchanged factories build
     assert isinstance(_beta_with()(), BetaThompsonPolicy)
     assert isinstance(_gaussian_with()(), GaussianThompsonPolicy)
+
+
+def test_beta_policy_cache_returns_what_a_fresh_policy_computes(monkeypatch):
+    # The (state, mask) cache: a row is the same whether computed alone, in another batch or
+    # looked up; a full cache keeps answering (computing without storing).
+    rng = np.random.default_rng(3)
+    features = np.column_stack(
+        [rng.integers(0, 3, 400) * 1.0, rng.normal(size=400), rng.integers(0, 2, 400) * 1.0]
+    )
+    masks = rng.random((400, 7)) < 0.6
+    masks[np.arange(400), rng.integers(0, 7, 400)] = True
+    policy = _random_beta_policy(epsilon=0.1)
+    first = policy.probabilities(features, masks)
+    assert 0 < len(policy._pairs) <= 400
+    again = policy.probabilities(features[::-1], masks[::-1])[::-1]  # every row from the cache
+    np.testing.assert_array_equal(again, first)
+    for i in (0, 17, 399):  # one row at a time, on fresh policies
+        alone = _random_beta_policy(epsilon=0.1).probabilities(
+            features[i : i + 1], masks[i : i + 1]
+        )
+        np.testing.assert_allclose(alone[0], first[i], rtol=0, atol=1e-15)
+    monkeypatch.setattr(thompson, "_PAIR_CACHE_SIZE", 5)
+    small = _random_beta_policy(epsilon=0.1)
+    np.testing.assert_allclose(small.probabilities(features, masks), first, rtol=0, atol=1e-15)
+    assert len(small._pairs) == 5
