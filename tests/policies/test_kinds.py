@@ -488,6 +488,21 @@ def _grouped_linear(
     )
 
 
+def _with_parameters(
+    pol: LinearPolicy, beta: np.ndarray, a_inv: np.ndarray | None, alpha: float
+) -> LinearPolicy:
+    """``pol`` with other coefficients (and ``A^{-1}``, ``alpha``), everything else kept."""
+    return LinearPolicy(
+        pol.feature_names,
+        pol.action_names,
+        beta,
+        a_inv=a_inv,
+        alpha=alpha,
+        interact_with=pol.interact_with,
+        exploration=pol.exploration,
+    )
+
+
 def _grouped_rows(
     rng: np.random.Generator, n: int, d: int, groups: int, weights=(1.0,)
 ) -> np.ndarray:
@@ -519,15 +534,7 @@ def test_linear_grouped_greedy_near_tie_goes_to_the_float64_answer(alpha, monkey
     a_inv = None if pol.a_inv is None else pol.a_inv.copy()
     if a_inv is not None:
         a_inv[2] = a_inv[3]
-    pol = LinearPolicy(
-        pol.feature_names,
-        pol.action_names,
-        beta,
-        a_inv=a_inv,
-        alpha=alpha,
-        interact_with=pol.interact_with,
-        exploration=pol.exploration,
-    )
+    pol = _with_parameters(pol, beta, a_inv, alpha)
     n = 400
     x = np.abs(_grouped_rows(rng, n, d, groups))
     x[:, 0] = 1.0  # every row in group 0
@@ -556,15 +563,7 @@ def test_linear_grouped_greedy_exact_ties_go_to_the_lowest_index():
     beta, a_inv = pol.beta.copy(), np.array(pol.a_inv)
     beta[[1, 4]] = beta[5] = 5.0 * np.abs(beta[5])  # three identical, dominant actions
     a_inv[[1, 4]] = a_inv[5]
-    pol = LinearPolicy(
-        pol.feature_names,
-        pol.action_names,
-        beta,
-        a_inv=a_inv,
-        alpha=0.8,
-        interact_with=pol.interact_with,
-        exploration=pol.exploration,
-    )
+    pol = _with_parameters(pol, beta, a_inv, 0.8)
     x = np.abs(_grouped_rows(rng, 300, d, groups))
     masks = _random_masks(rng, 300, a, p_allowed=0.7)
     expected = _float64_greedy(pol, x, masks)
@@ -593,15 +592,7 @@ def test_linear_grouped_greedy_equals_float64_scores_argmax(seed):
         beta[3] = beta[2] * (1.0 + 1e-12)
         if a_inv is not None:
             a_inv[1], a_inv[3] = a_inv[0], a_inv[2]
-    pol = LinearPolicy(
-        pol.feature_names,
-        pol.action_names,
-        beta,
-        a_inv=a_inv,
-        alpha=alpha,
-        interact_with=pol.interact_with,
-        exploration=pol.exploration,
-    )
+    pol = _with_parameters(pol, beta, a_inv, alpha)
     n = 2_000
     x = _grouped_rows(rng, n, d, groups, weights=(1.0, 1.0, 0.5, -2.0, 1e-3))
     if seed % 2:
