@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from mabwiser.mab import MAB, LearningPolicy
+from policy_helpers import numbered_names, random_masks, random_spd_inverse
 
 from campaignrl.policies import (
     POLICY_KINDS,
@@ -25,40 +25,20 @@ from campaignrl.policies import (
 )
 
 
-def _names(prefix: str, k: int) -> list[str]:
-    return [f"{prefix}{i}" for i in range(k)]
-
-
-def _random_masks(rng: np.random.Generator, n: int, a: int, p_allowed: float = 0.5) -> np.ndarray:
-    """Random boolean masks, each row keeping at least one allowed action."""
-    m = rng.random((n, a)) < p_allowed
-    m[np.arange(n), rng.integers(0, a, n)] = True
-    return m
-
-
-def _random_spd_inverse(rng: np.random.Generator, a: int, k: int) -> np.ndarray:
-    """``(a, k, k)`` inverses of ``I + X^T X``, as a ridge fit would give."""
-    out = np.empty((a, k, k))
-    for i in range(a):
-        x = rng.normal(size=(3 * k, k))
-        out[i] = np.linalg.inv(np.eye(k) + x.T @ x)
-    return out
-
-
 # ---------------------------------------------------------------------- one of each kind
 # (d, A) differ per kind so a kind that mixes up axes fails its shape checks.
 def _constant() -> Policy:
     rng = np.random.default_rng(11)
     d, a = 6, 5
-    return ConstantPolicy(_names("f", d), _names("a", a), rng.normal(size=a))
+    return ConstantPolicy(numbered_names("f", d), numbered_names("a", a), rng.normal(size=a))
 
 
 def _constant_softmax() -> Policy:
     rng = np.random.default_rng(12)
     d, a = 7, 9
     return ConstantPolicy(
-        _names("f", d),
-        _names("a", a),
+        numbered_names("f", d),
+        numbered_names("a", a),
         rng.normal(size=a),
         exploration=Exploration("softmax", epsilon=0.1, temperature=0.7),
     )
@@ -68,8 +48,8 @@ def _linear_greedy() -> Policy:
     rng = np.random.default_rng(13)
     d, a = 12, 7
     return LinearPolicy(
-        _names("f", d),
-        _names("a", a),
+        numbered_names("f", d),
+        numbered_names("a", a),
         rng.normal(size=(a, d)),
         exploration=Exploration(epsilon=0.2),
     )
@@ -79,10 +59,10 @@ def _linear_ucb() -> Policy:
     rng = np.random.default_rng(14)
     d, a = 9, 11
     return LinearPolicy(
-        _names("f", d),
-        _names("a", a),
+        numbered_names("f", d),
+        numbered_names("a", a),
         rng.normal(size=(a, d)),
-        a_inv=_random_spd_inverse(rng, a, d),
+        a_inv=random_spd_inverse(rng, a, d),
         alpha=1.3,
         exploration=Exploration("softmax", temperature=0.5),
     )
@@ -91,13 +71,13 @@ def _linear_ucb() -> Policy:
 def _linear_interact() -> Policy:
     rng = np.random.default_rng(15)
     d, a, g = 8, 6, 3
-    names = _names("f", d)
+    names = numbered_names("f", d)
     groups = names[-g:]
     return LinearPolicy(
         names,
-        _names("a", a),
+        numbered_names("a", a),
         rng.normal(size=(a, d * g)),
-        a_inv=_random_spd_inverse(rng, a, d * g),
+        a_inv=random_spd_inverse(rng, a, d * g),
         alpha=0.4,
         interact_with=groups,
         exploration=Exploration(epsilon=0.05),
@@ -107,12 +87,12 @@ def _linear_interact() -> Policy:
 def _tabular() -> Policy:
     rng = np.random.default_rng(16)
     d, a = 10, 13
-    names = _names("f", d)
+    names = numbered_names("f", d)
     edges = [[-0.5, 0.0, 0.7], [0.0], [-1.0, -0.2, 0.3, 1.1]]
     n_states = 4 * 2 * 5
     return TabularPolicy(
         names,
-        _names("a", a),
+        numbered_names("a", a),
         [names[3], names[0], names[7]],
         edges,
         rng.normal(size=(n_states, a)),
@@ -122,11 +102,11 @@ def _tabular() -> Policy:
 
 def _tabular_argmax() -> Policy:
     rng = np.random.default_rng(17)
-    names = _names("f", 8)
+    names = numbered_names("f", 8)
     # state: f0 in 2 bins, then which of f4, f5, f6 is largest -> 6 states
     return TabularPolicy(
         names,
-        _names("a", 5),
+        numbered_names("a", 5),
         [names[0]],
         [[0.0]],
         rng.normal(size=(6, 5)),
@@ -140,7 +120,7 @@ def _mlp_tanh() -> Policy:
     d, h1, h2, a = 20, 16, 8, 19
     ws = [rng.normal(size=s) / np.sqrt(s[0]) for s in [(d, h1), (h1, h2), (h2, a)]]
     bs = [rng.normal(size=s[1]) * 0.1 for s in [(d, h1), (h1, h2), (h2, a)]]
-    return MLPPolicy(_names("f", d), _names("a", a), ws, bs, "tanh")
+    return MLPPolicy(numbered_names("f", d), numbered_names("a", a), ws, bs, "tanh")
 
 
 def _mlp_relu() -> Policy:
@@ -149,7 +129,12 @@ def _mlp_relu() -> Policy:
     ws = [rng.normal(size=(d, h)) / np.sqrt(d), rng.normal(size=(h, a)) / np.sqrt(h)]
     bs = [rng.normal(size=h) * 0.1, rng.normal(size=a) * 0.1]
     return MLPPolicy(
-        _names("f", d), _names("a", a), ws, bs, "relu", Exploration("softmax", 0.05, 2.0)
+        numbered_names("f", d),
+        numbered_names("a", a),
+        ws,
+        bs,
+        "relu",
+        Exploration("softmax", 0.05, 2.0),
     )
 
 
@@ -157,8 +142,8 @@ def _mlp_greedy_one_layer() -> Policy:
     rng = np.random.default_rng(19)
     d, a = 6, 5
     return MLPPolicy(
-        _names("f", d),
-        _names("a", a),
+        numbered_names("f", d),
+        numbered_names("a", a),
         [rng.normal(size=(d, a))],
         [rng.normal(size=a)],
         exploration=Exploration("greedy", epsilon=0.3),
@@ -168,10 +153,10 @@ def _mlp_greedy_one_layer() -> Policy:
 def _thompson_beta() -> Policy:
     rng = np.random.default_rng(20)
     d, a = 5, 8
-    names = _names("f", d)
+    names = numbered_names("f", d)
     return BetaThompsonPolicy(
         names,
-        _names("a", a),
+        numbered_names("a", a),
         [names[1], names[4]],
         [[-0.5, 0.5], [0.0]],
         np.exp(rng.uniform(0, 6, (3 * 2, a))),
@@ -184,10 +169,10 @@ def _thompson_gaussian() -> Policy:
     rng = np.random.default_rng(21)
     d, a = 6, 7
     return GaussianThompsonPolicy(
-        _names("f", d),
-        _names("a", a),
+        numbered_names("f", d),
+        numbered_names("a", a),
         rng.normal(size=(a, d)),
-        _random_spd_inverse(rng, a, d),
+        random_spd_inverse(rng, a, d),
         0.6,
         exploration=Exploration(epsilon=0.05),
     )
@@ -236,7 +221,7 @@ def test_policy_contract(name, tmp_path):
     rng = np.random.default_rng(1000 + sorted(FACTORIES).index(name))
     n = 10_000
     x = _observations(pol, rng, n)
-    masks = _random_masks(rng, n, a)
+    masks = random_masks(rng, n, a)
 
     # shape, a distribution per row, zero on masked actions
     probs = pol.probabilities(x, masks)
@@ -278,7 +263,7 @@ def test_policy_contract(name, tmp_path):
     assert loaded.exploration == pol.exploration
     assert loaded.config() == pol.config()
     x2 = _observations(pol, rng, n)
-    m2 = _random_masks(rng, n, a, p_allowed=0.3)
+    m2 = random_masks(rng, n, a, p_allowed=0.3)
     np.testing.assert_allclose(
         loaded.probabilities(x2, m2), pol.probabilities(x2, m2), rtol=0, atol=1e-12
     )
@@ -307,7 +292,7 @@ def test_policy_contract_empty_batch(name):
 
 # ---------------------------------------------------------------------- ConstantPolicy
 def test_constant_greedy_puts_all_mass_on_best_allowed():
-    pol = ConstantPolicy(["f0", "f1"], _names("a", 5), np.array([0.1, 3.0, 2.0, 2.5, -1.0]))
+    pol = ConstantPolicy(["f0", "f1"], numbered_names("a", 5), np.array([0.1, 3.0, 2.0, 2.5, -1.0]))
     x = np.random.default_rng(0).normal(size=(4, 2))
     masks = np.array(
         [
@@ -326,341 +311,6 @@ def test_constant_softmax_same_for_every_row():
     probs = pol.probabilities(np.random.default_rng(0).normal(size=(3, 1)))
     e = np.exp(scores)
     np.testing.assert_allclose(probs, np.tile(e / e.sum(), (3, 1)), rtol=1e-14)
-
-
-# ---------------------------------------------------------------------- LinearPolicy
-def test_linear_alpha_zero_equals_matmul():
-    rng = np.random.default_rng(1)
-    d, a = 7, 6
-    beta = rng.normal(size=(a, d))
-    pol = LinearPolicy(_names("f", d), _names("a", a), beta)
-    x = rng.normal(size=(50, d))
-    np.testing.assert_allclose(pol.scores(x), x @ beta.T, rtol=1e-13, atol=1e-13)
-    # a_inv given but alpha = 0: no bonus
-    pol2 = LinearPolicy(
-        _names("f", d), _names("a", a), beta, a_inv=_random_spd_inverse(rng, a, d), alpha=0.0
-    )
-    np.testing.assert_allclose(pol2.scores(x), x @ beta.T, rtol=1e-13, atol=1e-13)
-
-
-@pytest.mark.parametrize("alpha", [0.25, 1.0, 3.0])
-def test_linear_ucb_equals_plain_loop(alpha):
-    rng = np.random.default_rng(2)
-    d, a = 5, 4
-    beta = rng.normal(size=(a, d))
-    a_inv = _random_spd_inverse(rng, a, d)
-    pol = LinearPolicy(_names("f", d), _names("a", a), beta, a_inv=a_inv, alpha=alpha)
-    x = rng.normal(size=(30, d))
-    expected = np.empty((30, a))
-    for i in range(30):
-        for k in range(a):
-            mean = sum(x[i, j] * beta[k, j] for j in range(d))
-            quad = sum(x[i, p] * a_inv[k, p, q] * x[i, q] for p in range(d) for q in range(d))
-            expected[i, k] = mean + alpha * math.sqrt(quad)
-    np.testing.assert_allclose(pol.scores(x), expected, rtol=1e-12, atol=1e-12)
-
-
-def test_linear_ucb_bonus_scales_with_alpha():
-    rng = np.random.default_rng(3)
-    d, a = 4, 3
-    beta = rng.normal(size=(a, d))
-    a_inv = _random_spd_inverse(rng, a, d)
-    x = rng.normal(size=(10, d))
-    base = LinearPolicy(_names("f", d), _names("a", a), beta).scores(x)
-    s1 = LinearPolicy(_names("f", d), _names("a", a), beta, a_inv=a_inv, alpha=1.0).scores(x)
-    s2 = LinearPolicy(_names("f", d), _names("a", a), beta, a_inv=a_inv, alpha=2.0).scores(x)
-    assert (s1 > base).all()
-    np.testing.assert_allclose(s2 - base, 2.0 * (s1 - base), rtol=1e-12)
-
-
-def test_linear_interact_feature_map_is_hand_outer_product():
-    names = ["recency", "spend", "seg_a", "seg_b"]
-    beta = np.zeros((2, 8))
-    pol = LinearPolicy(names, ["a0", "a1"], beta, interact_with=["seg_a", "seg_b"])
-    x = np.array([[2.0, 3.0, 1.0, 0.0], [5.0, -1.0, 0.0, 1.0], [0.5, 0.25, 0.0, 0.0]])
-    # phi = [seg_a * x, seg_b * x], group-major
-    expected = np.array(
-        [
-            [2.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-            [0.0, 0.0, 0.0, 0.0, 5.0, -1.0, 0.0, 1.0],
-            [0.0] * 8,
-        ]
-    )
-    np.testing.assert_array_equal(pol.feature_map(x), expected)
-    # without interactions the map is the identity
-    plain = LinearPolicy(names, ["a0", "a1"], np.zeros((2, 4)))
-    np.testing.assert_array_equal(plain.feature_map(x), x)
-
-
-def test_linear_interact_scores_equal_per_group_linear_models():
-    rng = np.random.default_rng(4)
-    d, a, groups = 6, 5, ["f2", "f4", "f5"]
-    names = _names("f", d)
-    g = len(groups)
-    # one (a, d) model per group, stored as beta[:, gi*d:(gi+1)*d]
-    per_group = rng.normal(size=(g, a, d))
-    a_inv_group = np.stack([_random_spd_inverse(rng, a, d) for _ in range(g)])  # (g, a, d, d)
-    beta = np.concatenate([per_group[gi] for gi in range(g)], axis=1)
-    a_inv = np.zeros((a, g * d, g * d))
-    for gi in range(g):
-        a_inv[:, gi * d : (gi + 1) * d, gi * d : (gi + 1) * d] = a_inv_group[gi]
-    alpha = 0.7
-    pol = LinearPolicy(names, _names("a", a), beta, a_inv=a_inv, alpha=alpha, interact_with=groups)
-    n = 40
-    x = rng.normal(size=(n, d))
-    member = rng.integers(0, g, n)
-    for gi, col in enumerate(groups):
-        x[:, names.index(col)] = (member == gi).astype(float)
-    expected = np.empty((n, a))
-    for i in range(n):
-        gi = member[i]
-        for k in range(a):
-            mean = sum(x[i, j] * per_group[gi, k, j] for j in range(d))
-            quad = sum(
-                x[i, p] * a_inv_group[gi, k, p, q] * x[i, q] for p in range(d) for q in range(d)
-            )
-            expected[i, k] = mean + alpha * math.sqrt(quad)
-    np.testing.assert_allclose(pol.scores(x), expected, rtol=1e-12, atol=1e-12)
-
-
-def _mab_data(seed: int, n: int, d: int, n_arms: int):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d))
-    decisions = rng.integers(0, n_arms, n)
-    true = rng.normal(size=(n_arms, d))
-    rewards = (x * true[decisions]).sum(axis=1) + 0.3 * rng.normal(size=n)
-    return x, decisions, rewards, rng.normal(size=(200, d))
-
-
-def _expectations_table(mab: MAB, contexts: np.ndarray, arms: list[int]) -> np.ndarray:
-    exp = mab.predict_expectations(contexts)
-    return np.array([[row[arm] for arm in arms] for row in exp])
-
-
-def test_linear_interact_group_path_equals_full_quadratic_form():
-    # rows with a one-hot weight other than 1, and rows in no group (phi(x) = 0), against the
-    # dense z^T A^{-1} z on the full feature map
-    rng = np.random.default_rng(9)
-    d, a, groups = 5, 3, ["f0", "f1"]
-    names = _names("f", d)
-    g = len(groups)
-    beta = rng.normal(size=(a, g * d))
-    a_inv = np.zeros((a, g * d, g * d))
-    for gi in range(g):
-        a_inv[:, gi * d : (gi + 1) * d, gi * d : (gi + 1) * d] = _random_spd_inverse(rng, a, d)
-    pol = LinearPolicy(names, _names("a", a), beta, a_inv=a_inv, alpha=1.3, interact_with=groups)
-    x = rng.normal(size=(12, d))
-    x[:, :2] = 0.0
-    x[:4, 0] = [1.0, 0.5, -2.0, 1.0]
-    x[4:8, 1] = [1.0, 3.0, 0.25, 1.0]  # rows 8-11: no group
-    z = pol.feature_map(x)
-    quad = np.einsum("np,apq,nq->na", z, a_inv, z)
-    expected = z @ beta.T + 1.3 * np.sqrt(quad)
-    np.testing.assert_allclose(pol.scores(x), expected, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(pol._bonus_by_group(x), quad, rtol=1e-12, atol=1e-12)
-    # a row in two groups at once: the dense path, same formula
-    x[0, 1] = 1.0
-    z = pol.feature_map(x)
-    quad = np.einsum("np,apq,nq->na", z, a_inv, z)
-    assert pol._bonus_by_group(x) is None
-    np.testing.assert_allclose(
-        pol.scores(x), z @ beta.T + 1.3 * np.sqrt(quad), rtol=1e-12, atol=1e-12
-    )
-
-
-def _grouped_linear(
-    rng: np.random.Generator, d: int, a: int, groups: int, alpha: float, epsilon: float = 0.05
-) -> LinearPolicy:
-    """A per-group LinUCB (block-diagonal ``A^{-1}``) or LinGreedy (``alpha = 0``) policy."""
-    names = _names("f", d)
-    beta = rng.normal(size=(a, groups * d))
-    a_inv = np.zeros((a, groups * d, groups * d))
-    for gi in range(groups):
-        a_inv[:, gi * d : (gi + 1) * d, gi * d : (gi + 1) * d] = _random_spd_inverse(rng, a, d)
-    return LinearPolicy(
-        names,
-        _names("a", a),
-        beta,
-        a_inv=a_inv if alpha > 0 else None,
-        alpha=alpha,
-        interact_with=names[:groups],
-        exploration=Exploration(epsilon=epsilon),
-    )
-
-
-def _with_parameters(
-    pol: LinearPolicy, beta: np.ndarray, a_inv: np.ndarray | None, alpha: float
-) -> LinearPolicy:
-    """``pol`` with other coefficients (and ``A^{-1}``, ``alpha``), everything else kept."""
-    return LinearPolicy(
-        pol.feature_names,
-        pol.action_names,
-        beta,
-        a_inv=a_inv,
-        alpha=alpha,
-        interact_with=pol.interact_with,
-        exploration=pol.exploration,
-    )
-
-
-def _grouped_rows(
-    rng: np.random.Generator, n: int, d: int, groups: int, weights=(1.0,)
-) -> np.ndarray:
-    x = rng.normal(size=(n, d))
-    x[:, :groups] = 0.0
-    member = rng.integers(-1, groups, n)  # -1: in no group
-    rows = np.flatnonzero(member >= 0)
-    x[rows, member[rows]] = rng.choice(weights, rows.size)
-    return x
-
-
-def _float64_greedy(pol: LinearPolicy, x: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """The reference: the float64 scores through the generic greedy exploration."""
-    return pol.exploration.probabilities(pol.scores(x), masks)
-
-
-@pytest.mark.parametrize("alpha", [1.5, 0.0])
-def test_linear_grouped_greedy_near_tie_goes_to_the_float64_answer(alpha, monkeypatch):
-    # Greedy grouped policies rank actions on float32 scores; a row whose two best are too close
-    # for float32 to tell apart must be decided in float64. Actions 2 and 3 differ by 1e-10
-    # relative: float32 rounds them to the same scores (a tie it would give to action 2),
-    # float64 ranks action 3 first.
-    rng = np.random.default_rng(31)
-    d, a, groups = 6, 5, 2
-    pol = _grouped_linear(rng, d, a, groups, alpha, epsilon=0.1)
-    beta = pol.beta.copy()
-    beta[2] = beta[3] = 3.0 * np.abs(beta[3])  # both well above the others
-    beta[3] *= 1.0 + 1e-10
-    a_inv = None if pol.a_inv is None else pol.a_inv.copy()
-    if a_inv is not None:
-        a_inv[2] = a_inv[3]
-    pol = _with_parameters(pol, beta, a_inv, alpha)
-    n = 400
-    x = np.abs(_grouped_rows(rng, n, d, groups))
-    x[:, 0] = 1.0  # every row in group 0
-    x[:, 1] = 0.0
-    masks = np.ones((n, a), dtype=bool)
-    scores = pol.scores(x)
-    assert (scores.argmax(axis=1) == 3).all()
-    gap = scores[:, 3] - scores[:, 2]
-    assert (gap > 0).all() and (gap < 1e-7 * np.abs(scores[:, 3])).all()  # below float32's
-    assert (scores.astype(np.float32)[:, 2] == scores.astype(np.float32)[:, 3]).any()
-
-    rescored = []
-    original = pol._scores64
-    monkeypatch.setattr(pol, "_scores64", lambda *args: rescored.append(1) or original(*args))
-    probs = pol.probabilities(x, masks)
-    assert rescored, "the near-tie rows must be re-scored in float64"
-    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, n)) is not None
-    np.testing.assert_array_equal(probs.argmax(axis=1), 3)
-    np.testing.assert_array_equal(probs, _float64_greedy(pol, x, masks))
-
-
-def test_linear_grouped_greedy_exact_ties_go_to_the_lowest_index():
-    rng = np.random.default_rng(32)
-    d, a, groups = 5, 6, 3
-    pol = _grouped_linear(rng, d, a, groups, alpha=0.8)
-    beta, a_inv = pol.beta.copy(), np.array(pol.a_inv)
-    beta[[1, 4]] = beta[5] = 5.0 * np.abs(beta[5])  # three identical, dominant actions
-    a_inv[[1, 4]] = a_inv[5]
-    pol = _with_parameters(pol, beta, a_inv, 0.8)
-    x = np.abs(_grouped_rows(rng, 300, d, groups))
-    masks = _random_masks(rng, 300, a, p_allowed=0.7)
-    expected = _float64_greedy(pol, x, masks)
-    np.testing.assert_array_equal(pol.probabilities(x, masks), expected)
-    # where the three tie for the best, the lowest index wins, as in float64
-    grouped = x[:, :groups].any(axis=1)
-    chosen = expected.argmax(axis=1)[grouped & masks[:, 1] & masks[:, 4] & masks[:, 5]]
-    assert (chosen == 1).sum() > 10
-    assert not np.isin(chosen, [4, 5]).any()
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_linear_grouped_greedy_equals_float64_scores_argmax(seed):
-    # Random grouped policies, one-hot weights other than 1, rows in no group, duplicated and
-    # near-duplicated actions, float32 and float64 input: the same probabilities as the
-    # float64 scores give, to the last bit.
-    rng = np.random.default_rng(100 + seed)
-    d, a, groups = int(rng.integers(3, 9)), int(rng.integers(2, 20)), int(rng.integers(1, 4))
-    groups = min(groups, d - 1)
-    alpha = [0.0, 0.3, 4.0][seed % 3]
-    pol = _grouped_linear(rng, d, a, groups, alpha, epsilon=[0.0, 0.1][seed % 2])
-    beta = pol.beta.copy()
-    a_inv = None if pol.a_inv is None else pol.a_inv.copy()
-    if a > 3:
-        beta[1] = beta[0]
-        beta[3] = beta[2] * (1.0 + 1e-12)
-        if a_inv is not None:
-            a_inv[1], a_inv[3] = a_inv[0], a_inv[2]
-    pol = _with_parameters(pol, beta, a_inv, alpha)
-    n = 2_000
-    x = _grouped_rows(rng, n, d, groups, weights=(1.0, 1.0, 0.5, -2.0, 1e-3))
-    if seed % 2:
-        x = np.asfortranarray(x.astype(np.float32))
-    masks = _random_masks(rng, n, a, p_allowed=0.6)
-    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, n)) is not None
-    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
-
-
-def test_linear_grouped_greedy_tiny_and_subnormal_weights_equal_float64():
-    # One-hot values so small that float32 products underflow: still the float64 answer.
-    rng = np.random.default_rng(34)
-    d, a, groups = 5, 4, 2
-    pol = _grouped_linear(rng, d, a, groups, alpha=1.0)
-    x = _grouped_rows(rng, 400, d, groups, weights=(1e-20, 1e-30, 1e-40, 1e-300, 1.0))
-    masks = _random_masks(rng, 400, a)
-    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, 400)) is not None
-    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
-
-
-@pytest.mark.parametrize("case", ["two-groups", "huge", "beyond-float32"])
-def test_linear_grouped_greedy_falls_back_to_float64(case):
-    # Inputs float32 cannot take (or rows in two groups) go the float64 way, same answer.
-    rng = np.random.default_rng(33)
-    d, a, groups = 5, 4, 2
-    pol = _grouped_linear(rng, d, a, groups, alpha=1.0)
-    x = _grouped_rows(rng, 50, d, groups)
-    if case == "two-groups":
-        x[3, :groups] = 1.0
-    elif case == "huge":
-        x[7, -1] = 1e30
-    else:
-        x[7, -1] = -1e50
-    masks = _random_masks(rng, 50, a)
-    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, 50)) is None
-    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
-
-
-@pytest.mark.parametrize(("alpha", "l2_lambda"), [(0.5, 1.0), (1.7, 0.3)])
-def test_linear_matches_mabwiser_linucb(alpha, l2_lambda):
-    d, arms = 5, [0, 1, 2, 3]
-    x, decisions, rewards, contexts = _mab_data(7, 400, d, len(arms))
-    mab = MAB(arms, LearningPolicy.LinUCB(alpha=alpha, l2_lambda=l2_lambda), seed=0)
-    mab.fit(decisions, rewards, x)
-    models = [mab._imp.arm_to_model[arm] for arm in arms]
-    pol = LinearPolicy(
-        _names("f", d),
-        [f"arm{a}" for a in arms],
-        np.stack([m.beta for m in models]),
-        a_inv=np.stack([m.A_inv for m in models]),
-        alpha=alpha,
-    )
-    expected = _expectations_table(mab, contexts, arms)
-    np.testing.assert_allclose(pol.scores(contexts), expected, rtol=0, atol=1e-9)
-    # and greedy picks MABWiser's arm
-    assert pol.probabilities(contexts).argmax(axis=1).tolist() == mab.predict(contexts)
-
-
-@pytest.mark.parametrize("l2_lambda", [1.0, 5.0])
-def test_linear_matches_mabwiser_lingreedy(l2_lambda):
-    d, arms = 6, [0, 1, 2]
-    x, decisions, rewards, contexts = _mab_data(8, 300, d, len(arms))
-    mab = MAB(arms, LearningPolicy.LinGreedy(epsilon=0.0, l2_lambda=l2_lambda), seed=0)
-    mab.fit(decisions, rewards, x)
-    beta = np.stack([mab._imp.arm_to_model[arm].beta for arm in arms])
-    pol = LinearPolicy(_names("f", d), [f"arm{a}" for a in arms], beta)
-    expected = _expectations_table(mab, contexts, arms)
-    np.testing.assert_allclose(pol.scores(contexts), expected, rtol=0, atol=1e-9)
 
 
 # ---------------------------------------------------------------------- TabularPolicy
@@ -754,7 +404,7 @@ def test_mlp_logits_equal_float64_loop(activation, act):
     shapes = [(d, h1), (h1, h2), (h2, a)]
     ws = [rng.normal(size=s) / np.sqrt(s[0]) for s in shapes]
     bs = [rng.normal(size=s[1]) * 0.5 for s in shapes]
-    pol = MLPPolicy(_names("f", d), _names("a", a), ws, bs, activation)
+    pol = MLPPolicy(numbered_names("f", d), numbered_names("a", a), ws, bs, activation)
     x = rng.normal(size=(25, d)) * 2.0
     expected = _mlp_loop(x, ws, bs, act)
     got = pol.scores(x)
@@ -775,7 +425,7 @@ def test_mlp_tanh_saturated_units_equal_float64_without_warnings():
     d, h, a = 5, 7, 4
     ws = [rng.normal(size=(d, h)) * 20.0, rng.normal(size=(h, h)) * 20.0, rng.normal(size=(h, a))]
     bs = [rng.normal(size=h), rng.normal(size=h), rng.normal(size=a)]
-    pol = MLPPolicy(_names("f", d), _names("a", a), ws, bs, "tanh")
+    pol = MLPPolicy(numbered_names("f", d), numbered_names("a", a), ws, bs, "tanh")
     x = rng.normal(size=(200, d))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -791,8 +441,8 @@ def test_mlp_relu_and_tanh_differ():
     ws = [rng.normal(size=(4, 8)), rng.normal(size=(8, 3))]
     bs = [rng.normal(size=8), rng.normal(size=3)]
     x = rng.normal(size=(10, 4))
-    tanh = MLPPolicy(_names("f", 4), _names("a", 3), ws, bs, "tanh").scores(x)
-    relu = MLPPolicy(_names("f", 4), _names("a", 3), ws, bs, "relu").scores(x)
+    tanh = MLPPolicy(numbered_names("f", 4), numbered_names("a", 3), ws, bs, "tanh").scores(x)
+    relu = MLPPolicy(numbered_names("f", 4), numbered_names("a", 3), ws, bs, "relu").scores(x)
     assert not np.allclose(tanh, relu)
 
 
@@ -803,7 +453,7 @@ def test_mlp_does_not_modify_inputs():
     x = rng.normal(size=(5, 3)).astype(np.float32)
     x0 = x.copy()
     w0 = [w.copy() for w in ws]
-    pol = MLPPolicy(_names("f", 3), ["a", "b"], ws, bs, "relu")
+    pol = MLPPolicy(numbered_names("f", 3), ["a", "b"], ws, bs, "relu")
     first = pol.scores(x)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(pol.scores(x), first)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from policy_helpers import numbered_names
 from scipy import integrate, special
 
 from campaignrl.policies import (
@@ -34,16 +35,12 @@ for these rows but far from reached; measured 1.1e-10 at most"""
 MC_DRAWS = 1_000_000
 
 
-def _names(prefix: str, k: int) -> list[str]:
-    return [f"{prefix}{i}" for i in range(k)]
-
-
 def _one_state_beta(a, b, epsilon: float = 0.0) -> BetaThompsonPolicy:
     """A Beta policy with a single state (no state features): the posteriors ``a, b``."""
     a = np.asarray(a, dtype=float)
     return BetaThompsonPolicy(
         ["f"],
-        _names("a", a.size),
+        numbered_names("a", a.size),
         [],
         [],
         a[None, :],
@@ -57,7 +54,7 @@ def _gaussian_features(means, sds, epsilon: float = 0.0) -> GaussianThompsonPoli
     means, sds = np.asarray(means, dtype=float), np.asarray(sds, dtype=float)
     return GaussianThompsonPolicy(
         ["one"],
-        _names("a", means.size),
+        numbered_names("a", means.size),
         means[:, None],
         (sds**2)[:, None, None],
         1.0,
@@ -377,7 +374,7 @@ def _random_beta_policy(seed: int = 0, epsilon: float = 0.1) -> BetaThompsonPoli
     n_states, n_a = 3 * 2, 7
     return BetaThompsonPolicy(
         ["seg", "x", "y"],
-        _names("a", n_a),
+        numbered_names("a", n_a),
         ["seg", "y"],
         [[0.5, 1.5], [0.0]],
         np.exp(rng.uniform(0, 6, (n_states, n_a))),
@@ -397,7 +394,7 @@ def _random_gaussian_policy(seed: int = 0, epsilon: float = 0.1) -> GaussianThom
             a_inv[a, 4 * g : 4 * g + 4, 4 * g : 4 * g + 4] = np.linalg.inv(np.eye(4) + x.T @ x)
     return GaussianThompsonPolicy(
         names,
-        _names("a", n_a),
+        numbered_names("a", n_a),
         rng.normal(size=(n_a, k)) * 0.3,
         a_inv,
         0.8,
