@@ -187,6 +187,11 @@ class QLearningAgent(Agent):
         tr = transition
         gamma = self.config.gamma
         n = tr.actions.shape[0]
+        if self._pending and self._pending[0].states.shape[0] != n:
+            raise ValueError(
+                f"`n_step` {self.config.n_step} needs the same customers in every period "
+                f"until the campaign ends, got {n} rows after {self._pending[0].states.shape[0]}"
+            )
         self._pending.append(_Pending(self._table.states(tr.obs), tr.actions, np.zeros(n)))
         for entry in self._pending:
             entry.returns[entry.open] += gamma**entry.age * tr.rewards[entry.open]

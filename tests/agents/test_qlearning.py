@@ -239,3 +239,27 @@ def test_n_step_qlearning_solves_the_mdp_where_greedy_is_wrong():
     )
     train(agent, episodes=200, n=400, rng=np.random.default_rng(1))
     assert greedy_return(agent) == pytest.approx(4.3)
+
+
+def test_n_step_refuses_a_population_that_changes_mid_campaign():
+    agent = QLearningAgent(
+        FEATURES, ACTIONS, QLearningConfig(n_step=2), 10, np.random.default_rng(0)
+    )
+    one_customer_step(agent, False, 0, 1, 1.0)
+    mdp = FatigueMDP()
+    obs = mdp.obs(np.zeros(2, dtype=bool), 1)
+    masks = np.ones((2, 2), dtype=bool)
+    step = Transition(
+        obs,
+        masks,
+        np.ones(2, dtype=int),
+        np.ones(2),
+        np.ones(2),
+        obs,
+        masks,
+        np.zeros(2, dtype=bool),
+    )
+    with pytest.raises(
+        ValueError, match=r"`n_step` 2 needs the same customers .* got 2 rows after 1"
+    ):
+        agent.update(step)
