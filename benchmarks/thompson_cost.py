@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from campaignrl.agents.registry import make_agent, train_agent
 from campaignrl.envs import CampaignVectorEnv
 from campaignrl.policies import load_policy
-from campaignrl.policies.gaussian_argmax import PRUNE_Z, gaussian_argmax
+from campaignrl.policies.gaussian_argmax import gaussian_argmax, prune
 from campaignrl.policies.thompson import GaussianThompsonPolicy
 
 
@@ -35,16 +35,6 @@ def per_row(fn: Callable[[int], object], n_rows: int, seconds: float) -> float:
             fn(i)
         done += n_rows
     return (time.perf_counter() - start) / done * 1e6
-
-
-def candidates(means: np.ndarray, sds: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per row, the allowed actions within ``PRUNE_Z`` combined sds of the best mean."""
-    rows = np.arange(means.shape[0])
-    lead = np.where(masks, means, -np.inf).argmax(axis=1)
-    spread = np.sqrt(sds[rows, lead][:, None] ** 2 + sds**2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (means[rows, lead][:, None] - means) / spread
-    return np.maximum((masks & (z < PRUNE_Z)).sum(axis=1), 1)
 
 
 def main() -> None:
@@ -84,7 +74,7 @@ def main() -> None:
                 exploration=trained.exploration,
             )
             means, sds = policy.posterior(obs)
-            count = candidates(means, sds, masks)
+            count = prune(means, sds, masks)[2].sum(axis=1)
             t_post = per_row(lambda i, p=policy: p.posterior(obs[i : i + 1000]), n, args.seconds)
             t_prob = per_row(
                 lambda i, m=means, s=sds: gaussian_argmax(

@@ -117,14 +117,7 @@ def gaussian_argmax(means: np.ndarray, sds: np.ndarray, masks: np.ndarray) -> np
     probs = np.zeros((n, n_a))
     if n == 0:
         return probs
-    rows = np.arange(n)
-    var = sds * sds
-    leader = np.where(masks, means, -np.inf).argmax(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # NaN (a tie of two point masses) compares False: the leader keeps it, as argmax does.
-        z = (means[rows, leader][:, None] - means) / np.sqrt(var[rows, leader][:, None] + var)
-    candidate = masks & (z < PRUNE_Z)
-    candidate[rows, leader] = True
+    leader, z, candidate = prune(means, sds, masks)
     count = candidate.sum(axis=1)
     one = count == 1
     probs[one, leader[one]] = 1.0
@@ -153,6 +146,26 @@ def gaussian_argmax(means: np.ndarray, sds: np.ndarray, masks: np.ndarray) -> np
         valid.ravel()[packed] = True
         probs.ravel()[take] = candidate_probabilities(mu, sd, valid).ravel()[packed]
     return probs
+
+
+def prune(
+    means: np.ndarray, sds: np.ndarray, masks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 1 of the module docstring: the leader ``L``, ``z_b`` and the candidates per row.
+
+    Returns:
+        ``(n,)`` leaders, ``(n, A)`` gaps ``z_b`` in combined standard deviations, and the
+        ``(n, A)`` candidates: allowed actions with ``z_b < PRUNE_Z``, and the leader.
+    """
+    rows = np.arange(means.shape[0])
+    var = sds * sds
+    leader = np.where(masks, means, -np.inf).argmax(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # NaN (a tie of two point masses) compares False: the leader keeps it, as argmax does.
+        z = (means[rows, leader][:, None] - means) / np.sqrt(var[rows, leader][:, None] + var)
+    candidate = masks & (z < PRUNE_Z)
+    candidate[rows, leader] = True
+    return leader, z, candidate
 
 
 def candidate_probabilities(mu: np.ndarray, sd: np.ndarray, valid: np.ndarray) -> np.ndarray:
