@@ -24,7 +24,7 @@ def _finite(value: Any, name: str) -> float:
 
 def _vector(value: Any, name: str, dtype: type) -> np.ndarray:
     """A read-only 1-D copy of ``value`` as ``dtype``, refusing other shapes by ``name``."""
-    array = np.array(value, dtype=dtype, copy=True)
+    array: np.ndarray = np.array(value, dtype=dtype, copy=True)
     if array.ndim != 1:
         raise ValueError(f"`{name}` must be a 1D array, got {array.ndim}D array")
     if dtype is np.float64 and not np.all(np.isfinite(array)):
