@@ -37,7 +37,7 @@ class StrictLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._expanded: dict[int, int] = {}
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
         """Compose as PyYAML does, counting each node's expanded size."""
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
