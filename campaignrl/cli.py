@@ -472,8 +472,13 @@ def _cmd_experiment_run(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from campaignrl.simulators.calibration import SURVEY_RANGES, calibration_report
+    from campaignrl.simulators.calibration import (
+        SURVEY_RANGES,
+        calibration_report,
+        out_of_range,
+    )
     from campaignrl.simulators.presets import get_world
 
     report = calibration_report(
@@ -483,8 +488,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         horizon=args.periods,
         seed=args.seed,
     )
+    flags = out_of_range(report)
+
+    def cell(value: str, channel: str, key: str, column: str, i: int) -> Text:
+        # Text, not markup: ranges such as [most] would otherwise be read as rich styles.
+        ref = SURVEY_RANGES.get(channel, {}).get(key)
+        out = bool(flags.at[i, column])
+        text = value + (f" [{ref}]" if ref else "") + (" OUT" if out else "")
+        return Text(text, style="bold red" if out else "")
+
     table = Table(
-        title=f"'{args.world}' per send, send rate {args.send_rate:g} (survey range in brackets)"
+        title=f"'{args.world}' per send, send rate {args.send_rate:g} (survey range in "
+        "brackets; OUT: outside it)"
     )
     for col in (
         "channel",
@@ -497,17 +512,25 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     ):
         table.add_column(col, justify="left" if col == "channel" else "right")
     for r in report.itertuples():
-        ref = SURVEY_RANGES.get(r.channel, {})
+        ch, i = str(r.channel), r.Index
         table.add_row(
-            r.channel,
-            f"{r.reachable:.0%} [{ref.get('reachable', '-')}]",
-            f"{r.opened:.1%} [{ref.get('opened', '-')}]",
+            ch,
+            cell(f"{r.reachable:.0%}", ch, "reachable", "reachable", i),
+            cell(f"{r.opened:.1%}", ch, "opened", "opened", i),
             f"{r.converted:.2%}",
             f"{r.winback_opened:.1%}",
-            f"{r.opted_out:.2%} [{ref.get('opted_out', '-')}]",
-            f"${r.cost_per_send:g} [{ref.get('cost', '-')}]",
+            cell(f"{r.opted_out:.2%}", ch, "opted_out", "opted_out", i),
+            cell(f"${r.cost_per_send:g}", ch, "cost", "cost_per_send", i),
         )
-    Console(width=max(Console().width, 110)).print(table)
+    Console(width=max(Console().width, 130)).print(table)
+    out = [
+        f"{ch} {col}"
+        for i, ch in enumerate(report["channel"])
+        for col in flags.columns
+        if flags.iloc[i][col]
+    ]
+    if out:
+        print(f"outside the survey range: {', '.join(out)}")
     return 0
 
 

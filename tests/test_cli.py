@@ -328,3 +328,16 @@ def test_console_script_entry_point():
     assert bad.returncode == 2
     assert bad.stderr.startswith("campaignrl: error: argument --policy: ")
     assert bad.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- a new user's friction
+
+
+def test_calibrate_flags_values_outside_their_survey_range(capsys):
+    # retail's SMS open rate (~45%) is the README's known gap against "~90%+".
+    code, out, err = _run(["calibrate", "--customers", "2000", "--periods", "6"], capsys)
+    assert code == 0, err
+    sms = next(line for line in out.splitlines() if "sms" in line and "%" in line)
+    assert "[~90%+] OUT" in sms
+    assert "[most]" in out  # a range is text, not rich markup (it used to vanish)
+    assert "outside the survey range: " in out and "sms opened" in out

@@ -10,7 +10,13 @@ import pytest
 
 from campaignrl.catalog import Catalog, Channel, Offer
 from campaignrl.simulators import SegmentSpec, WorldSpec, get_world
-from campaignrl.simulators.calibration import SURVEY_RANGES, calibration_report
+from campaignrl.simulators.calibration import (
+    SURVEY_RANGES,
+    SurveyRange,
+    calibration_report,
+    out_of_range,
+    parse_survey_range,
+)
 
 COLUMNS = [
     "channel",
@@ -152,3 +158,92 @@ def test_bad_send_rate_is_refused(send_rate, err, match):
 def test_bad_population_is_refused_by_name():
     with pytest.raises(ValueError, match="`n_customers` must be >= 1, got 0"):
         calibration_report(get_world("retail"), n_customers=0)
+
+
+# ------------------------------------------------------------------ survey ranges as numbers
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("15-25%", SurveyRange(0.15, 0.25)),
+        ("0.1-0.3%", SurveyRange(0.001, 0.003)),
+        ("1-2%", SurveyRange(0.01, 0.02)),
+        ("$0.01-0.05", SurveyRange(0.01, 0.05)),
+        ("30-60% of email", SurveyRange(0.3, 0.6, relative_to="email")),
+        ("~$0.001", SurveyRange(0.0009, 0.0011)),
+        ("~0", SurveyRange(0.0, 0.0)),
+        ("~90%+", SurveyRange(0.81, 1.0)),
+        ("90%+", SurveyRange(0.9, 1.0)),
+        ("most", SurveyRange(0.5, 1.0)),
+        ("grows with volume", None),
+    ],
+)
+def test_survey_range_text_parses_to_the_hand_interval(text, want):
+    assert parse_survey_range(text) == want
+
+
+def test_every_survey_range_parses():
+    for channel, ranges in SURVEY_RANGES.items():
+        for key, text in ranges.items():
+            parsed = parse_survey_range(text)
+            assert parsed is None or parsed.low <= parsed.high, (channel, key, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "err", "match"),
+    [
+        ("25-15%", ValueError, r"survey range '25-15%' has its ends reversed"),
+        ("about 3 in 10", ValueError, r"survey range 'about 3 in 10' has a number but no form"),
+        (0.2, TypeError, r"`text` must be a str, got float"),
+    ],
+)
+def test_bad_survey_range_is_refused(text, err, match):
+    with pytest.raises(err, match=match):
+        parse_survey_range(text)
+
+
+def test_relative_range_needs_its_reference():
+    with pytest.raises(ValueError, match="`reference` is needed for a range relative to 'email'"):
+        SurveyRange(0.3, 0.6, "email").contains(0.4)
+
+
+def report_of(**columns):
+    base = {
+        "channel": ["email", "sms", "push"],
+        "reachable": [0.92, 0.42, 0.52],
+        "opened": [0.20, 0.95, 0.07],
+        "opted_out": [0.002, 0.015, 0.05],
+        "cost_per_send": [0.001, 0.02, 0.0],
+    }
+    return pd.DataFrame({**base, **columns})
+
+
+def test_values_inside_their_ranges_are_not_flagged():
+    flags = out_of_range(report_of())
+    assert list(flags.columns) == ["reachable", "opened", "opted_out", "cost_per_send"]
+    assert flags.loc[2, "opted_out"] is None  # "grows with volume": no numeric range
+    assert not any(v is True for v in flags.to_numpy().ravel())
+
+
+def test_values_outside_their_ranges_are_flagged():
+    # sms opens 44.6% against ~90%+ (the README's known gap), email 14.6% against 15-25%,
+    # sms reachable 0.7 > 0.6 x email's 0.92, push cost 0.01 against ~0
+    report = report_of(
+        opened=[0.146, 0.446, 0.07],
+        reachable=[0.92, 0.7, 0.52],
+        cost_per_send=[0.001, 0.02, 0.01],
+    )
+    flags = out_of_range(report)
+    flagged = {(report.channel[i], c) for i in flags.index for c in flags if flags.at[i, c]}
+    assert flagged == {
+        ("email", "opened"),
+        ("sms", "opened"),
+        ("sms", "reachable"),
+        ("push", "cost_per_send"),
+    }
+
+
+def test_out_of_range_names_missing_columns():
+    with pytest.raises(ValueError, match=r"`report` is missing column\(s\) \['opened'\]"):
+        out_of_range(report_of().drop(columns="opened"))
