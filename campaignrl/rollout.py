@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,9 +16,17 @@ from campaignrl.logs.schema import mask_column
 from campaignrl.policies.base import Policy
 from campaignrl.policies.sampling import epsilon_mix, sample_actions
 from campaignrl.simulators.core import CustomerSimulator
+from campaignrl.simulators.presets import get_world
 from campaignrl.simulators.spec import WorldSpec
 
-__all__ = ["FeaturePolicy", "PopulationPolicy", "RolloutResult", "mean_ci95", "run_policy"]
+__all__ = [
+    "FeaturePolicy",
+    "PopulationPolicy",
+    "RolloutResult",
+    "check_policy_fit",
+    "mean_ci95",
+    "run_policy",
+]
 
 _START = pd.Timestamp("2026-01-05", tz="UTC")
 """calendar date of period 0 in simulated logs (a Monday; one period is one week)"""
@@ -67,6 +76,72 @@ class FeaturePolicy:
                 f"policy actions {list(self.policy.action_names)} do not match the "
                 f"environment's {list(action_names)}"
             )
+
+
+def check_policy_fit(
+    training: Mapping[str, Any], world: str | WorldSpec, horizon: int
+) -> list[str]:
+    """Warnings for a policy used on another world or campaign length than it learned on.
+
+    A policy only knows the customers it was trained on: on another world its values and
+    exploration are untested, and its ``periods_left`` feature is a share of the campaign,
+    so on a longer (or shorter) campaign the same share falls on other weeks.
+
+    Args:
+        training: The ``training`` metadata of the policy's manifest
+            (:func:`campaignrl.policies.save_policy`): ``world`` (preset name),
+            ``world_overrides`` (WorldSpec fields changed from the preset) and ``periods`` (or
+            ``horizon``): the campaign length. Missing keys are not checked.
+        world: The world the policy is about to be used on: a preset name or a ``WorldSpec``.
+        horizon: The periods of the campaign it is about to be used on.
+
+    Returns:
+        One sentence per mismatch (empty when the policy is used as trained).
+
+    Examples:
+        >>> check_policy_fit({"world": "retail", "periods": 26}, "retail", 26)  # as trained
+        []
+        >>> print(*check_policy_fit({"world": "retail"}, "fatigue", 26))
+        the policy was trained on world 'retail' and is used on 'fatigue': its value there is ...
+    """
+    if not isinstance(training, Mapping):
+        raise TypeError(f"`training` must be a mapping, got {type(training).__name__}")
+    check_scalar(horizon, "horizon", int, min_val=1)
+    if not isinstance(world, (str, WorldSpec)):
+        raise TypeError(f"`world` must be a preset name or a WorldSpec, got {type(world).__name__}")
+    warnings: list[str] = []
+    used_name = world if isinstance(world, str) else world.name
+    trained_name = training.get("world")
+    if isinstance(trained_name, str) and trained_name != used_name:
+        warnings.append(
+            f"the policy was trained on world {trained_name!r} and is used on {used_name!r}: "
+            "its value there is untested"
+        )
+    elif isinstance(trained_name, str):
+        overrides = training.get("world_overrides") or {}
+        used = get_world(world) if isinstance(world, str) else world
+        try:
+            trained = get_world(trained_name, **overrides) if isinstance(overrides, dict) else None
+        except (TypeError, ValueError):  # an unknown preset or field: nothing to compare with
+            trained = None
+        if trained is not None and trained.to_dict() != used.to_dict():
+            a, b = trained.to_dict(), used.to_dict()
+            changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            warnings.append(
+                f"the policy was trained on world {trained_name!r} with other parameters "
+                f"({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''} "
+                f"{'differs' if len(changed) == 1 else 'differ'}): "
+                "its value there is untested"
+            )
+    periods = training.get("periods", training.get("horizon"))
+    if isinstance(periods, int) and not isinstance(periods, bool) and periods != horizon:
+        longer = "longer" if horizon > periods else "shorter"
+        warnings.append(
+            f"the policy was trained on {periods}-period campaigns and is used on a {longer} "
+            f"one ({horizon} periods): its `periods_left` feature is a share of the campaign, "
+            "so its timing (when to hold back near the end) moves to other weeks"
+        )
+    return warnings
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:

@@ -286,3 +286,74 @@ def test_myopic_oracle_beats_random_and_rules_in_retail():
     for name in ("random", "rfm-rules"):
         _, _, hi = mean_ci95(run_policy("retail", make_baseline(name), **kw).value_per_customer)
         assert o_lo > hi, name
+
+
+# ---------------------------------------------------------------------- policy fit warnings
+
+
+@pytest.mark.parametrize(
+    ("training", "world", "horizon", "needles"),
+    [
+        ({"world": "retail", "periods": 26}, "retail", 26, []),
+        ({}, "fatigue", 52, []),  # nothing recorded: nothing to check
+        ({"world": "retail", "periods": 26}, "fatigue", 26, ["world 'retail'", "on 'fatigue'"]),
+        ({"world": "retail", "periods": 26}, "retail", 52, ["26-period", "longer one (52"]),
+        ({"world": "retail", "horizon": 26}, "retail", 13, ["26-period", "shorter one (13"]),
+        ({"world": "retail", "periods": True}, "retail", 13, []),  # not a length
+        (
+            {"world": "retail", "world_overrides": {"margin_rate": 0.3}},
+            "retail",
+            26,
+            ["other parameters (margin_rate differs)"],
+        ),
+        ({"world": "retail"}, get_world("retail", margin_rate=0.3), 26, ["margin_rate differs"]),
+        ({"world": "retail", "world_overrides": {"margin_rate": 0.3}}, None, 26, []),
+        ({"world": "no-such-world"}, "retail", 26, ["world 'no-such-world'"]),
+    ],
+)
+def test_check_policy_fit_warns_on_another_world_or_campaign_length(
+    training, world, horizon, needles
+):
+    from campaignrl.rollout import check_policy_fit
+
+    if world is None:  # the same modified world it was trained on
+        world = get_world("retail", margin_rate=0.3)
+    warnings = check_policy_fit(training, world, horizon)
+    assert len(warnings) == (1 if needles else 0), warnings
+    for needle in needles:
+        assert needle in warnings[0], (needle, warnings)
+
+
+@pytest.mark.parametrize(
+    ("args", "err", "match"),
+    [
+        (([], "retail", 26), TypeError, "`training` must be a mapping, got list"),
+        (({}, 3, 26), TypeError, "`world` must be a preset name or a WorldSpec, got int"),
+        (({}, "retail", 0), ValueError, "`horizon` must be >= 1, got 0"),
+    ],
+)
+def test_check_policy_fit_refuses_bad_arguments(args, err, match):
+    from campaignrl.rollout import check_policy_fit
+
+    with pytest.raises(err, match=match):
+        check_policy_fit(*args)
+
+
+def test_run_policy_progress_bar_says_what_it_simulates(monkeypatch, capsys):
+    from campaignrl._progress import progress_label
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws bars only on a terminal
+    with progress_label("ucb1, seed 0"):
+        run_policy("retail", LastAllowed(), n_customers=50, horizon=2, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "ucb1, seed 0: simulating 50 customers" in err
+
+
+def test_check_policy_fit_gives_one_warning_per_mismatch():
+    from campaignrl.rollout import check_policy_fit
+
+    warnings = check_policy_fit({"world": "retail", "periods": 26}, "fatigue", 52)
+    assert [w.split(":")[0] for w in warnings] == [
+        "the policy was trained on world 'retail' and is used on 'fatigue'",
+        "the policy was trained on 26-period campaigns and is used on a longer one (52 periods)",
+    ]
