@@ -45,8 +45,8 @@ class DecisionRecord:
     Raises:
         TypeError: If a number is not a number (``bool`` is refused) or a name is not a string.
         ValueError: If a field is out of range (named in the message): ``propensity`` outside
-            (0, 1], ``action`` outside the probability vector, a mask of another length, or
-            non-finite values.
+            (0, 1], ``action`` outside the probability vector, a mask of another length or
+            that forbids ``action``, or non-finite values.
     """
 
     decision_id: str
@@ -118,6 +118,10 @@ class DecisionRecord:
             if mask.size != probabilities.size:
                 raise ValueError(
                     f"`mask` must have one entry per action ({probabilities.size}), got {mask.size}"
+                )
+            if not mask[self.action]:
+                raise ValueError(
+                    f"`mask` must allow the logged `action` {self.action}, it does not"
                 )
             set_(self, "mask", mask)
         if self.activated_at is None:

@@ -1,0 +1,602 @@
+"""The decision store: one interface (a Protocol), SQL shared by the SQLite and PostgreSQL backends.
+
+A store keeps every decision and every reward, durably: a call that adds records returns only
+after they are committed, and whatever it returned is in the store after a crash. Retried
+decisions are idempotent by the client's ``event_id``; rewards for an unknown decision are
+refused as a whole batch. The store knows nothing about wait windows: the joiner
+(:mod:`campaignrl.service.joiner`) decides what is late, defaulted and joined.
+
+Pick a backend by URL with :func:`open_store`: ``sqlite:///decisions.db`` (a relative path;
+``sqlite:////abs/path.db`` for an absolute one) or ``postgresql://user@host:port/db``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from campaignrl.service.records import DecisionRecord, RewardRecord
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SQLStore",
+    "DecisionStore",
+    "StoreCounts",
+    "StoredDecision",
+    "UnknownDecisionError",
+    "open_store",
+]
+
+SCHEMA_VERSION = 1
+"""version of the tables' layout, stored in the ``meta`` table"""
+
+_DECISION_COLUMNS = (
+    "decision_id",
+    "event_id",
+    "customer_key",
+    "created_at",
+    "action",
+    "action_name",
+    "propensity",
+    "probabilities",
+    "features",
+    "mask",
+    "policy_version",
+    "deferred",
+    "activated_at",
+)
+_SELECT_DECISION = "SELECT " + ", ".join(f"d.{c}" for c in _DECISION_COLUMNS) + " FROM decisions d"
+_INSERT_DECISION = (
+    f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))}) ON CONFLICT (event_id) DO NOTHING"
+)
+_CHUNK = 500
+"""ids per ``IN (...)`` list (SQLite allows 32766 parameters; PostgreSQL 65535)"""
+
+
+class UnknownDecisionError(KeyError):
+    """A reward or an activation names a decision the store does not hold."""
+
+    def __init__(self, decision_ids: Sequence[str]) -> None:
+        self.decision_ids = tuple(decision_ids)
+        shown = ", ".join(repr(d) for d in self.decision_ids[:5])
+        more = f" and {len(self.decision_ids) - 5} more" if len(self.decision_ids) > 5 else ""
+        self.message = f"unknown `decision_id`: {shown}{more}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return self.message
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """What the store holds (for metrics)."""
+
+    decisions: int
+    """decisions stored"""
+    deferred: int
+    """of which deferred"""
+    pending_activation: int
+    """deferred decisions not activated (yet)"""
+    rewards: int
+    """rewards stored (late ones included)"""
+    late_rewards: int
+    """rewards that arrived after their decision's window closed"""
+
+
+class StoredDecision(NamedTuple):
+    """A decision with the rewards stored for it, as the joiner reads them."""
+
+    record: DecisionRecord
+    """the decision"""
+    rewards: tuple[RewardRecord, ...]
+    """its rewards, in order of arrival (``received_at``, then storage order)"""
+    step: int
+    """0-based rank of the decision among its customer's decisions (by time, then id)"""
+
+
+@runtime_checkable
+class DecisionStore(Protocol):
+    """Where decisions and rewards are kept. Every method is safe to call from several threads."""
+
+    def add_decisions(self, records: Sequence[DecisionRecord]) -> list[DecisionRecord]:
+        """Store decisions; return, for each, the decision stored for it.
+
+        Committed before returning (one transaction for the batch). A record whose
+        ``event_id`` was seen before (earlier, or earlier in the same batch) stores nothing
+        and returns the FIRST decision stored for that ``event_id``.
+
+        Raises:
+            ValueError: If a ``decision_id`` is already stored.
+        """
+        ...
+
+    def get_decision(self, decision_id: str) -> DecisionRecord:
+        """The stored decision ``decision_id``.
+
+        Raises:
+            UnknownDecisionError: If no such decision is stored.
+        """
+        ...
+
+    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        """The stored decisions among ``decision_ids``, by id (unknown ids are left out)."""
+        ...
+
+    def activate(self, decision_id: str, at: float) -> DecisionRecord:
+        """Mark a deferred decision activated at ``at``; return the stored decision.
+
+        Idempotent: a decision already active keeps its first activation time.
+
+        Raises:
+            UnknownDecisionError: If no such decision is stored.
+        """
+        ...
+
+    def add_rewards(self, rewards: Sequence[RewardRecord]) -> list[RewardRecord]:
+        """Store rewards (committed before returning, one transaction); return them.
+
+        Raises:
+            UnknownDecisionError: If any ``decision_id`` is unknown (naming it); then nothing
+                of the batch is stored.
+        """
+        ...
+
+    def rewards_for(self, decision_id: str) -> list[RewardRecord]:
+        """The rewards stored for ``decision_id`` in order of arrival (empty if none)."""
+        ...
+
+    def counts(self) -> StoreCounts:
+        """Counts of what is stored."""
+        ...
+
+    def closed_counts(self, activated_until: float) -> tuple[int, int]:
+        """``(n, unrewarded)`` of the decisions activated at or before ``activated_until``.
+
+        ``unrewarded`` counts those with no reward that is not late.
+        """
+        ...
+
+    def iter_active(
+        self,
+        *,
+        activated_until: float,
+        activated_after: float | None = None,
+        created_since: float | None = None,
+        page_size: int = 2000,
+    ) -> Iterator[StoredDecision]:
+        """Active decisions with their rewards, read a page at a time.
+
+        Those with ``activated_after < activated_at <= activated_until`` and
+        ``created_at >= created_since`` (bounds that are ``None`` are open), ordered by
+        ``created_at`` then ``decision_id``.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the connections. The store is not usable afterwards."""
+        ...
+
+
+def open_store(url: str) -> DecisionStore:
+    """Open the store at ``url``, creating its tables on first use.
+
+    Args:
+        url: ``sqlite:///<path>`` (relative; ``sqlite:////<abs path>``) or
+            ``postgresql://...`` / ``postgres://...`` (a libpq connection URI).
+
+    Raises:
+        ValueError: If the URL names no supported backend or no path (naming ``--store``).
+
+    Examples:
+        >>> open_store("mysql://db/decisions")
+        Traceback (most recent call last):
+        ...
+        ValueError: `--store` must be sqlite:///<path> or postgresql://..., got 'mysql://db/decisions'
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"`--store` must be a URL string, got {type(url).__name__} {url!r}")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if not path or path.endswith("/") or path == ":memory:":
+            raise ValueError(
+                f"`--store` must name a database file, as in sqlite:///decisions.db, got {url!r}"
+            )
+        from campaignrl.service.sqlite_store import SQLiteStore
+
+        return SQLiteStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from campaignrl.service.postgres_store import PostgresStore
+
+        return PostgresStore(url)
+    raise ValueError(f"`--store` must be sqlite:///<path> or postgresql://..., got {url!r}")
+
+
+# ------------------------------------------------------------------ the SQL both backends share
+
+
+def schema_statements(*, real: str, blob: str, boolean: str, serial: str) -> list[str]:
+    """The ``CREATE ... IF NOT EXISTS`` statements of the tables, in the backend's types.
+
+    Args:
+        real: The type of a float64 (``REAL``, ``DOUBLE PRECISION``).
+        blob: The type of raw bytes (``BLOB``, ``BYTEA``).
+        boolean: The type of a flag (``INTEGER``, ``BOOLEAN``).
+        serial: The definition of an auto-increment primary key column.
+    """
+    return [
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS decisions (
+            decision_id TEXT PRIMARY KEY,
+            event_id TEXT UNIQUE,
+            customer_key TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            action INTEGER NOT NULL,
+            action_name TEXT NOT NULL,
+            propensity {real} NOT NULL,
+            probabilities {blob} NOT NULL,
+            features {blob} NOT NULL,
+            mask {blob},
+            policy_version INTEGER NOT NULL,
+            deferred {boolean} NOT NULL,
+            activated_at {real}
+        )""",
+        "CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at, decision_id)",
+        "CREATE INDEX IF NOT EXISTS decisions_customer "
+        "ON decisions (customer_key, created_at, decision_id)",
+        "CREATE INDEX IF NOT EXISTS decisions_activated ON decisions (activated_at)",
+        f"""CREATE TABLE IF NOT EXISTS rewards (
+            id {serial},
+            decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
+            reward {real} NOT NULL,
+            received_at {real} NOT NULL,
+            late {boolean} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS rewards_decision ON rewards (decision_id, received_at)",
+        "INSERT INTO meta (key, value) VALUES ('schema_version', "
+        f"'{SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING",
+    ]
+
+
+def check_schema_version(stored: Any, where: str) -> None:
+    """Refuse a store whose tables were laid out by another version of campaignrl.
+
+    Raises:
+        ValueError: If ``stored`` (the ``meta`` row) is not :data:`SCHEMA_VERSION`.
+    """
+    if str(stored) != str(SCHEMA_VERSION):
+        raise ValueError(
+            f"store {where} has schema version {stored!r}; this campaignrl reads version "
+            f"{SCHEMA_VERSION}"
+        )
+
+
+def encode_array(array: np.ndarray | None) -> bytes | None:
+    """Raw little-endian bytes of a float64 or bool vector (never pickle)."""
+    if array is None:
+        return None
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8).tobytes()
+    return array.astype("<f8", copy=False).tobytes()
+
+
+def decode_floats(raw: bytes | memoryview) -> np.ndarray:
+    """The float64 vector of :func:`encode_array`."""
+    return np.frombuffer(bytes(raw), dtype="<f8").astype(np.float64)
+
+
+def decode_mask(raw: bytes | memoryview | None) -> np.ndarray | None:
+    """The bool vector of :func:`encode_array`, or ``None``."""
+    if raw is None:
+        return None
+    return np.frombuffer(bytes(raw), dtype=np.uint8).astype(bool)
+
+
+def _decision_row(record: DecisionRecord) -> tuple[Any, ...]:
+    return (
+        record.decision_id,
+        record.event_id,
+        record.customer_key,
+        record.created_at,
+        record.action,
+        record.action_name,
+        record.propensity,
+        encode_array(record.probabilities),
+        encode_array(record.features),
+        encode_array(record.mask),
+        record.policy_version,
+        record.deferred,
+        record.activated_at,
+    )
+
+
+def _decision_of(row: Sequence[Any]) -> DecisionRecord:
+    return DecisionRecord(
+        decision_id=row[0],
+        event_id=row[1],
+        customer_key=row[2],
+        created_at=float(row[3]),
+        action=int(row[4]),
+        action_name=row[5],
+        propensity=float(row[6]),
+        probabilities=decode_floats(row[7]),
+        features=decode_floats(row[8]),
+        mask=decode_mask(row[9]),
+        policy_version=int(row[10]),
+        deferred=bool(row[11]),
+        activated_at=None if row[12] is None else float(row[12]),
+    )
+
+
+def _reward_of(row: Sequence[Any]) -> RewardRecord:
+    return RewardRecord(
+        decision_id=row[0], reward=float(row[1]), received_at=float(row[2]), late=bool(row[3])
+    )
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _finite_time(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    return float(value)
+
+
+class SQLStore(ABC):
+    """The store's logic in SQL that SQLite and PostgreSQL both run.
+
+    A backend supplies connections (:meth:`_write` and :meth:`_read`, context managers that
+    yield a DB-API cursor inside a transaction, committed on a clean exit and rolled back on
+    an exception), its parameter marker and how to spot a duplicate key.
+    SQL here is written with ``?`` markers; :meth:`_q` rewrites them for the backend.
+    """
+
+    _MARKER = "?"
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Any]:
+        """A cursor in a write transaction, committed durably on exit."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Any]:
+        """A cursor for reading."""
+
+    @abstractmethod
+    def _is_unique_violation(self, error: Exception) -> bool:
+        """Whether ``error`` is the backend's unique-constraint violation."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connections."""
+
+    def _q(self, sql: str) -> str:
+        return sql if self._MARKER == "?" else sql.replace("?", self._MARKER)
+
+    def _marks(self, n: int) -> str:
+        return ", ".join([self._MARKER] * n)
+
+    # -------------------------------------------------------------------------- decisions
+
+    def add_decisions(self, records: Sequence[DecisionRecord]) -> list[DecisionRecord]:
+        """See :meth:`DecisionStore.add_decisions`."""
+        records = list(records)
+        for i, record in enumerate(records):
+            if not isinstance(record, DecisionRecord):
+                raise TypeError(
+                    f"`records[{i}]` must be a DecisionRecord, got {type(record).__name__}"
+                )
+        if not records:
+            return []
+        rows = [_decision_row(r) for r in records]
+        stored: dict[str, DecisionRecord] = {}
+        try:
+            with self._write() as cur:
+                # The unique index on event_id makes a concurrent retry of the same event
+                # wait for the first one's commit and then do nothing: never two rows.
+                cur.executemany(self._q(_INSERT_DECISION), rows)
+                inserted = cur.rowcount
+                keys = [r.event_id for r in records if r.event_id is not None]
+                if keys and inserted != len(records):
+                    for chunk in _chunks(list(dict.fromkeys(keys))):
+                        cur.execute(
+                            self._q(
+                                f"{_SELECT_DECISION} WHERE d.event_id IN "
+                                f"({self._marks(len(chunk))})"
+                            ),
+                            list(chunk),
+                        )
+                        for row in cur.fetchall():
+                            stored[row[1]] = _decision_of(row)  # row[1]: its event_id
+        except Exception as error:
+            if self._is_unique_violation(error):
+                ids = [r.decision_id for r in records]
+                raise ValueError(
+                    f"`decision_id` already stored (one of {ids[:5]}): ids must be unique"
+                ) from error
+            raise
+        return [stored.get(r.event_id, r) if r.event_id is not None else r for r in records]
+
+    def get_decision(self, decision_id: str) -> DecisionRecord:
+        """See :meth:`DecisionStore.get_decision`."""
+        found = self.get_decisions([decision_id])
+        if decision_id not in found:
+            raise UnknownDecisionError([decision_id])
+        return found[decision_id]
+
+    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        """See :meth:`DecisionStore.get_decisions`."""
+        ids = list(dict.fromkeys(decision_ids))
+        found: dict[str, DecisionRecord] = {}
+        with self._read() as cur:
+            for chunk in _chunks(ids):
+                cur.execute(
+                    self._q(
+                        f"{_SELECT_DECISION} WHERE d.decision_id IN ({self._marks(len(chunk))})"
+                    ),
+                    list(chunk),
+                )
+                for row in cur.fetchall():
+                    found[row[0]] = _decision_of(row)
+        return found
+
+    def activate(self, decision_id: str, at: float) -> DecisionRecord:
+        """See :meth:`DecisionStore.activate`."""
+        at = _finite_time(at, "at")
+        with self._write() as cur:
+            cur.execute(
+                self._q(
+                    "UPDATE decisions SET activated_at = ? "
+                    "WHERE decision_id = ? AND activated_at IS NULL"
+                ),
+                (at, decision_id),
+            )
+            cur.execute(self._q(f"{_SELECT_DECISION} WHERE d.decision_id = ?"), (decision_id,))
+            row = cur.fetchone()
+        if row is None:
+            raise UnknownDecisionError([decision_id])
+        return _decision_of(row)
+
+    # ---------------------------------------------------------------------------- rewards
+
+    def add_rewards(self, rewards: Sequence[RewardRecord]) -> list[RewardRecord]:
+        """See :meth:`DecisionStore.add_rewards`."""
+        rewards = list(rewards)
+        for i, reward in enumerate(rewards):
+            if not isinstance(reward, RewardRecord):
+                raise TypeError(
+                    f"`rewards[{i}]` must be a RewardRecord, got {type(reward).__name__}"
+                )
+        if not rewards:
+            return []
+        ids = list(dict.fromkeys(r.decision_id for r in rewards))
+        with self._write() as cur:
+            known: set[str] = set()
+            for chunk in _chunks(ids):
+                cur.execute(
+                    self._q(
+                        "SELECT decision_id FROM decisions WHERE decision_id IN "
+                        f"({self._marks(len(chunk))})"
+                    ),
+                    list(chunk),
+                )
+                known.update(row[0] for row in cur.fetchall())
+            missing = [d for d in ids if d not in known]
+            if missing:
+                raise UnknownDecisionError(missing)  # rolls the transaction back: nothing stored
+            cur.executemany(
+                self._q(
+                    "INSERT INTO rewards (decision_id, reward, received_at, late) "
+                    "VALUES (?, ?, ?, ?)"
+                ),
+                [(r.decision_id, r.reward, r.received_at, r.late) for r in rewards],
+            )
+        return rewards
+
+    def rewards_for(self, decision_id: str) -> list[RewardRecord]:
+        """See :meth:`DecisionStore.rewards_for`."""
+        with self._read() as cur:
+            return self._rewards_of(cur, [decision_id]).get(decision_id, [])
+
+    def _rewards_of(self, cur: Any, decision_ids: Sequence[str]) -> dict[str, list[RewardRecord]]:
+        out: dict[str, list[RewardRecord]] = {}
+        for chunk in _chunks(list(decision_ids)):
+            cur.execute(
+                self._q(
+                    "SELECT decision_id, reward, received_at, late FROM rewards "
+                    f"WHERE decision_id IN ({self._marks(len(chunk))}) ORDER BY received_at, id"
+                ),
+                list(chunk),
+            )
+            for row in cur.fetchall():
+                out.setdefault(row[0], []).append(_reward_of(row))
+        return out
+
+    # ----------------------------------------------------------------------------- reading
+
+    def counts(self) -> StoreCounts:
+        """See :meth:`DecisionStore.counts`."""
+        with self._read() as cur:
+            cur.execute(
+                "SELECT (SELECT COUNT(*) FROM decisions), "
+                "(SELECT COUNT(*) FROM decisions WHERE deferred), "
+                "(SELECT COUNT(*) FROM decisions WHERE activated_at IS NULL), "
+                "(SELECT COUNT(*) FROM rewards), "
+                "(SELECT COUNT(*) FROM rewards WHERE late)"
+            )
+            row = cur.fetchone()
+        return StoreCounts(*(int(v) for v in row))
+
+    def closed_counts(self, activated_until: float) -> tuple[int, int]:
+        """See :meth:`DecisionStore.closed_counts`."""
+        until = _finite_time(activated_until, "activated_until")
+        with self._read() as cur:
+            cur.execute(
+                self._q(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN NOT EXISTS ("
+                    "SELECT 1 FROM rewards r WHERE r.decision_id = d.decision_id AND NOT r.late"
+                    ") THEN 1 ELSE 0 END), 0) FROM decisions d "
+                    "WHERE d.activated_at IS NOT NULL AND d.activated_at <= ?"
+                ),
+                (until,),
+            )
+            n, unrewarded = cur.fetchone()
+        return int(n), int(unrewarded)
+
+    def iter_active(
+        self,
+        *,
+        activated_until: float,
+        activated_after: float | None = None,
+        created_since: float | None = None,
+        page_size: int = 2000,
+    ) -> Iterator[StoredDecision]:
+        """See :meth:`DecisionStore.iter_active`."""
+        until = _finite_time(activated_until, "activated_until")
+        where = ["d.activated_at IS NOT NULL", "d.activated_at <= ?"]
+        params: list[Any] = [until]
+        if activated_after is not None:
+            where.append("d.activated_at > ?")
+            params.append(_finite_time(activated_after, "activated_after"))
+        if created_since is not None:
+            where.append("d.created_at >= ?")
+            params.append(_finite_time(created_since, "created_since"))
+        # The step: how many of the customer's decisions come before this one (index on
+        # customer_key, created_at), so it does not depend on the bounds of the query.
+        step = (
+            "(SELECT COUNT(*) FROM decisions e WHERE e.customer_key = d.customer_key AND "
+            "(e.created_at < d.created_at OR "
+            "(e.created_at = d.created_at AND e.decision_id < d.decision_id)))"
+        )
+        base = (
+            f"{_SELECT_DECISION.replace(' FROM', f', {step} FROM', 1)} WHERE {' AND '.join(where)}"
+        )
+        last: tuple[float, str] | None = None
+        while True:
+            sql, args = base, list(params)
+            if last is not None:  # keyset pagination: pages stay cheap however deep
+                sql += " AND (d.created_at > ? OR (d.created_at = ? AND d.decision_id > ?))"
+                args += [last[0], last[0], last[1]]
+            sql += f" ORDER BY d.created_at, d.decision_id LIMIT {int(page_size)}"
+            with self._read() as cur:
+                cur.execute(self._q(sql), args)
+                rows = cur.fetchall()
+                rewards = self._rewards_of(cur, [row[0] for row in rows])
+            for row in rows:
+                record = _decision_of(row)
+                yield StoredDecision(
+                    record, tuple(rewards.get(record.decision_id, ())), int(row[-1])
+                )
+            if len(rows) < page_size:
+                return
+            last = (float(rows[-1][3]), rows[-1][0])

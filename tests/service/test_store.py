@@ -1,0 +1,335 @@
+"""One contract test for every decision store backend (SQLite, a real PostgreSQL): no mocks."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from campaignrl.service.records import DecisionRecord, RewardRecord
+from campaignrl.service.store import (
+    DecisionStore,
+    StoreCounts,
+    UnknownDecisionError,
+    open_store,
+)
+
+A = 4
+"""actions in the test records"""
+
+
+def decision(
+    i: int,
+    *,
+    event_id: str | None = None,
+    customer: str = "c0",
+    created_at: float | None = None,
+    deferred: bool = False,
+    mask: np.ndarray | None = None,
+    action: int = 1,
+) -> DecisionRecord:
+    probabilities = np.array([0.1, 0.2, 0.3, 0.4])
+    return DecisionRecord(
+        decision_id=f"d{i:04d}",
+        event_id=event_id,
+        customer_key=customer,
+        created_at=float(i) if created_at is None else created_at,
+        action=action,
+        action_name=f"a{action}",
+        propensity=float(probabilities[action]),
+        probabilities=probabilities,
+        features=np.array([float(i), -0.5]),
+        mask=mask,
+        policy_version=3,
+        deferred=deferred,
+        activated_at=None,
+    )
+
+
+class TestDecisionStoreContract:
+    """Every backend: the ``store`` fixture is an empty SQLite and an empty PostgreSQL store."""
+
+    def test_is_a_decision_store(self, store: DecisionStore) -> None:
+        assert isinstance(store, DecisionStore)
+        assert store.counts() == StoreCounts(0, 0, 0, 0, 0)
+
+    def test_round_trip_every_field_bit_exact(self, store: DecisionStore) -> None:
+        awkward = np.array([np.pi, -0.0, 5e-324, 1.7976931348623157e308, -1e-300, 0.1 + 0.2])
+        probabilities = np.array([0.1, 0.2, 0.3, 0.4]) / 1.0000000000000002
+        record = DecisionRecord(
+            decision_id="0f" * 16,
+            event_id="evt-ü-1",
+            customer_key="ab" * 32,
+            created_at=1_767_225_600.123456789,
+            action=3,
+            action_name="pct10@sms",
+            propensity=float(probabilities[3]),
+            probabilities=probabilities,
+            features=awkward,
+            mask=np.array([True, False, False, True]),
+            policy_version=17,
+            deferred=True,
+            activated_at=None,
+        )
+        plain = decision(2)  # no event id, no mask, not deferred
+        assert store.add_decisions([record, plain]) == [record, plain]
+        for original in (record, plain):
+            back = store.get_decision(original.decision_id)
+            assert back == original
+            for name in ("probabilities", "features"):
+                got, want = getattr(back, name), getattr(original, name)
+                assert got.dtype == np.float64 and got.tobytes() == want.tobytes()
+        back = store.get_decision(record.decision_id)
+        assert back.mask is not None and back.mask.dtype == np.bool_
+        assert back.mask.tolist() == [True, False, False, True]
+        assert back.deferred is True and back.activated_at is None
+        assert store.get_decision(plain.decision_id).mask is None
+        assert store.get_decision(plain.decision_id).activated_at == 2.0
+
+    def test_get_unknown_decision_names_it(self, store: DecisionStore) -> None:
+        with pytest.raises(UnknownDecisionError, match="unknown `decision_id`: 'nope'") as info:
+            store.get_decision("nope")
+        assert isinstance(info.value, KeyError) and info.value.decision_ids == ("nope",)
+        assert store.get_decisions(["nope"]) == {}
+
+    def test_same_event_id_returns_the_first_decision_and_stores_once(
+        self, store: DecisionStore
+    ) -> None:
+        first = decision(1, event_id="e1")
+        assert store.add_decisions([first]) == [first]
+        retry = decision(2, event_id="e1")  # the service made a new decision on the retry
+        other = decision(3, event_id="e2")
+        assert store.add_decisions([retry, other]) == [first, other]
+        # twice in one batch: the second gets the first
+        again = store.add_decisions([decision(4, event_id="e3"), decision(5, event_id="e3")])
+        assert [r.decision_id for r in again] == ["d0004", "d0004"]
+        assert store.counts().decisions == 3  # d1, d3, d4: d2 and d5 were never stored
+        assert store.get_decisions(["d0002", "d0005"]) == {}
+
+    def test_two_threads_racing_one_event_id_store_one_row(self, store: DecisionStore) -> None:
+        barrier = threading.Barrier(2)
+        results: list[DecisionRecord] = []
+        errors: list[BaseException] = []
+
+        def post(i: int) -> None:
+            try:
+                barrier.wait()
+                results.extend(store.add_decisions([decision(i, event_id="race")]))
+            except BaseException as error:  # surfaced below
+                errors.append(error)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(results) == 2 and results[0] == results[1]
+        assert store.counts().decisions == 1
+
+    def test_duplicate_decision_id_is_refused(self, store: DecisionStore) -> None:
+        store.add_decisions([decision(1)])
+        with pytest.raises(ValueError, match="`decision_id` already stored"):
+            store.add_decisions([decision(1, created_at=9.0)])
+        assert store.get_decision("d0001").created_at == 1.0
+
+    def test_activation(self, store: DecisionStore) -> None:
+        store.add_decisions([decision(1, deferred=True), decision(2)])
+        assert store.counts().pending_activation == 1
+        assert store.activate("d0001", 10.0).activated_at == 10.0
+        assert store.activate("d0001", 20.0).activated_at == 10.0  # the first activation stays
+        assert store.activate("d0002", 30.0).activated_at == 2.0  # active since it was made
+        assert store.counts() == StoreCounts(2, 1, 0, 0, 0)
+        with pytest.raises(UnknownDecisionError, match="'d9999'"):
+            store.activate("d9999", 1.0)
+        with pytest.raises(ValueError, match="`at` must be finite"):
+            store.activate("d0001", float("nan"))
+
+    def test_rewards_in_order_of_arrival(self, store: DecisionStore) -> None:
+        store.add_decisions([decision(1), decision(2)])
+        rewards = [
+            RewardRecord("d0001", 3.0, 20.0),
+            RewardRecord("d0001", 1.5, 10.0),
+            RewardRecord("d0002", -2.0, 15.0, late=True),
+            RewardRecord("d0001", 7.0, 10.0),  # same time as 1.5: storage order breaks the tie
+        ]
+        assert store.add_rewards(rewards) == rewards
+        assert store.rewards_for("d0001") == [rewards[1], rewards[3], rewards[0]]
+        assert store.rewards_for("d0002") == [rewards[2]]
+        assert store.rewards_for("d0003") == []
+        assert store.counts() == StoreCounts(2, 0, 0, 4, 1)
+
+    def test_unknown_decision_in_a_reward_batch_stores_nothing(self, store: DecisionStore) -> None:
+        store.add_decisions([decision(1)])
+        batch = [RewardRecord("d0001", 1.0, 5.0), RewardRecord("ghost", 1.0, 5.0)]
+        with pytest.raises(UnknownDecisionError, match="unknown `decision_id`: 'ghost'"):
+            store.add_rewards(batch)
+        assert store.counts().rewards == 0
+
+    def test_closed_counts(self, store: DecisionStore) -> None:
+        store.add_decisions([decision(i) for i in (1, 2, 3)] + [decision(4, deferred=True)])
+        store.add_rewards(
+            [RewardRecord("d0001", 1.0, 1.5), RewardRecord("d0002", 1.0, 9.0, late=True)]
+        )
+        # activated at or before 2: d1 (rewarded), d2 (only a late reward: unrewarded)
+        assert store.closed_counts(2.0) == (2, 1)
+        assert store.closed_counts(100.0) == (3, 2)  # d3 too; d4 is not activated
+        store.activate("d0004", 50.0)
+        assert store.closed_counts(100.0) == (4, 3)
+        assert store.closed_counts(0.5) == (0, 0)
+
+    def test_iter_active_bounds_steps_and_pages(self, store: DecisionStore) -> None:
+        records = [
+            decision(1, customer="x"),
+            decision(2, customer="y"),
+            decision(3, customer="x"),
+            decision(4, customer="x", deferred=True),
+            decision(5, customer="y"),
+        ]
+        store.add_decisions(records)
+        store.add_rewards([RewardRecord("d0003", 4.0, 3.5)])
+        rows = list(store.iter_active(activated_until=100.0, page_size=2))
+        assert [r.record.decision_id for r in rows] == ["d0001", "d0002", "d0003", "d0005"]
+        assert [r.step for r in rows] == [0, 0, 1, 1]  # rank within the customer's decisions
+        assert rows[2].rewards == (RewardRecord("d0003", 4.0, 3.5),)
+        store.activate("d0004", 60.0)
+        rows = list(store.iter_active(activated_until=100.0, activated_after=3.0, page_size=1))
+        assert [(r.record.decision_id, r.step) for r in rows] == [("d0004", 2), ("d0005", 1)]
+        rows = list(store.iter_active(activated_until=3.0, created_since=2.0))
+        assert [r.record.decision_id for r in rows] == ["d0002", "d0003"]
+
+    def test_reopen_keeps_everything(self, store_url: str) -> None:
+        first = open_store(store_url)
+        first.add_decisions([decision(1, event_id="e")])
+        first.add_rewards([RewardRecord("d0001", 2.0, 3.0)])
+        first.close()
+        again = open_store(store_url)  # the schema already exists: created once
+        try:
+            assert again.get_decision("d0001") == decision(1, event_id="e")
+            assert again.counts() == StoreCounts(1, 0, 0, 1, 0)
+        finally:
+            again.close()
+
+    def test_kill_9_loses_no_acknowledged_record(self, store_url: str) -> None:
+        acknowledged = _write_until_killed(store_url, at_least=25)
+        store = open_store(store_url)
+        try:
+            counts = store.counts()
+            assert counts.decisions >= acknowledged and counts.rewards >= acknowledged
+            ids = [f"k{i}" for i in range(acknowledged)]
+            assert set(store.get_decisions(ids)) == set(ids)
+            assert all(store.rewards_for(i) for i in ids)
+        finally:
+            store.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from campaignrl.service.records import DecisionRecord, RewardRecord
+    from campaignrl.service.store import open_store
+
+    store = open_store(sys.argv[1])
+    i = 0
+    while True:
+        store.add_decisions([DecisionRecord(
+            f"k{i}", f"e{i}", "c", float(i), 0, "no_contact", 1.0, [1.0], [float(i)], None, 1,
+            False, None)])
+        store.add_rewards([RewardRecord(f"k{i}", 1.0, float(i) + 0.5)])
+        i += 1
+        print(i, flush=True)  # acknowledged: both calls returned
+    """
+)
+
+
+def _write_until_killed(url: str, *, at_least: int) -> int:
+    """Run a writer process, ``kill -9`` it once it acknowledged ``at_least`` pairs; the count
+    it had acknowledged (as read from its output) when it was killed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged = 0
+    deadline = time.monotonic() + 60.0
+    try:
+        assert child.stdout is not None
+        while acknowledged < at_least and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            acknowledged = int(line)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        _, stderr = child.communicate(timeout=30)
+    assert acknowledged >= at_least, f"the writer stopped early: {stderr}"
+    assert child.returncode == -signal.SIGKILL
+    return acknowledged
+
+
+# ------------------------------------------------------------------------ backend specifics
+
+
+def test_sqlite_arrays_are_raw_little_endian_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    store = open_store(f"sqlite:///{path}")
+    store.add_decisions([decision(1, mask=np.array([False, True, True, False]))])
+    store.close()
+    with sqlite3.connect(path) as conn:
+        probabilities, features, mask = conn.execute(
+            "SELECT probabilities, features, mask FROM decisions"
+        ).fetchone()
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert probabilities == np.array([0.1, 0.2, 0.3, 0.4], dtype="<f8").tobytes()
+    assert features == np.array([1.0, -0.5], dtype="<f8").tobytes()
+    assert mask == bytes([0, 1, 1, 0])
+    assert journal == "wal"
+
+
+def test_sqlite_store_refuses_another_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    open_store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(
+        ValueError, match="has schema version '99'; this campaignrl reads version 1"
+    ):
+        open_store(f"sqlite:///{path}")
+
+
+def test_closed_store_refuses_use(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    store.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        store.counts()
+
+
+BAD_URLS = [
+    ("mysql://db/decisions", "`--store` must be sqlite:///<path> or postgresql://"),
+    ("decisions.db", "`--store` must be sqlite:///<path> or postgresql://"),
+    ("sqlite://decisions.db", "`--store` must be sqlite:///<path> or postgresql://"),
+    ("sqlite:///", "`--store` must name a database file"),
+    ("sqlite:///:memory:", "`--store` must name a database file"),
+    ("sqlite:////no/such/folder/d.db", "`--store` folder '/no/such/folder'"),
+    ("postgresql://nobody:pw@127.0.0.1:1/x", r"`--store` 'postgresql://nobody:\*\*\*@127"),
+]
+
+
+@pytest.mark.parametrize(("url", "message"), BAD_URLS)
+def test_open_store_refuses_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_store(url)
+
+
+def test_open_store_refuses_a_non_string() -> None:
+    with pytest.raises(TypeError, match="`--store` must be a URL string, got int 5"):
+        open_store(5)  # type: ignore[arg-type]
