@@ -1,0 +1,70 @@
+"""Customer hashes: HMAC-SHA256 under the configured key, checked against hmac by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from campaignrl.service.privacy import CustomerHasher
+
+KEY = b"k" * 16
+
+
+def test_hash_is_hmac_sha256_hex_of_the_utf8_id() -> None:
+    hasher = CustomerHasher(KEY)
+    expected = hmac.new(KEY, "cüstomer-42".encode(), hashlib.sha256).hexdigest()
+    assert hasher("cüstomer-42") == expected
+    assert len(expected) == 64
+
+
+def test_a_known_value() -> None:
+    # computed once with: hmac.new(b"0123456789abcdef", b"customer-42", "sha256").hexdigest()
+    want = "08784800cc1101f6f73149fe5cce052ad77b45908e76d9411a7239646ee8a310"
+    assert CustomerHasher(b"0123456789abcdef")("customer-42") == want
+    assert CustomerHasher("0123456789abcdef")("customer-42") == want  # a str key: its UTF-8
+
+
+def test_stable_across_instances_and_keyed() -> None:
+    assert CustomerHasher(KEY)("a") == CustomerHasher(KEY)("a")
+    assert CustomerHasher(KEY)("a") != CustomerHasher(b"j" * 16)("a")
+    assert CustomerHasher(KEY)(42) == CustomerHasher(KEY)("42")
+
+
+def test_repr_hides_the_key() -> None:
+    assert "k" * 16 not in repr(CustomerHasher(KEY))
+
+
+BAD_KEYS = [
+    (b"", ValueError, "`customer_hash_key` must be at least 16 bytes, got 0 bytes"),
+    (b"x" * 15, ValueError, "`customer_hash_key` must be at least 16 bytes, got 15 bytes"),
+    ("", ValueError, "`customer_hash_key` must be at least 16 bytes, got 0 bytes"),
+    (None, TypeError, "`customer_hash_key` must be bytes or str, got NoneType"),
+    (1234567890123456, TypeError, "`customer_hash_key` must be bytes or str, got int"),
+]
+
+
+@pytest.mark.parametrize(("key", "error", "message"), BAD_KEYS)
+def test_bad_keys_name_the_setting(key: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        CustomerHasher(key)  # type: ignore[arg-type]
+
+
+def test_the_setting_name_is_configurable() -> None:
+    with pytest.raises(ValueError, match="`CAMPAIGNRL_HASH_KEY` must be at least 16 bytes"):
+        CustomerHasher(b"short", setting="CAMPAIGNRL_HASH_KEY")
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "error", "message"),
+    [
+        ("", ValueError, "`customer_id` must not be empty"),
+        (None, TypeError, "`customer_id` must be a str or an int, got NoneType"),
+        (True, TypeError, "`customer_id` must be a str or an int, got bool"),
+        (1.5, TypeError, "`customer_id` must be a str or an int, got float"),
+    ],
+)
+def test_bad_customer_ids(customer_id: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        CustomerHasher(KEY)(customer_id)  # type: ignore[arg-type]
