@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ordinary_mode", "write_table_atomic"]
+__all__ = [
+    "check_new_file",
+    "ordinary_mode",
+    "remove_orphan_temps",
+    "write_table_atomic",
+    "write_text_atomic",
+]
+
+_TEMP_TAIL = re.compile(r"^[a-z0-9_]{8}$")
+"""the random part ``tempfile`` appends to a prefix (8 of ``[a-z0-9_]``)"""
 
 
 def ordinary_mode(directory: bool = False) -> int:
@@ -41,4 +53,76 @@ def write_table_atomic(frame: Any, path: str | os.PathLike[str]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return out
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`write_table_atomic` does."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, ordinary_mode())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def remove_orphan_temps(
+    directory: str | os.PathLike[str],
+    targets: Iterable[str],
+    *,
+    contents: Iterable[str] = (),
+) -> list[Path]:
+    """Remove what atomic writes of ``targets`` left in ``directory`` when killed mid-write.
+
+    An atomic write builds ``.<target>.<8 random characters>`` beside its target and renames
+    it in (:func:`write_table_atomic`, ``save_policy``); a process killed in between (SIGKILL,
+    power loss) leaves it behind. Only entries of exactly that form are removed: files, and
+    directories holding nothing but names in ``contents`` (e.g. a policy's
+    ``manifest.json`` and ``weights.npz``). Symbolic links are never followed.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(directory)
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    names, allowed = set(targets), set(contents)
+    removed = []
+    for entry in folder.iterdir():
+        stem, dot, tail = entry.name[1:].rpartition(".")
+        if not (entry.name.startswith(".") and dot and stem in names and _TEMP_TAIL.match(tail)):
+            continue
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink()
+        elif entry.is_dir():
+            inside = list(entry.iterdir())
+            if any(e.name not in allowed or not e.is_file() or e.is_symlink() for e in inside):
+                continue
+            shutil.rmtree(entry)
+        else:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def check_new_file(path: str | os.PathLike[str], argument: str, *, overwrite: bool) -> Path:
+    """Refuse an output path that is a directory, or an existing file unless ``overwrite``.
+
+    Raises:
+        FileExistsError: ``argument --out: 'x' is a directory; give a file path`` or
+            ``argument --out: 'x' exists; pass --overwrite to replace it``.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise FileExistsError(f"argument {argument}: {str(out)!r} is a directory; give a file path")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise FileExistsError(
+            f"argument {argument}: {str(out)!r} exists; pass --overwrite to replace it"
+        )
     return out

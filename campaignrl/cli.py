@@ -123,6 +123,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default=Path("campaignrl-out/quickstart"),
         help="results folder (default: campaignrl-out/quickstart)",
     )
+    qs.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the previous run's results in --out (only the files its run.json lists)",
+    )
 
     q = sub.add_parser("baselines", help="simulate a world and compare every baseline")
     q.set_defaults(handler=_cmd_baselines)
@@ -150,6 +155,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="share of uniform exploration mixed into the policy, in [0, 1]",
     )
     s.add_argument("--out", type=Path, required=True, help="log file (.parquet or .csv)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     e = sub.add_parser("evaluate", help="value per customer of a policy, with a 95%% interval")
     e.set_defaults(handler=_cmd_evaluate)
@@ -205,13 +211,23 @@ def _build_parser() -> argparse.ArgumentParser:
         required=True,
         help="run folder: config.json, learning_curve.csv, policy/",
     )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous train run's config.json, learning_curve.csv and policy/ in --out",
+    )
 
     x = sub.add_parser("experiment", help="run experiment configs (YAML)")
     xsub = x.add_subparsers(dest="experiment_command", required=True, parser_class=_Parser)
     xr = xsub.add_parser("run", help="train and evaluate every agent of a config")
     xr.set_defaults(handler=_cmd_experiment_run)
     xr.add_argument("config", type=Path, help="experiment YAML (see experiments/)")
-    xr.add_argument("--out", type=Path, required=True, help="results folder")
+    xr.add_argument("--out", type=Path, required=True, help="results folder (new or empty)")
+    xr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the previous run's results in --out (only the files its run.json lists)",
+    )
     register_ope(sub, _Parser)
     return parser
 
@@ -263,11 +279,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from campaignrl._fs import check_new_file
     from campaignrl.logs.schema import write_logs
     from campaignrl.rollout import run_policy
 
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"argument --out: must end in .parquet or .csv, got {str(args.out)!r}")
+    check_new_file(args.out, "--out", overwrite=args.overwrite)
     policy = _make_policy(args.policy, args.world, args.periods, args.seed)
     version = f"{policy.describe()}+eps{args.epsilon:g}"
     result = run_policy(
@@ -360,33 +378,112 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
 def _parse_settings(items: Sequence[str]) -> dict[str, Any]:
     import yaml
 
+    from campaignrl._yaml import describe_error, strict_load
+
     settings: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"argument --set: must be KEY=VALUE, got {item!r}")
-        settings[key.strip()] = yaml.safe_load(value)  # numbers, booleans, lists as in YAML
+        try:  # numbers (3e-4 included), booleans, lists as in YAML
+            settings[key.strip()] = strict_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(
+                f"argument --set: {key.strip()}: not a YAML value ({describe_error(exc)}), "
+                f"got {value!r}"
+            ) from None
     return settings
 
 
+_TRAIN_FILES = ("config.json", "learning_curve.csv", "policy")
+"""what ``train`` writes in its --out folder (the policy last: a run without it is unfinished)"""
+_POLICY_FILES = ("manifest.json", "weights.npz")
+
+
+def _train_out(out: Path, *, overwrite: bool) -> list[Path]:
+    """Check ``train --out``; return the previous run's files ``--overwrite`` will replace.
+
+    Nothing is deleted here: the caller removes them once the new run is trained. A
+    ``policy`` folder holding anything but a policy's two files is never replaced.
+    """
+    from campaignrl._fs import remove_orphan_temps
+
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"argument --out: {str(out)!r} is a file, not a folder")
+    existing = [out / n for n in _TRAIN_FILES if (out / n).exists() or (out / n).is_symlink()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"argument --out: {str(out)!r} already holds a train run "
+            f"({', '.join(p.name for p in existing)}); pass --overwrite to replace it"
+        )
+    for path in existing:
+        foreign = path.is_symlink() or (path.name == "policy") != path.is_dir()
+        if path.name == "policy" and not foreign:
+            foreign = any(e.name not in _POLICY_FILES or not e.is_file() for e in path.iterdir())
+        if foreign:
+            raise FileExistsError(
+                f"argument --out: {str(path)!r} is not a file a train run writes; nothing was "
+                "replaced (move it away or choose another --out)"
+            )
+    # Temporary entries of atomic writes a killed run left: .policy.XXXXXXXX and the like.
+    remove_orphan_temps(out, _TRAIN_FILES, contents=_POLICY_FILES)
+    return existing
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+
+    from campaignrl._fs import write_table_atomic, write_text_atomic
+    from campaignrl.agents.base import MAX_CUSTOMERS
     from campaignrl.agents.evaluation import PolicyEvaluator
-    from campaignrl.agents.registry import make_agent, train_agent
+    from campaignrl.agents.registry import (
+        SettingError,
+        build_config,
+        check_sizes,
+        make_agent,
+        train_agent,
+        training_budget,
+    )
     from campaignrl.envs.vector import CampaignVectorEnv
     from campaignrl.policies.artifacts import save_policy
+    from campaignrl.simulators.presets import get_world
 
     params = _parse_settings(args.set)
+    for flag, value in (("--customers", args.customers), ("--eval-customers", args.eval_customers)):
+        if value > MAX_CUSTOMERS:
+            raise ValueError(f"argument {flag}: must be at most {MAX_CUSTOMERS:,}, got {value}")
+    try:
+        settings = build_config(args.agent, params)
+        check_sizes(
+            args.agent,
+            settings,
+            world=get_world(args.world),
+            n_customers=args.customers,
+            horizon=args.periods,
+        )
+        budget = training_budget(
+            args.agent,
+            settings,
+            timesteps=args.timesteps,
+            n_customers=args.customers,
+            horizon=args.periods,
+        )
+    except SettingError as exc:
+        field = f"{exc.setting}: " if exc.setting else ""
+        raise ValueError(f"argument --set: {field}{exc.problem}") from None
+    except ValueError as exc:  # the budget: `timesteps` must be <= ...
+        raise ValueError(f"argument --timesteps: {exc}") from None
     out = Path(args.out)
-    if (out / "policy").exists() and any((out / "policy").iterdir()):
-        raise FileExistsError(f"argument --out: {str(out)!r} already holds a trained policy")
+    previous = _train_out(out, overwrite=args.overwrite)
+    print(f"{args.agent}: {budget.describe()}", flush=True)
     env = CampaignVectorEnv(args.customers, world=args.world, horizon=args.periods)
     agent = make_agent(
-        args.agent, env, params=params, total_timesteps=args.timesteps, seed=args.seed
+        args.agent, env, params=params, total_timesteps=budget.timesteps, seed=args.seed
     )
     evaluator = PolicyEvaluator.spread(
         env.simulator.spec,
         args.periods,
-        timesteps=args.timesteps,
+        timesteps=budget.timesteps,
         evaluations=args.evals,
         n_customers=args.eval_customers,
         seed=args.seed + 2_000_003,
@@ -394,12 +491,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train_agent(
         agent,
         env,
-        total_timesteps=args.timesteps,
+        total_timesteps=budget.timesteps,
         seed=args.seed,
         progress=True,
         evaluator=evaluator,
     )
-    out.mkdir(parents=True, exist_ok=True)
     config = {
         "world": args.world,
         "agent": args.agent,
@@ -408,11 +504,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "periods": args.periods,
         "seed": args.seed,
         "timesteps": result.timesteps,
+        "timesteps_requested": args.timesteps,
         "train_seconds": result.seconds,
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    result.learning_curve.to_csv(out / "learning_curve.csv", index=False)
-    save_policy(agent.policy(), out / "policy", training=config)
+    written: list[Path] = []
+    try:
+        for path in previous:  # --overwrite: the previous run's files, checked above
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        written.append(write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n"))
+        written.append(write_table_atomic(result.learning_curve, out / "learning_curve.csv"))
+        save_policy(agent.policy(), out / "policy", training=config)  # last: marks it finished
+    except BaseException:
+        for path in written:  # interrupted: leave nothing that looks like a finished run
+            path.unlink(missing_ok=True)
+        raise
     curve = result.learning_curve
     last = curve["value_per_customer"].iloc[-1] if len(curve) else float("nan")
     evaluated = ""
@@ -452,7 +557,19 @@ def _cmd_experiment_run(args: argparse.Namespace) -> int:
     from campaignrl.experiments import load_config, run_experiment
 
     config = load_config(args.config)
-    summary = run_experiment(config, args.out)
+    for spec in config.agents:  # say up front how each budget is rounded
+        budget = config.budget(spec)
+        if budget is not None and budget.timesteps != budget.requested:
+            print(f"{spec.name}: {budget.describe()}", flush=True)
+    try:
+        summary = run_experiment(config, args.out, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise FileExistsError(f"argument --out: {str(exc).removeprefix('`out` ')}") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"{str(args.out)!r} holds no finished results (no DONE.json); run again with "
+            "--overwrite to replace them"
+        ) from None
     table = Table(title=f"{config.name} ({config.world}, seeds {config.seeds})")
     for col in ("agent", "profit / customer", "95% CI", "contact rate", "training (s)"):
         table.add_column(col, justify="left" if col == "agent" else "right")
@@ -545,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileExistsError) as exc:
         print(f"campaignrl: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, the shell's code for SIGINT
+        print(f"campaignrl: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

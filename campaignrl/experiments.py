@@ -10,36 +10,127 @@ customers over seeds; seeds make a run repeatable.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tempfile
 import time
+import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from campaignrl._fs import remove_orphan_temps, write_text_atomic
+from campaignrl._yaml import describe_error, strict_load
+from campaignrl.agents.base import MAX_CUSTOMERS, MAX_TIMESTEPS
 from campaignrl.agents.baselines import baseline_names, make_baseline
 from campaignrl.agents.evaluation import PolicyEvaluator
-from campaignrl.agents.registry import LEARNERS, empty_curve, make_agent, train_agent
+from campaignrl.agents.registry import (
+    LEARNERS,
+    SettingError,
+    TrainingBudget,
+    build_config,
+    check_sizes,
+    empty_curve,
+    make_agent,
+    train_agent,
+    training_budget,
+)
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.plots import plot_learning_curves, plot_policy_comparison
 from campaignrl.policies.artifacts import save_policy
 from campaignrl.rollout import FeaturePolicy, mean_ci95, run_policy
 from campaignrl.simulators.presets import get_world, world_names
 
-__all__ = ["AgentSpec", "ExperimentConfig", "load_config", "run_experiment"]
+__all__ = [
+    "DONE",
+    "RESULT_FILES",
+    "RUN_MANIFEST",
+    "AgentSpec",
+    "ExperimentConfig",
+    "load_config",
+    "run_experiment",
+]
+
+RUN_MANIFEST = "run.json"
+"""written first: every path the run may create, so ``overwrite`` removes those and only those"""
+DONE = "DONE.json"
+"""the completion marker, written last: a folder without it holds no finished results"""
+RESULT_FILES = (
+    "runs.csv",
+    "summary.csv",
+    "learning_curves.csv",
+    "values.png",
+    "learning_curves.png",
+    "report.md",
+)
+"""the results, written together at the end (staged, then moved in), before :data:`DONE`"""
+_POLICY_FILES = frozenset({"manifest.json", "weights.npz"})
+"""what a policy directory written by ``save_policy`` holds"""
+_MAX_CONFIG_BYTES = 1_000_000
+"""larger experiment files are refused before parsing (the shipped ones are under 2 KB)"""
+_MAX_HORIZON = 5_000
+_MAX_SEED = 2**32 - 1
+_LINEAR = ("linucb", "lingreedy", "lints")
+"""learners whose untrained model cannot be exported (MABWiser has no coefficients yet)"""
+
+
+def _check_plain_name(value: str) -> str:
+    """A label names a folder under ``policies/``: a plain name, never a path."""
+    if (
+        not value
+        or value in (".", "..")
+        or value.startswith(".")
+        or "/" in value
+        or "\\" in value
+        or value != value.strip()
+        or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
+        or len(value) > 100
+    ):
+        raise ValueError(
+            "must be a plain name (no '/' or '..', no leading '.', no control characters, at "
+            f"most 100 characters), got {value!r}"
+        )
+    return value
 
 
 class AgentSpec(BaseModel):
-    """One contender: a learner with its settings and budget, or a baseline."""
+    """One contender: a learner with its settings and budget, or a baseline.
+
+    The settings are checked against the agent's config class (learners) or constructor
+    (baselines) when the spec is built; see :meth:`ExperimentConfig._whole` for the sizes.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    agent: str = Field(description="learner or baseline name")
-    label: str | None = Field(default=None, description="name in tables (default: agent)")
-    timesteps: int = Field(default=0, ge=0, description="training budget, customer-steps")
-    train_customers: int = Field(default=10_000, ge=1, description="customers trained on")
+    agent: StrictStr = Field(description="learner or baseline name")
+    label: StrictStr | None = Field(
+        default=None, description="name in tables and folder under policies/ (default: agent)"
+    )
+    timesteps: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TIMESTEPS,
+        description="training budget, customer-steps; required for learners, rounded up to "
+        "whole campaigns (PPO: rollouts)",
+    )
+    train_customers: StrictInt = Field(
+        default=10_000, ge=1, le=MAX_CUSTOMERS, description="customers trained on"
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="the agent's settings")
 
     @field_validator("agent")
@@ -50,9 +141,43 @@ class AgentSpec(BaseModel):
             raise ValueError(f"unknown agent {value!r}; agents are {', '.join(known)}")
         return value
 
+    @field_validator("label")
+    @classmethod
+    def _plain(cls, value: str | None) -> str | None:
+        return None if value is None else _check_plain_name(value)
+
+    @model_validator(mode="after")
+    def _settings(self) -> AgentSpec:
+        """Budget and settings, by the agent's rules; messages start with the key."""
+        if self.learns:
+            if self.timesteps is None:
+                raise ValueError(
+                    "timesteps: a learner needs a training budget in customer-steps "
+                    "(timesteps >= 1)"
+                )
+            if self.timesteps == 0 and self.agent in _LINEAR:
+                raise ValueError(
+                    f"timesteps: {self.agent} needs timesteps >= 1 (an untrained linear model "
+                    "cannot be exported), got 0"
+                )
+            try:
+                build_config(self.agent, self.params)
+            except SettingError as exc:
+                raise ValueError(f"{exc.setting or 'params'}: {exc.problem}") from None
+        else:
+            default = type(self).model_fields["train_customers"].default
+            for key, unset in (("timesteps", None), ("train_customers", default)):
+                if getattr(self, key) != unset:
+                    raise ValueError(f"{key}: baselines are not trained; remove it")
+            try:
+                make_baseline(self.agent, **self.params)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(_field_first(str(exc), "params")) from None
+        return self
+
     @property
     def name(self) -> str:
-        """Label in tables."""
+        """Label in tables and folder name under ``policies/``."""
         return self.label or self.agent
 
     @property
@@ -61,27 +186,48 @@ class AgentSpec(BaseModel):
         return self.agent in LEARNERS
 
 
+def _field_first(message: str, default: str) -> str:
+    """``"`field` must be ..."`` -> ``"field: must be ..."`` (else ``"default: message"``)."""
+    if message.startswith("`") and "` " in message:
+        field, _, problem = message[1:].partition("` ")
+        if field.isidentifier():
+            return f"{field}: {problem}"
+    return f"{default}: {message}"
+
+
 class ExperimentConfig(BaseModel):
-    """An experiment file (YAML). Unknown keys are refused by name."""
+    """An experiment file (YAML), validated whole.
+
+    Unknown keys, bad settings and sizes that cannot fit are refused by name before anything
+    is written.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="experiment name")
-    world: str = Field(default="retail", description="preset world")
+    name: StrictStr = Field(min_length=1, max_length=200, description="experiment name")
+    world: StrictStr = Field(default="retail", description="preset world")
     world_overrides: dict[str, Any] = Field(default_factory=dict, description="WorldSpec fields")
-    horizon: int = Field(default=26, ge=1, description="periods per campaign")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    eval_customers: int = Field(default=50_000, ge=2, description="customers per evaluation")
-    training_evals: int = Field(
+    horizon: StrictInt = Field(
+        default=26, ge=1, le=_MAX_HORIZON, description="periods per campaign"
+    )
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1, max_length=1_000)
+    eval_customers: StrictInt = Field(
+        default=50_000, ge=2, le=MAX_CUSTOMERS, description="customers per evaluation"
+    )
+    training_evals: StrictInt = Field(
         default=10,
         ge=0,
+        le=1_000,
         description="evaluations of each learner during training, on a fixed population "
         "(0: none); they make the learning curves",
     )
-    training_eval_customers: int = Field(
-        default=5_000, ge=2, description="customers of the during-training evaluations"
+    training_eval_customers: StrictInt = Field(
+        default=5_000,
+        ge=2,
+        le=MAX_CUSTOMERS,
+        description="customers of the during-training evaluations",
     )
-    agents: list[AgentSpec] = Field(min_length=1)
+    agents: list[AgentSpec] = Field(min_length=1, max_length=100)
 
     @field_validator("world")
     @classmethod
@@ -93,53 +239,306 @@ class ExperimentConfig(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
-        if any(s < 0 for s in value) or len(set(value)) != len(value):
-            raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
+        if any(not 0 <= s <= _MAX_SEED for s in value) or len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct integers in [0, {_MAX_SEED}], got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _whole(self) -> ExperimentConfig:
+        """What needs the whole config: the world, unique labels, sizes that must fit."""
+        try:
+            spec = self.spec()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"world_overrides: {exc}") from None
+        seen: dict[str, int] = {}
+        for i, a in enumerate(self.agents):
+            first = seen.setdefault(a.name.casefold(), i)
+            if first != i:
+                raise ValueError(
+                    f"agents.{i} ({a.agent}).label: agent labels must be unique (they name "
+                    f"folders), {a.name!r} repeats agents.{first}'s; give one a label"
+                )
+            if a.learns:
+                try:
+                    check_sizes(
+                        a.agent,
+                        build_config(a.agent, a.params),
+                        world=spec,
+                        n_customers=a.train_customers,
+                        horizon=self.horizon,
+                    )
+                except SettingError as exc:
+                    raise ValueError(
+                        f"agents.{i} ({a.agent}).{exc.setting or 'params'}: {exc.problem}"
+                    ) from None
+        return self
 
     def spec(self) -> Any:
         """The world, overrides applied and validated."""
         return get_world(self.world, **self.world_overrides)
 
+    def budget(self, agent: AgentSpec) -> TrainingBudget | None:
+        """What ``agent`` really trains: its budget rounded up to whole campaigns.
+
+        PPO rounds to rollouts; ``None`` for a baseline or a learner exported untrained
+        (``timesteps: 0``).
+        """
+        if not agent.learns or not agent.timesteps:
+            return None
+        return training_budget(
+            agent.agent,
+            build_config(agent.agent, agent.params),
+            timesteps=agent.timesteps,
+            n_customers=agent.train_customers,
+            horizon=self.horizon,
+        )
+
+
+def _error_lines(exc: ValidationError, raw: Any) -> list[str]:
+    """One ``key: problem`` per pydantic error; agent entries read ``agents.3 (ppo).key``."""
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        parts = [str(x) for x in loc]
+        if len(loc) >= 2 and loc[0] == "agents" and isinstance(loc[1], int):
+            agents = raw.get("agents") if isinstance(raw, dict) else None
+            entry = agents[loc[1]] if isinstance(agents, list) and loc[1] < len(agents) else None
+            kind = entry.get("agent") if isinstance(entry, dict) else None
+            if isinstance(kind, str) and len(kind) <= 40:
+                parts[1] = f"{loc[1]} ({kind})"
+        where = ".".join(parts)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        elif err["type"] == "value_error":
+            msg = str(err["msg"]).removeprefix("Value error, ")  # our messages show the value
+            if not where:  # whole-config checks name the key themselves
+                lines.append(msg)
+            elif len(loc) == 2 and loc[0] == "agents":  # an entry's check names the key
+                lines.append(f"{where}.{msg}")
+            else:
+                lines.append(f"{where}: {msg}")
+        else:
+            shown = repr(err.get("input"))
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            got = "" if err["type"] == "missing" else f", got {shown}"
+            lines.append(f"{where}: {err['msg']}{got}")
+    return lines
+
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML; errors name the key and the file."""
+    """Read and validate a whole experiment YAML; errors name the file and the key.
+
+    The YAML is read strictly (:mod:`campaignrl._yaml`: no duplicate keys, no alias bombs);
+    every agent's settings are checked against its config class, learners need a budget, and
+    sizes that cannot fit in memory are refused.
+
+    Raises:
+        ValueError: ``experiment file 'x.yaml': agents.3 (ppo).learning_rate: must be > 0.0,
+            got -1`` and the like.
+    """
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        size = p.stat().st_size
+        if size > _MAX_CONFIG_BYTES:
+            raise ValueError(
+                f"experiment file {str(p)!r} has {size:,} bytes, over {_MAX_CONFIG_BYTES:,}"
+            )
+        raw = strict_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"experiment file {str(p)!r} does not exist") from None
+    except (IsADirectoryError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"experiment file {str(p)!r} cannot be read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"experiment file {str(p)!r} is not valid YAML: {exc}") from None
+        raise ValueError(
+            f"experiment file {str(p)!r} is not valid YAML: {describe_error(exc)}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ValueError(
+            f"experiment file {str(p)!r} must be a mapping of keys (name, world, agents...), "
+            f"got {type(raw).__name__}"
+        )
     try:
-        config = ExperimentConfig.model_validate(raw)
-        names = [a.name for a in config.agents]
-        if len(set(names)) != len(names):
-            raise ValueError(f"agent labels must be unique, got {names}")
-        config.spec()
-        return config
+        return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(x) for x in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"{where}: {msg}")
-        raise ValueError(f"experiment file {str(p)!r}: " + "; ".join(lines)) from None
+        raise ValueError(
+            f"experiment file {str(p)!r}: " + "; ".join(_error_lines(exc, raw))
+        ) from None
 
 
 def run_experiment(
-    config: ExperimentConfig, out: str | Path, *, progress: bool = True
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Run every agent for every seed; write the results to ``out``; return the summary.
 
-    Writes ``config.json``, ``runs.csv`` (one row per agent and seed), ``summary.csv`` (one row
-    per agent: value per customer with a 95% interval pooled over seeds, training time...),
-    ``learning_curves.csv``, ``values.png``, ``learning_curves.png``, ``report.md`` and each
-    learner's exported policy under ``policies/<label>/seed<k>``.
+    Writes ``run.json`` first (every path this run may create), then ``config.json``, each
+    learner's exported policy under ``policies/<label>/seed<k>`` as it is trained, and at the
+    end ``runs.csv`` (one row per agent and seed), ``summary.csv`` (one row per agent: value
+    per customer with a 95% interval pooled over seeds, training time...),
+    ``learning_curves.csv``, ``values.png``, ``learning_curves.png``, ``report.md`` and, last,
+    the completion marker ``DONE.json``. A run that is interrupted removes the results it
+    wrote (not its policies) and never leaves ``DONE.json``.
+
+    Args:
+        config: The experiment; validated again, whole, before anything is written.
+        out: Results folder: new, empty, or (with ``overwrite``) a previous run's.
+        progress: Show progress bars.
+        overwrite: Remove the previous run's files first, those its ``run.json`` lists (and
+            temporary entries its atomic writes left); nothing else is ever deleted.
+
+    Raises:
+        FileExistsError: If ``out`` is a file, or is not empty and ``overwrite`` is false, or
+            ``overwrite`` is asked of a non-empty folder with no ``run.json``.
+        ValueError: If the config is not valid.
     """
+    config = ExperimentConfig.model_validate(config.model_dump())
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config.model_dump(), indent=2) + "\n")
+    planned = _planned_paths(config)
+    _prepare_out(out_dir, overwrite=overwrite)
+    _remove_orphans(out_dir, config)
+    manifest = {
+        "format": "campaignrl-experiment-run",
+        "experiment": config.name,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": planned["files"],
+        "folders": planned["folders"],
+    }
+    write_text_atomic(out_dir / RUN_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(out_dir / "config.json", json.dumps(config.model_dump(), indent=2) + "\n")
+    stage = Path(tempfile.mkdtemp(prefix=".results.", dir=out_dir))
+    try:
+        summary = _run_all(config, out_dir, stage, progress=progress)
+        for name in RESULT_FILES:  # the results, moved in together, then the marker
+            os.replace(stage / name, out_dir / name)
+        stage.rmdir()
+        done = {
+            "complete": True,
+            "experiment": config.name,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": planned["files"],
+        }
+        write_text_atomic(out_dir / DONE, json.dumps(done, indent=2) + "\n")
+    except BaseException:
+        # Interrupted or failed: nothing may look finished. Policies already saved stay (they
+        # are whole, and listed in run.json for --overwrite); results and marker go.
+        shutil.rmtree(stage, ignore_errors=True)
+        for name in (DONE, *RESULT_FILES):
+            (out_dir / name).unlink(missing_ok=True)
+        raise
+    return summary
+
+
+def _planned_paths(config: ExperimentConfig) -> dict[str, list[str]]:
+    """Every path (relative to ``out``) a run of ``config`` may create.
+
+    ``files``: files and policy directories; ``folders``: the folders holding the policies.
+    """
+    policies = [
+        f"policies/{a.name}/seed{seed}" for a in config.agents if a.learns for seed in config.seeds
+    ]
+    folders = [f"policies/{a.name}" for a in config.agents if a.learns]
+    folders += ["policies"] if folders else []
+    files = [RUN_MANIFEST, "config.json", *RESULT_FILES, DONE, *policies]
+    return {"files": files, "folders": folders}
+
+
+def _prepare_out(out_dir: Path, *, overwrite: bool) -> None:
+    """Refuse a file or a non-empty folder; with ``overwrite``, remove the previous run."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"`out` {str(out_dir)!r} is a file, not a folder")
+    if not out_dir.exists():
+        out_dir.mkdir(parents=True)
+        return
+    if not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"`out` {str(out_dir)!r} is not empty; pass --overwrite (overwrite=True) to replace "
+            "the previous run's results, or choose a new folder"
+        )
+    listed = _read_run_manifest(out_dir)
+    root = out_dir.resolve()
+    for rel in listed["files"]:
+        path = out_dir / rel
+        if not _inside(root, rel):
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir() and all(
+            e.name in _POLICY_FILES and e.is_file() and not e.is_symlink() for e in path.iterdir()
+        ):
+            shutil.rmtree(path)  # a policy directory, as save_policy writes them
+    for rel in sorted(listed["folders"], key=len, reverse=True):  # deepest first
+        path = out_dir / rel
+        if _inside(root, rel) and path.is_dir() and not path.is_symlink():
+            _remove_orphan_dirs(path)
+            if not any(path.iterdir()):
+                path.rmdir()
+    remove_orphan_temps(out_dir, ("results",), contents=RESULT_FILES)
+    (out_dir / RUN_MANIFEST).unlink(missing_ok=True)
+
+
+def _remove_orphan_dirs(folder: Path) -> None:
+    """Temporary policy directories ``save_policy`` left in ``folder`` when killed."""
+    stems = {p.name[1:].rpartition(".")[0] for p in folder.iterdir() if p.name.startswith(".")}
+    seeds = [stem for stem in stems if re.fullmatch(r"seed[0-9]+", stem)]
+    remove_orphan_temps(folder, seeds, contents=_POLICY_FILES)
+
+
+def _remove_orphans(out_dir: Path, config: ExperimentConfig) -> None:
+    """What a killed run's atomic writes left behind: ``.<name>.XXXXXXXX`` entries."""
+    remove_orphan_temps(out_dir, (RUN_MANIFEST, "config.json", DONE, *RESULT_FILES), contents=())
+    remove_orphan_temps(out_dir, ("results",), contents=RESULT_FILES)
+    for a in config.agents:
+        folder = out_dir / "policies" / a.name
+        if a.learns and folder.is_dir() and not folder.is_symlink():
+            _remove_orphan_dirs(folder)
+
+
+def _read_run_manifest(out_dir: Path) -> dict[str, list[str]]:
+    """The previous run's ``run.json``: the only list ``overwrite`` deletes from."""
+    path = out_dir / RUN_MANIFEST
+    refuse = FileExistsError(
+        f"`out` {str(out_dir)!r} is not empty and holds no campaignrl run manifest "
+        f"({RUN_MANIFEST}): --overwrite only removes what a previous run listed there, so "
+        "nothing was deleted; choose a new folder or empty this one"
+    )
+    if not path.is_file() or path.is_symlink():
+        raise refuse
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise refuse from None
+    if not isinstance(data, dict) or data.get("format") != "campaignrl-experiment-run":
+        raise refuse
+    out = {}
+    for key in ("files", "folders"):
+        value = data.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise refuse
+        out[key] = value
+    return out
+
+
+def _inside(root: Path, rel: str) -> bool:
+    """Whether ``rel`` is a plain relative path whose folder resolves inside ``root``.
+
+    Refuses absolute paths, ``..`` and ``.`` parts, and folders that are links leading out.
+    """
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or any(p in ("", ".", "..") for p in parts):
+        return False
+    parent = (root / rel).parent.resolve()
+    return parent == root or root in parent.parents
+
+
+def _run_all(
+    config: ExperimentConfig, out_dir: Path, stage: Path, *, progress: bool
+) -> pd.DataFrame:
+    """Train, export and evaluate everything; results go to ``stage``, policies to ``out``."""
     spec = config.spec()
     runs, curves = [], []
     per_customer: dict[str, list[np.ndarray]] = {a.name: [] for a in config.agents}
@@ -153,18 +552,19 @@ def run_experiment(
                 env = CampaignVectorEnv(
                     agent_spec.train_customers, world=spec, horizon=config.horizon
                 )
+                budget = config.budget(agent_spec)  # rounded up to whole campaigns
                 agent = make_agent(
                     agent_spec.agent,
                     env,
                     params=agent_spec.params,
-                    total_timesteps=max(agent_spec.timesteps, 1),
+                    total_timesteps=budget.timesteps if budget else 1,
                     seed=seed,
                 )
-                if agent_spec.timesteps > 0:
+                if budget is not None:
                     evaluator = PolicyEvaluator.spread(
                         spec,
                         config.horizon,
-                        timesteps=agent_spec.timesteps,
+                        timesteps=budget.timesteps,
                         evaluations=config.training_evals,
                         n_customers=config.training_eval_customers,
                         seed=eval_seed + 1,
@@ -172,7 +572,7 @@ def run_experiment(
                     result = train_agent(
                         agent,
                         env,
-                        total_timesteps=agent_spec.timesteps,
+                        total_timesteps=budget.timesteps,
                         seed=seed,
                         progress=progress,
                         evaluator=evaluator,
@@ -193,7 +593,6 @@ def run_experiment(
                         "seed": seed,
                         "timesteps": timesteps,
                     },
-                    overwrite=True,
                 )
                 evaluated: Any = FeaturePolicy(policy, agent_spec.name)
                 curves.append(curve.assign(agent=agent_spec.name, seed=seed))
@@ -225,7 +624,7 @@ def run_experiment(
                 }
             )
     runs_df = pd.DataFrame(runs)
-    runs_df.to_csv(out_dir / "runs.csv", index=False)
+    runs_df.to_csv(stage / "runs.csv", index=False)
     rows = []
     for a in config.agents:
         values = np.concatenate(per_customer[a.name])
@@ -247,9 +646,9 @@ def run_experiment(
             }
         )
     summary = pd.DataFrame(rows).sort_values("value_per_customer", ascending=False)
-    summary.to_csv(out_dir / "summary.csv", index=False)
+    summary.to_csv(stage / "summary.csv", index=False)
     curve_df = pd.concat(curves, ignore_index=True) if curves else empty_curve()
-    curve_df.to_csv(out_dir / "learning_curves.csv", index=False)
+    curve_df.to_csv(stage / "learning_curves.csv", index=False)
     names = [a.name for a in config.agents]
     by_name = summary.set_index("agent")
     plot_policy_comparison(
@@ -258,14 +657,12 @@ def run_experiment(
         [float(by_name.loc[n, "ci95_low"]) for n in names],
         [float(by_name.loc[n, "ci95_high"]) for n in names],
         [np.mean(per_period[n], axis=0) for n in names],
-        out_dir / "values.png",
+        stage / "values.png",
         f"{config.name}: {config.world}, {config.eval_customers:,} customers x "
         f"{len(config.seeds)} seed(s), {config.horizon} periods",
     )
-    plot_learning_curves(
-        curve_df, out_dir / "learning_curves.png", f"{config.name}: learning curves"
-    )
-    _write_report(config, summary, out_dir)
+    plot_learning_curves(curve_df, stage / "learning_curves.png", f"{config.name}: learning curves")
+    _write_report(config, summary, stage)
     return summary
 
 

@@ -95,8 +95,14 @@ def test_baselines_share_the_evaluation_population_across_agents(tmp_path):
         ({"seeds": [1, 1]}, r"distinct"),
         ({"eval_customers": 1}, r"eval_customers"),
         ({"agents": [{"agent": "ppo2"}]}, r"unknown agent 'ppo2'"),
-        ({"agents": [{"agent": "ucb1", "timestep": 5}]}, r"agents.0.timestep: unknown key"),
-        ({"agents": [{"agent": "ucb1"}, {"agent": "ucb1"}]}, r"labels must be unique"),
+        (
+            {"agents": [{"agent": "ucb1", "timestep": 5}]},
+            r"agents.0 \(ucb1\).timestep: unknown key",
+        ),
+        (
+            {"agents": [{"agent": "ucb1", "timesteps": 5}, {"agent": "ucb1", "timesteps": 5}]},
+            r"labels must be unique",
+        ),
         ({"world_overrides": {"margin_rate": 2.0}}, r"`WorldSpec.margin_rate` must be <= 1.0"),
     ],
 )
@@ -105,11 +111,13 @@ def test_bad_configs_are_refused_by_key(tmp_path, change, match):
         load_config(write(tmp_path, {**TINY, **change}))
 
 
-def test_unknown_agent_setting_is_refused_by_name(tmp_path):
+def test_unknown_agent_setting_is_refused_by_name_at_load(tmp_path):
     bad = {**TINY, "agents": [{"agent": "ucb1", "timesteps": 10, "params": {"epsilonn": 0.1}}]}
-    config = load_config(write(tmp_path, bad))
-    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['epsilonn'\] for agent 'ucb1'"):
-        run_experiment(config, tmp_path / "o", progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"agents.0 \(ucb1\).params: unknown setting\(s\) \['epsilonn'\] for agent 'ucb1'",
+    ):
+        load_config(write(tmp_path, bad))
 
 
 def test_missing_or_broken_file_is_refused(tmp_path):
@@ -185,7 +193,7 @@ def test_cli_train_then_evaluate_the_exported_policy(tmp_path, capsys):
     code = main(
         ["train", "--agent", "ucb1", "--timesteps", "10", "--customers", "5", "--out", str(out)]
     )
-    assert code == 2 and "already holds a trained policy" in capsys.readouterr().err
+    assert code == 2 and "already holds a train run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,11 @@ class BanditConfig:
             raise ValueError(f"`alpha` must be > 0 for lints (0 is lingreedy), got {self.alpha!r}")
         check_scalar(self.l2_lambda, "l2_lambda", (int, float), min_val=0.0, min_inclusive=False)
         check_scalar(self.warmup_periods, "warmup_periods", int, min_val=1)
+        if not isinstance(self.per_segment, bool):
+            raise TypeError(
+                f"`per_segment` must be true or false, got {type(self.per_segment).__name__} "
+                f"{self.per_segment!r}"
+            )
         check_scalar(self.reward_min, "reward_min", (int, float))
         check_scalar(self.reward_max, "reward_max", (int, float))
         if self.reward_max <= self.reward_min:

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
 
 from campaignrl._checks import check_choice, check_scalar
+from campaignrl.agents.base import MAX_CUSTOMERS
 from campaignrl.envs.observation import ObservationEncoder
 from campaignrl.policies.sampling import greedy_probabilities, uniform_probabilities
 from campaignrl.simulators.core import CustomerSimulator
@@ -33,6 +35,7 @@ __all__ = [
     "RFMRules",
     "StaticBest",
     "baseline_names",
+    "baseline_settings",
     "make_baseline",
 ]
 
@@ -100,7 +103,7 @@ class StaticBest(Baseline):
     name = "static-best"
 
     def __init__(self, pilot_customers: int = 4000) -> None:
-        check_scalar(pilot_customers, "pilot_customers", int, min_val=1)
+        check_scalar(pilot_customers, "pilot_customers", int, min_val=1, max_val=MAX_CUSTOMERS)
         self.pilot_customers = pilot_customers
         self.action: int | None = None
         self.action_name: str | None = None
@@ -258,7 +261,23 @@ def baseline_names() -> tuple[str, ...]:
     return tuple(BASELINES)
 
 
-def make_baseline(name: str, **kwargs: Any) -> Baseline:
-    """A baseline by name, e.g. ``make_baseline("restrained-oracle", fatigue_threshold=0.5)``."""
+def baseline_settings(name: str) -> tuple[str, ...]:
+    """The settings (keyword arguments) a baseline takes; most take none."""
     check_choice(name, "policy", baseline_names())
+    params = inspect.signature(BASELINES[name].__init__).parameters
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p for p, v in params.items() if p != "self" and v.kind in plain)
+
+
+def make_baseline(name: str, **kwargs: Any) -> Baseline:
+    """A baseline by name, e.g. ``make_baseline("restrained-oracle", fatigue_threshold=0.5)``.
+
+    Raises:
+        ValueError: If ``name`` is unknown or a setting is not one the baseline takes.
+    """
+    settings = baseline_settings(name)
+    unknown = sorted(set(kwargs) - set(settings))
+    if unknown:
+        takes = f"settings are {list(settings)}" if settings else "it takes none"
+        raise ValueError(f"unknown setting(s) {unknown} for baseline {name!r}; {takes}")
     return BASELINES[name](**kwargs)

@@ -26,7 +26,7 @@ from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.policies.base import Exploration, Policy
 from campaignrl.policies.kinds import MLPPolicy
 
-__all__ = ["PPOAgent", "PPOConfig"]
+__all__ = ["MAX_ROLLOUT", "PPOAgent", "PPOConfig", "check_rollout_size"]
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,95 @@ class PPOConfig:
         check_scalar(
             self.learning_rate, "learning_rate", (int, float), min_val=0.0, min_inclusive=False
         )
-        check_scalar(self.n_steps, "n_steps", int, min_val=1)
-        check_scalar(self.batch_size, "batch_size", int, min_val=2)
-        check_scalar(self.n_epochs, "n_epochs", int, min_val=1)
+        check_scalar(self.n_steps, "n_steps", int, min_val=1, max_val=_MAX_N_STEPS)
+        check_scalar(self.batch_size, "batch_size", int, min_val=2, max_val=_MAX_BATCH)
+        check_scalar(self.n_epochs, "n_epochs", int, min_val=1, max_val=_MAX_EPOCHS)
         check_scalar(self.gamma, "gamma", (int, float), min_val=0.0, max_val=1.0)
         check_scalar(self.gae_lambda, "gae_lambda", (int, float), min_val=0.0, max_val=1.0)
         check_scalar(self.clip_range, "clip_range", (int, float), min_val=0.0, min_inclusive=False)
         check_scalar(self.ent_coef, "ent_coef", (int, float), min_val=0.0)
         check_choice(self.activation, "activation", ("tanh", "relu"))
-        if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
-            raise ValueError(f"`net_arch` must be positive layer widths, got {self.net_arch!r}")
+        if (
+            not isinstance(self.net_arch, tuple)
+            or not self.net_arch
+            or len(self.net_arch) > _MAX_LAYERS
+            or any(
+                isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= _MAX_WIDTH
+                for w in self.net_arch
+            )
+        ):
+            raise ValueError(
+                f"`net_arch` must be 1 to {_MAX_LAYERS} layer widths in [1, {_MAX_WIDTH}], got "
+                f"{self.net_arch!r}"
+            )
+        if not isinstance(self.normalize_reward, bool):
+            raise TypeError(
+                f"`normalize_reward` must be true or false, got "
+                f"{type(self.normalize_reward).__name__} {self.normalize_reward!r}"
+            )
+        _check_extra(self.extra)
+
+
+_MAX_N_STEPS = 10_000
+_MAX_BATCH = 10_000_000
+_MAX_EPOCHS = 1_000
+_MAX_LAYERS = 8
+_MAX_WIDTH = 4_096
+MAX_ROLLOUT = 20_000_000
+"""most customer-steps in one rollout (``n_steps`` x customers): SB3's buffer keeps about 130
+bytes per customer-step (observation, mask, action, value, log-probability, advantage, return),
+2.6 GB at this size"""
+_SET_BY_CONFIG = frozenset(
+    {
+        "policy",
+        "env",
+        "learning_rate",
+        "n_steps",
+        "batch_size",
+        "n_epochs",
+        "gamma",
+        "gae_lambda",
+        "clip_range",
+        "ent_coef",
+        "policy_kwargs",
+        "seed",
+        "device",
+        "verbose",
+        "_init_setup_model",
+    }
+)
+
+
+def _check_extra(extra: object) -> None:
+    """``extra``: further MaskablePPO keyword arguments, none that the config already sets."""
+    if not isinstance(extra, dict):
+        raise TypeError(f"`extra` must be a mapping, got {type(extra).__name__} {extra!r}")
+    import inspect
+
+    from sb3_contrib import MaskablePPO
+
+    accepted = set(inspect.signature(MaskablePPO.__init__).parameters) - {"self"}
+    for key in extra:
+        if not isinstance(key, str) or key not in accepted:
+            raise ValueError(
+                f"`extra` must hold MaskablePPO keyword arguments, got {key!r}; they are "
+                f"{', '.join(sorted(accepted - _SET_BY_CONFIG))}"
+            )
+        if key in _SET_BY_CONFIG:
+            raise ValueError(
+                f"`extra` must not set {key!r}: it is a PPOConfig field or set by the agent"
+            )
+
+
+def check_rollout_size(config: PPOConfig, n_customers: int) -> None:
+    """Refuse rollouts (``n_steps`` x customers) over :data:`MAX_ROLLOUT` customer-steps."""
+    size = config.n_steps * n_customers
+    if size > MAX_ROLLOUT:
+        raise ValueError(
+            f"`n_steps` {config.n_steps} x {n_customers:,} customers make rollouts of "
+            f"{size:,} customer-steps, over {MAX_ROLLOUT:,} (about 130 bytes each); train on "
+            "fewer customers or lower `n_steps`"
+        )
 
 
 class _CurveCallback(BaseCallback):
@@ -143,6 +222,7 @@ class PPOAgent(Agent):
         from campaignrl.envs.sb3 import CampaignSB3VecEnv
 
         super().__init__(env.encoder.feature_names, env.action_names)
+        check_rollout_size(config, env.num_envs)
         torch.set_num_threads(1)  # small networks: one thread is faster on 2 cores
         self.config = config
         self.rng = rng

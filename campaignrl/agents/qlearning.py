@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
@@ -13,7 +14,38 @@ from campaignrl.agents.base import Agent, Transition
 from campaignrl.policies.base import Exploration
 from campaignrl.policies.kinds import TabularPolicy
 
-__all__ = ["QLearningAgent", "QLearningConfig"]
+__all__ = [
+    "MAX_TABLE_ENTRIES",
+    "QLearningAgent",
+    "QLearningConfig",
+    "check_table_size",
+    "table_entries",
+]
+
+MAX_TABLE_ENTRIES = 20_000_000
+"""largest Q-table (states x actions) an agent allocates: the table and its visit counts take
+16 bytes per entry, 320 MB at this size (the default state on 19 actions: 1.5M entries)"""
+_MAX_EDGES = 50
+"""most bin edges per feature"""
+
+
+def _check_bool(value: object, name: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be true or false, got {type(value).__name__} {value!r}")
+
+
+def _check_edges(value: object, name: str, *, unit_interval: bool = False) -> None:
+    """Bin edges: a tuple of finite numbers, strictly increasing (at most 50)."""
+    if not isinstance(value, tuple):
+        raise TypeError(f"`{name}` must be a list of numbers, got {type(value).__name__} {value!r}")
+    if len(value) > _MAX_EDGES:
+        raise ValueError(f"`{name}` must have at most {_MAX_EDGES} edges, got {len(value)}")
+    for i, edge in enumerate(value):
+        check_scalar(edge, f"{name}[{i}]", (int, float), min_val=0.0)
+        if unit_interval:
+            check_scalar(edge, f"{name}[{i}]", (int, float), max_val=1.0)
+        if i and edge <= value[i - 1]:
+            raise ValueError(f"`{name}` must be strictly increasing, got {list(value)!r}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +112,62 @@ class QLearningConfig:
             min_val=0.0,
             max_val=1.0,
         )
+        _check_edges(self.recency_weeks, "recency_weeks")
+        _check_edges(self.fatigue_levels, "fatigue_levels")
+        _check_edges(self.periods_left_edges, "periods_left_edges", unit_interval=True)
+        _check_bool(self.reach_and_cap, "reach_and_cap")
+        _check_bool(self.best_offer, "best_offer")
+
+
+def _state_bins(
+    config: QLearningConfig, feature_names: tuple[str, ...]
+) -> tuple[list[str], list[list[float]], list[list[str]]]:
+    """The binned features with their edges, and the argmax groups, of ``config``'s state."""
+    names = feature_names
+    # Edges on the scaled features of campaignrl.envs.observation; a feature with no edges
+    # is left out of the state.
+    binned: list[tuple[str, list[float]]] = [(n, [0.5]) for n in names if n.startswith("segment=")]
+    binned += [
+        ("recency", [w / 52.0 for w in config.recency_weeks]),
+        ("fatigue", [f / (1 + f) for f in config.fatigue_levels]),
+    ]
+    if config.reach_and_cap:
+        binned += [(n, [0.5]) for n in names if n.startswith("reachable=")]
+        binned.append(("cap_used", [0.999]))
+    binned.append(("periods_left", list(config.periods_left_edges)))
+    binned = [(n, e) for n, e in binned if e]
+    missing = [n for n, _ in binned if n not in names]
+    if missing:
+        raise ValueError(f"Q-learning needs observation features {missing}")
+    groups: list[list[str]] = []
+    if config.best_offer:
+        offers = [n for n in names if n.startswith("affinity=")]
+        if len(offers) < 2:
+            raise ValueError(
+                f"`best_offer` needs at least 2 `affinity=<offer>` features, got {offers}"
+            )
+        groups = [offers]
+    return [n for n, _ in binned], [e for _, e in binned], groups
+
+
+def table_entries(config: QLearningConfig, feature_names: tuple[str, ...], n_actions: int) -> int:
+    """States x actions of the Q-table ``config`` makes on these features."""
+    _, edges, groups = _state_bins(config, feature_names)
+    n_states = math.prod([len(e) + 1 for e in edges] + [len(g) for g in groups])
+    return n_states * n_actions
+
+
+def check_table_size(
+    config: QLearningConfig, feature_names: tuple[str, ...], n_actions: int
+) -> None:
+    """Refuse a discretization whose Q-table exceeds :data:`MAX_TABLE_ENTRIES`."""
+    entries = table_entries(config, feature_names, n_actions)
+    if entries > MAX_TABLE_ENTRIES:
+        raise ValueError(
+            f"`recency_weeks`, `fatigue_levels`, `periods_left_edges`, `reach_and_cap` and "
+            f"`best_offer` make a Q-table of {entries:,} entries (states x actions), over "
+            f"{MAX_TABLE_ENTRIES:,}; use fewer bin edges"
+        )
 
 
 class QLearningAgent(Agent):
@@ -122,9 +210,9 @@ class QLearningAgent(Agent):
         self.total_timesteps = total_timesteps
         self.rng = rng
         self.timesteps = 0
-        state_features, edges = self._discretization()
-        argmax_over = self._argmax_groups()
-        n_states = int(np.prod([len(e) + 1 for e in edges] + [len(g) for g in argmax_over]))
+        check_table_size(config, self.feature_names, self.n_actions)
+        state_features, edges, argmax_over = _state_bins(config, self.feature_names)
+        n_states = math.prod([len(e) + 1 for e in edges] + [len(g) for g in argmax_over])
         self._table = TabularPolicy(
             self.feature_names,
             self.action_names,
@@ -136,37 +224,6 @@ class QLearningAgent(Agent):
         self.q = self._table.table  # shared: the policy sees every update
         self.visits = np.zeros(self.q.shape, dtype=np.int64)
         self._pending: deque[_Pending] = deque()
-
-    def _discretization(self) -> tuple[list[str], list[list[float]]]:
-        cfg, names = self.config, self.feature_names
-        # Edges on the scaled features of campaignrl.envs.observation; a feature with no edges
-        # is left out of the state.
-        binned: list[tuple[str, list[float]]] = [
-            (n, [0.5]) for n in names if n.startswith("segment=")
-        ]
-        binned += [
-            ("recency", [w / 52.0 for w in cfg.recency_weeks]),
-            ("fatigue", [f / (1 + f) for f in cfg.fatigue_levels]),
-        ]
-        if cfg.reach_and_cap:
-            binned += [(n, [0.5]) for n in names if n.startswith("reachable=")]
-            binned.append(("cap_used", [0.999]))
-        binned.append(("periods_left", list(cfg.periods_left_edges)))
-        binned = [(n, e) for n, e in binned if e]
-        missing = [n for n, _ in binned if n not in names]
-        if missing:
-            raise ValueError(f"Q-learning needs observation features {missing}")
-        return [n for n, _ in binned], [e for _, e in binned]
-
-    def _argmax_groups(self) -> list[list[str]]:
-        if not self.config.best_offer:
-            return []
-        offers = [n for n in self.feature_names if n.startswith("affinity=")]
-        if len(offers) < 2:
-            raise ValueError(
-                f"`best_offer` needs at least 2 `affinity=<offer>` features, got {offers}"
-            )
-        return [offers]
 
     @property
     def epsilon(self) -> float:

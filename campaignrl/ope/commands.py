@@ -178,6 +178,7 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
     imp.set_defaults(handler=_cmd_import_obd)
     imp.add_argument("dir", type=Path, metavar="DIR", help="OBD folder (campaign CSV + items)")
     imp.add_argument("--out", type=Path, required=True, help="log file (.parquet or .csv)")
+    imp.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     imp.add_argument("--campaign", help="campaign CSV stem (default: the folder's only one)")
 
 
@@ -502,6 +503,10 @@ def _cmd_import_obd(args: argparse.Namespace) -> int:
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".parquet", ".csv"):
         raise ValueError(f"argument --out: must end in .parquet or .csv, got {str(args.out)!r}")
+    from campaignrl._fs import check_new_file
+
+    check_new_file(args.out, "--out", overwrite=args.overwrite)
+    check_new_file(items_path(args.out), "--out", overwrite=args.overwrite)  # the sidecar
     log, items = import_obd(args.dir, campaign=args.campaign)
     n_items = int(items["item_id"].max()) + 1 if len(items) else 0
     read_logs(log, action_names=obd_action_names(n_items))  # refuse what OPE would refuse
