@@ -154,18 +154,38 @@ MALFORMED = [
     ("action index too big", _integer_actions(19), "action", r"index in \[0, 18\]: row 7 has 19"),
     ("action index negative", _integer_actions(-1), "action", "row 7 has -1"),
     ("action index fractional", _integer_actions(2.5), "action", "row 7 has 2.5"),
-    ("reward inf", _set("reward", np.inf), "reward", "must be a finite number: row 7 has inf"),
-    ("reward nan", _set("reward", np.nan), "reward", "must be a finite number: row 7"),
+    (
+        "reward inf",
+        _set("reward", np.inf),
+        "reward",
+        r"must be a finite number of magnitude at most 1e\+12: row 7 has inf",
+    ),
+    (
+        "reward nan",
+        _set("reward", np.nan),
+        "reward",
+        r"must be a finite number of magnitude at most 1e\+12: row 7",
+    ),
     ("reward text", _set("reward", "lots"), "reward", "row 7 has 'lots'"),
-    ("feature nan", _set("recency", np.nan), "recency", "must be a finite number: row 7"),
+    ("feature nan", _set("recency", np.nan), "recency", "must be a finite number .*: row 7"),
     ("feature inf", _set("fatigue", -np.inf), "fatigue", "row 7 has -inf"),
     # CSV reads n/a as a null
     ("feature text", _set("monetary", "n/a"), "monetary", "row 7 has ('n/a'|nan)"),
     ("duplicate decision id", _duplicate_id, "decision_id", "must be unique: row 7 .* row 2"),
     ("decision id missing", _set("decision_id", None), "decision_id", "must not be missing"),
-    ("position negative", _set("position", -1), "position", "non-negative integers: row 7"),
+    (
+        "position negative",
+        _set("position", -1),
+        "position",
+        r"slot indices in \[0, 18\] .*: row 7 has -1",
+    ),
     ("position fractional", _set("position", 1.5), "position", "row 7 has 1.5"),
-    ("step negative", _set("step", -3), "step", "non-negative integers: row 7 has -3"),
+    (
+        "step negative",
+        _set("step", -3),
+        "step",
+        r"non-negative integers below 2\*\*63: row 7 has -3",
+    ),
     ("step fractional", _set("step", 0.5), "step", "row 7 has 0.5"),
     ("episode missing", _set("episode_id", None), "episode_id", "must not be missing: row 7"),
 ]
@@ -225,7 +245,7 @@ def test_unusable_sources_and_options_are_refused(log, tmp_path):
         ({"action_names": ()}, ValueError, "`action_names` must name at least one action"),
         ({"features": np.zeros((2, 2))}, ValueError, "`feature_names` must name the 2"),
         ({"feature_names": ("x",)}, ValueError, "`feature_names` must be empty"),
-        ({"positions": np.array([0, -1])}, ValueError, "`positions` must be >= 0, got -1"),
+        ({"positions": np.array([0, -1])}, ValueError, r"`positions` must be in \[0, 2\], got -1"),
         ({"steps": np.array([0, 1, 2])}, ValueError, r"`steps` must have shape \(2,\)"),
     ],
 )
@@ -292,3 +312,272 @@ def test_mask_columns_become_masks_and_are_not_features():
 def test_bad_mask_columns_are_refused_naming_column_and_row(change, match):
     with pytest.raises(ValueError, match=match):
         read_logs(change(_masked_frame()))
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile files: what the suffix does not say, names that mislead, values beyond reason
+# --------------------------------------------------------------------------------------------
+
+
+def _small() -> pd.DataFrame:
+    """Ten rows in the schema, with a float64 feature and string ids."""
+    return pd.DataFrame(
+        {
+            "decision_id": [f"d{i}" for i in range(10)],
+            "customer_id": [f"c{i}" for i in range(10)],
+            "episode_id": [f"e{i // 2}" for i in range(10)],
+            "step": [i % 2 for i in range(10)],
+            "action": ["no_contact", "pct10@sms"] * 5,
+            "propensity": [0.5] * 10,
+            "reward": [float(i) for i in range(10)],
+            "monetary": np.linspace(0.0, 1.0, 10),
+        }
+    )
+
+
+def _csv_with(column: str, text: str):
+    """A CSV whose cell (ROW, column) is written as ``text``, verbatim."""
+
+    def build(tmp_path: Path) -> Path:
+        frame = _small()
+        frame[column] = frame[column].astype(object)
+        frame.at[ROW, column] = "@CELL@"
+        path = tmp_path / "log.csv"
+        path.write_text(frame.to_csv(index=False).replace("@CELL@", text))
+        return path
+
+    return build
+
+
+def _parquet(table_or_frame: Any):
+    def build(tmp_path: Path) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = tmp_path / "log.parquet"
+        value = table_or_frame() if callable(table_or_frame) else table_or_frame
+        table = value if isinstance(value, pa.Table) else pa.Table.from_pandas(value)
+        pq.write_table(table, path)
+        return path
+
+    return build
+
+
+def _frame(change):
+    return lambda tmp_path: change(_small())
+
+
+def _nested_action_table(values: list[Any]):
+    def make() -> Any:
+        import pyarrow as pa
+
+        return pa.table({"action": pa.array(values), "propensity": [0.5] * 3, "reward": [1.0] * 3})
+
+    return make
+
+
+def _file(fmt: str, change):
+    def build(tmp_path: Path) -> Path:
+        path = tmp_path / f"log.{fmt}"
+        frame = change(_small())
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        return path
+
+    return build
+
+
+def _with(column: str, value: Any, dtype: Any = object, fill: Any = None):
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        if fill is not None:
+            frame[column] = fill
+        frame[column] = frame[column].astype(dtype)
+        frame.at[ROW, column] = value
+        return frame
+
+    return change
+
+
+def _bad_utf8_csv(tmp_path: Path) -> Path:
+    lines = _small().to_csv(index=False).encode().split(b"\n")
+    lines[ROW + 1] = lines[ROW + 1].replace(b",c7,", b",c\xff\xfe7,")  # line ROW + 2
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"\n".join(lines))
+    return path
+
+
+def _bad_utf8_header(tmp_path: Path) -> Path:
+    path = tmp_path / "log.csv"
+    path.write_bytes(_small().to_csv(index=False).encode().replace(b"monetary", b"mon\xe9tary"))
+    return path
+
+
+def _duplicate_header_csv(tmp_path: Path) -> Path:
+    text = _small().to_csv(index=False).replace("customer_id", "monetary", 1)
+    path = tmp_path / "log.csv"
+    path.write_text(text)
+    return path
+
+
+def _parquet_bytes_in_csv(tmp_path: Path) -> Path:
+    _parquet(_small())(tmp_path)
+    path = tmp_path / "log.csv"
+    path.write_bytes((tmp_path / "log.parquet").read_bytes())
+    return path
+
+
+def _csv_bytes_in_parquet(tmp_path: Path) -> Path:
+    path = tmp_path / "log.parquet"
+    path.write_text(_small().to_csv(index=False))
+    return path
+
+
+def _text_file(name: str, content: str):
+    def build(tmp_path: Path) -> Path:
+        path = tmp_path / name
+        path.write_text(content)
+        return path
+
+    return build
+
+
+def _uint64_step(tmp_path: Path) -> Path:
+    frame = _small()
+    frame["step"] = frame["step"].astype(np.uint64)
+    frame.at[ROW, "step"] = np.uint64(2**63)
+    return _parquet(frame)(tmp_path)
+
+
+HOSTILE = [
+    # structure
+    ("list action (Parquet)", _parquet(_nested_action_table([["no_contact"]] * 3)),
+     r"column `action` must hold single values, not lists or structs: row 0 has \['no_contact'\]"),
+    ("struct action (Parquet)", _parquet(_nested_action_table([{"a": 1}] * 3)),
+     r"column `action` must hold single values.*: row 0 has \{'a': 1\}"),
+    ("list action (frame)", _frame(_with("action", ["no_contact", "pct10@sms"])),
+     r"column `action` must hold single values.*: row 7 has \['no_contact', 'pct10@sms'\]"),
+    ("list feature (frame)", _frame(_with("monetary", [1.0, 2.0])),
+     r"column `monetary` must hold single values.*: row 7 has \[1.0, 2.0\]"),
+    ("list propensity (frame)", _frame(_with("propensity", (0.5,))),
+     r"column `propensity` must hold single values.*: row 7 has \(0.5,\)"),
+    ("boolean propensity (frame)", _frame(lambda f: f.assign(propensity=True)),
+     r"column `propensity` must be a number in \(0, 1\], not a boolean: row 0 has True"),
+    ("boolean propensity (CSV)", _text_file("log.csv", "action,propensity,reward\n0,true,1\n"),
+     r"column `propensity` must be a number in \(0, 1\], not a boolean: row 0 has True"),
+    ("one boolean propensity (frame)", _frame(_with("propensity", True)),
+     r"column `propensity` .*not a boolean: row 7 has True"),
+    ("boolean propensity (Parquet)", _parquet(_small().assign(propensity=True)),
+     r"column `propensity` .*not a boolean: row 0 has True"),
+    # names
+    ("duplicate names (CSV header)", _duplicate_header_csv,
+     r"column `monetary` appears twice in '.*log.csv' \(columns 1 and 7, counting from 0\)"),
+    ("duplicate names (frame)", _frame(lambda f: f.rename(columns={"customer_id": "monetary"})),
+     r"column `monetary` appears twice in the DataFrame \(columns 1 and 7"),
+    ("Position", _frame(lambda f: f.assign(Position=0)),
+     r"column `Position` is not a schema column: did you mean 'position'\?"),
+    ("Reward for reward (CSV)", _file("csv", lambda f: f.rename(columns={"reward": "Reward"})),
+     r"column `Reward` is not a schema column: did you mean 'reward'\?"),
+    ("Reward beside reward (Parquet)", _file("parquet", lambda f: f.assign(Reward=1.0)),
+     r"column `Reward` .*did you mean 'reward'\?"),
+    ("STEP with spaces", _frame(lambda f: f.assign(**{" STEP ": 1})),
+     r"column ` STEP ` .*did you mean 'step'\?"),
+    ("Allowed= mask", _frame(lambda f: f.assign(**{"Allowed=no_contact": True})),
+     r"column `Allowed=no_contact` .*did you mean 'allowed=no_contact'\?"),
+    # integers beyond int64, slots beyond the actions
+    ("step 2**63 (CSV)", _csv_with("step", str(2**63)),
+     r"column `step` must hold non-negative integers below 2\*\*63: "
+     r"row 7 has '9223372036854775808'"),
+    ("step 2**64 + 5 (CSV)", _csv_with("step", str(2**64 + 5)),
+     r"column `step` .*: row 7 has '18446744073709551621'"),
+    ("step 2**63 (uint64 Parquet)", _uint64_step,
+     r"column `step` must hold non-negative integers below 2\*\*63: row 7 has 9223372036854775808"),
+    ("position 1e12 (frame)", _frame(_with("position", 10**12, np.int64, fill=0)),
+     r"column `position` must hold slot indices in \[0, 18\] .*: row 7 has 1000000000000"),
+    ("position 19 (CSV)", _file("csv", _with("position", 19, np.int64, fill=0)),
+     r"column `position` must hold slot indices in \[0, 18\] .*: row 7 has 19"),
+    ("position 1e12 (float Parquet)", _file("parquet", _with("position", 1e12, float, fill=0)),
+     r"column `position` .*: row 7 has 1000000000000.0"),
+    # encodings and formats
+    ("invalid UTF-8 at row 7", _bad_utf8_csv,
+     r"column `customer_id` must be UTF-8 text: row 7 \(line 9 of the file, the header being "
+     r"line 1\) has b'c\\xff\\xfe7'"),
+    ("invalid UTF-8 in the header", _bad_utf8_header,
+     r"`source` '.*log.csv' is not UTF-8: line 1 \(the header\) has b'mon\\xe9tary'"),
+    ("Parquet bytes in a .csv", _parquet_bytes_in_csv,
+     r"`source` '.*log.csv' looks like Parquet, not CSV: rename it to .parquet"),
+    ("CSV text in a .parquet", _csv_bytes_in_parquet,
+     r"`source` '.*log.parquet' looks like CSV, not Parquet: rename it to .csv"),
+    ("NUL bytes in a .csv", _text_file("log.csv", "action,propensity\x00,reward\n"),
+     r"is not a text CSV file: byte 17 is NUL"),
+    # empty logs
+    ("header-only CSV", _text_file("log.csv", "action,propensity,reward\n"),
+     r"the log is empty: '.*log.csv' has no rows"),
+    ("zero-row Parquet", _file("parquet", lambda f: f.head(0)),
+     r"the log is empty: '.*log.parquet' has no rows"),
+    ("zero-row frame", _frame(lambda f: f.head(0)), r"the log is empty: the DataFrame has no rows"),
+    ("empty CSV file", _text_file("log.csv", ""), r"the log is empty: '.*log.csv' has no header"),
+    # magnitudes
+    ("feature 1e308 (frame)", _frame(_with("monetary", 1e308, np.float64)),
+     r"column `monetary` must be a finite number of magnitude at most 1e\+12: row 7 has 1e\+308"),
+    ("feature -1e13 (CSV)", _file("csv", _with("monetary", -1e13, np.float64)),
+     r"column `monetary` .*at most 1e\+12: row 7 has -1(e\+13|0{13}\.0)"),
+    ("feature 1e308 (Parquet)", _file("parquet", _with("monetary", 1e308, np.float64)),
+     r"column `monetary` .*at most 1e\+12: row 7 has 1e\+308"),
+    ("reward 1e300 (frame)", _frame(_with("reward", 1e300, np.float64)),
+     r"column `reward` .*at most 1e\+12: row 7 has 1e\+300"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("build", "match"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_logs_are_refused_naming_column_row_and_value(tmp_path, build, match):
+    source = build(tmp_path)
+    with pytest.raises(ValueError, match=match) as info:
+        read_logs(source)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.isascii() and message.isprintable(), message  # no raw bytes
+    assert len(message) < 400
+
+
+def test_a_schema_name_in_another_case_is_a_feature_when_asked_for_by_name():
+    frame = _small().assign(Position=1.0)
+    data = read_logs(frame, feature_columns=["monetary", "Position"])
+    assert data.feature_names == ("monetary", "Position")
+    assert data.positions is None
+
+
+def test_unsigned_and_large_valid_steps_are_read_exactly(tmp_path):
+    frame = _small()
+    frame["step"] = np.array([0, 2**62, 3, 4, 5, 6, 7, 2**63 - 1, 8, 9], dtype=np.uint64)
+    data = read_logs(_parquet(frame)(tmp_path))
+    assert data.steps is not None and data.steps[7] == 2**63 - 1 and data.steps[1] == 2**62
+
+
+def test_a_valid_csv_with_a_bom_and_a_header_only_first_line_reads(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + _small().to_csv(index=False).encode())
+    assert read_logs(path).n_rounds == 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"positions": np.array([0, 3])}, r"`positions` must be in \[0, 2\], got 3 at index 1"),
+        ({"rewards": np.array([0.0, -2e12])}, r"`rewards` must be at most 1e\+12 in magnitude, "
+         r"got -2000000000000.0 at index 1"),
+        ({"features": np.array([[0.0, 1.0], [1e308, 0.0]]), "feature_names": ("x", "y")},
+         r"`features` must be at most 1e\+12 in magnitude, got 1e\+308 at index \(1, 0\) "
+         r"\(column 'x'\)"),
+    ],
+)  # fmt: skip
+def test_direct_construction_bounds_slots_and_magnitudes(kwargs, match):
+    base: dict[str, Any] = {
+        "actions": np.array([0, 1]),
+        "rewards": np.array([0.0, 1.0]),
+        "propensities": np.array([0.5, 0.5]),
+        "action_names": ("a", "b", "c"),
+    }
+    with pytest.raises(ValueError, match=match):
+        LoggedData(**{**base, **kwargs})

@@ -148,9 +148,9 @@ def test_a_2d_table_that_reads_both_ways_must_be_wrapped():
 
 
 def test_a_position_axis_must_cover_the_logged_positions():
-    data = _log(10, 2, 3)
-    with pytest.raises(ValueError, match=r"`target` must have shape .*got \(2, 2\)"):
-        as_target(np.full((2, 2), 0.5), data)
+    data = _log(10, 3, 3)
+    with pytest.raises(ValueError, match=r"`target` must have shape .*got \(3, 2\)"):
+        as_target(np.full((3, 2), 1.0 / 3.0), data)
 
 
 def test_a_policy_object_is_evaluated_on_the_features():
