@@ -13,6 +13,7 @@ Pick a backend by URL with :func:`open_store`: ``sqlite:///decisions.db`` (a rel
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -27,6 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SQLStore",
     "DecisionStore",
+    "GroupCommitStore",
     "StoreCounts",
     "StoredDecision",
     "UnknownDecisionError",
@@ -600,3 +602,174 @@ class SQLStore(ABC):
             if len(rows) < page_size:
                 return
             last = (float(rows[-1][3]), rows[-1][0])
+
+
+# ------------------------------------------------------------------------------ group commit
+
+
+class _Pending:
+    """One caller's write waiting for a group commit."""
+
+    __slots__ = ("error", "finished", "items", "kind", "result", "wake")
+
+    def __init__(self, kind: str, items: list[Any]) -> None:
+        self.kind = kind
+        self.items = items
+        self.result: list[Any] = []
+        self.error: BaseException | None = None
+        self.finished = False
+        self.wake = threading.Event()
+
+
+class GroupCommitStore:
+    """A store whose concurrent writes share transactions (group commit); reads pass through.
+
+    A durable commit costs a disk flush (milliseconds); threads that write while one flush
+    is under way queue up, and the next flush commits all of them in one transaction. No
+    background thread: the first waiting writer commits for the others (the leader), then
+    hands over to the next waiting writer. Every caller still returns only after its own
+    records are committed, with its own result or error: when a merged batch fails (an
+    unknown decision id in one caller's rewards), each caller's part is retried alone, so
+    only the guilty caller gets the error.
+
+    Args:
+        store: The store that commits.
+        max_batch: Most callers merged into one transaction.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from campaignrl.service.sqlite_store import SQLiteStore
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     store = GroupCommitStore(SQLiteStore(pathlib.Path(tmp) / "d.db"))
+        ...     print(store.counts().decisions, store.commits)
+        ...     store.close()
+        0 0
+    """
+
+    def __init__(self, store: DecisionStore, *, max_batch: int = 256) -> None:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"`max_batch` must be an int >= 1, got {max_batch!r}")
+        self.store = store
+        self.max_batch = max_batch
+        self.commits = 0
+        """transactions committed (fewer than write calls when calls were merged)"""
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._flushing = False
+
+    def add_decisions(self, records: Sequence[DecisionRecord]) -> list[DecisionRecord]:
+        """See :meth:`DecisionStore.add_decisions` (merged with concurrent callers)."""
+        return self._submit("decisions", list(records))
+
+    def add_rewards(self, rewards: Sequence[RewardRecord]) -> list[RewardRecord]:
+        """See :meth:`DecisionStore.add_rewards` (merged with concurrent callers)."""
+        return self._submit("rewards", list(rewards))
+
+    def _submit(self, kind: str, items: list[Any]) -> list[Any]:
+        if not items:
+            return []
+        pending = _Pending(kind, items)
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._flushing
+            self._flushing = True
+        while True:
+            if lead:
+                self._flush_once()
+            pending.wake.wait()
+            with self._lock:
+                if pending.finished:
+                    break
+                pending.wake.clear()  # woken to lead the next flush
+                lead = True
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _flush_once(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        try:
+            for kind in ("decisions", "rewards"):
+                group = [p for p in batch if p.kind == kind]
+                if group:
+                    self._commit(kind, group)
+        finally:
+            with self._lock:
+                for pending in batch:
+                    if not pending.finished:  # only on an unexpected failure above
+                        pending.error = RuntimeError("group commit failed")
+                        pending.finished = True
+                    pending.wake.set()
+                if self._queue:
+                    self._queue[0].wake.set()  # the next waiting writer leads
+                else:
+                    self._flushing = False
+
+    def _commit(self, kind: str, group: list[_Pending]) -> None:
+        write = self.store.add_decisions if kind == "decisions" else self.store.add_rewards
+        merged = [item for p in group for item in p.items]
+        try:
+            results: list[Any] = list(write(merged))
+            self.commits += 1
+        except Exception as error:
+            if len(group) == 1:
+                group[0].error, group[0].finished = error, True
+                return
+            for pending in group:  # retry alone: the error goes to the caller who caused it
+                try:
+                    pending.result = list(write(pending.items))
+                    self.commits += 1
+                except Exception as alone:
+                    pending.error = alone
+                pending.finished = True
+            return
+        start = 0
+        for pending in group:
+            pending.result = results[start : start + len(pending.items)]
+            pending.finished = True
+            start += len(pending.items)
+
+    def get_decision(self, decision_id: str) -> DecisionRecord:
+        """See :meth:`DecisionStore.get_decision`."""
+        return self.store.get_decision(decision_id)
+
+    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        """See :meth:`DecisionStore.get_decisions`."""
+        return self.store.get_decisions(decision_ids)
+
+    def activate(self, decision_id: str, at: float) -> DecisionRecord:
+        """See :meth:`DecisionStore.activate`."""
+        return self.store.activate(decision_id, at)
+
+    def rewards_for(self, decision_id: str) -> list[RewardRecord]:
+        """See :meth:`DecisionStore.rewards_for`."""
+        return self.store.rewards_for(decision_id)
+
+    def counts(self) -> StoreCounts:
+        """See :meth:`DecisionStore.counts`."""
+        return self.store.counts()
+
+    def closed_counts(self, activated_until: float) -> tuple[int, int]:
+        """See :meth:`DecisionStore.closed_counts`."""
+        return self.store.closed_counts(activated_until)
+
+    def iter_active(
+        self,
+        *,
+        activated_until: float,
+        activated_after: float | None = None,
+        created_since: float | None = None,
+        page_size: int = 2000,
+    ) -> Iterator[StoredDecision]:
+        """See :meth:`DecisionStore.iter_active`."""
+        return self.store.iter_active(
+            activated_until=activated_until,
+            activated_after=activated_after,
+            created_since=created_since,
+            page_size=page_size,
+        )
+
+    def close(self) -> None:
+        """Close the underlying store."""
+        self.store.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from campaignrl.service.store import DecisionStore, open_store
+from campaignrl.service.store import DecisionStore, GroupCommitStore, open_store
 
 _MISSING = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH nor in "
@@ -86,19 +86,26 @@ def reset_postgres(url: str) -> None:
         conn.execute("DROP TABLE IF EXISTS rewards, decisions, meta")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty store of each backend."""
-    if request.param == "sqlite":
+def _empty_store_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'decisions.db'}"
     url: str = request.getfixturevalue("postgres_url")
     reset_postgres(url)
     return url
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[DecisionStore]:
-    """An empty, open store of each backend (closed after the test)."""
-    opened = open_store(store_url)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store of each backend."""
+    return _empty_store_url(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "grouped-sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionStore]:
+    """An empty, open store of each backend, and SQLite behind group commit (closed after)."""
+    backend = str(request.param)
+    opened = open_store(_empty_store_url(request, backend.removeprefix("grouped-"), tmp_path))
+    if backend.startswith("grouped-"):
+        opened = GroupCommitStore(opened)
     yield opened
     opened.close()

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 from campaignrl.service.records import DecisionRecord, RewardRecord
 from campaignrl.service.store import (
     DecisionStore,
+    GroupCommitStore,
     StoreCounts,
     UnknownDecisionError,
     open_store,
@@ -333,3 +335,86 @@ def test_open_store_refuses_bad_urls(url: str, message: str) -> None:
 def test_open_store_refuses_a_non_string() -> None:
     with pytest.raises(TypeError, match="`--store` must be a URL string, got int 5"):
         open_store(5)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ group commit
+
+
+class _Gate:
+    """A real store whose first write waits until ``n`` other writers are queued behind it."""
+
+    def __init__(self, store: DecisionStore, n: int) -> None:
+        self.store, self.n, self.group, self.opened = store, n, None, False
+
+    def _hold(self) -> None:
+        if not self.opened:
+            self.opened = True
+            deadline = time.monotonic() + 30.0
+            while len(self.group._queue) < self.n and time.monotonic() < deadline:  # type: ignore[union-attr]
+                time.sleep(0.001)
+
+    def add_decisions(self, records: list[DecisionRecord]) -> list[DecisionRecord]:
+        self._hold()
+        return self.store.add_decisions(records)
+
+    def add_rewards(self, rewards: list[RewardRecord]) -> list[RewardRecord]:
+        self._hold()
+        return self.store.add_rewards(rewards)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _grouped(tmp_path: Path, waiting: int) -> tuple[GroupCommitStore, DecisionStore]:
+    inner = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    gate = _Gate(inner, waiting)
+    group = GroupCommitStore(gate)  # type: ignore[arg-type]
+    gate.group = group  # type: ignore[assignment]
+    return group, inner
+
+
+def _in_threads(n: int, work: Callable[[int], object]) -> list[object]:
+    out: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            out[i] = work(i)
+        except Exception as error:
+            out[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_group_commit_merges_concurrent_writers(tmp_path: Path) -> None:
+    group, inner = _grouped(tmp_path, waiting=7)
+    results = _in_threads(8, lambda i: group.add_decisions([decision(2 * i), decision(2 * i + 1)]))
+    assert results == [[decision(2 * i), decision(2 * i + 1)] for i in range(8)]
+    assert group.commits == 2  # the first writer alone, then the 7 that queued behind it
+    assert inner.counts().decisions == 16
+    group.close()
+
+
+def test_group_commit_error_goes_only_to_its_caller(tmp_path: Path) -> None:
+    group, inner = _grouped(tmp_path, waiting=5)
+    inner.add_decisions([decision(i) for i in range(6)])
+
+    def post(i: int) -> object:
+        target = "ghost" if i == 3 else f"d{i:04d}"
+        return group.add_rewards([RewardRecord(target, float(i), 1.0)])
+
+    results = _in_threads(6, post)
+    assert isinstance(results[3], UnknownDecisionError) and "'ghost'" in str(results[3])
+    for i in (0, 1, 2, 4, 5):
+        assert results[i] == [RewardRecord(f"d{i:04d}", float(i), 1.0)]
+    assert inner.counts().rewards == 5
+    group.close()
+
+
+def test_group_commit_refuses_a_bad_batch_size(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="`max_batch` must be an int >= 1, got 0"):
+        GroupCommitStore(open_store(f"sqlite:///{tmp_path / 'd.db'}"), max_batch=0)
