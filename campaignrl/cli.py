@@ -76,6 +76,88 @@ def _policy_arg(names: Sequence[str]) -> Any:
     return parse
 
 
+def _version() -> str:
+    """The installed distribution's version (``unknown`` when run from an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("campaignrl")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+_SETTINGS_USAGE = (
+    "Set them with `campaignrl train --agent NAME --set KEY=VALUE` or an experiment's "
+    "`params: {KEY: VALUE}`."
+)
+
+
+def _agent_settings(name: str, *, full: bool) -> str:
+    """The settings of agent ``name`` (learner or baseline) as text, from the code."""
+    from campaignrl._settings_doc import (
+        baseline_setting_docs,
+        config_setting_docs,
+        format_settings,
+    )
+    from campaignrl.agents.baselines import BASELINES
+    from campaignrl.agents.registry import LEARNERS, config_class
+
+    if name in LEARNERS:
+        cls = config_class(name)
+        settings = config_setting_docs(cls, skip=("algorithm",))  # the name sets the algorithm
+        return format_settings(f"{name} ({cls.__name__})", settings, full=full)
+    return format_settings(f"{name} (baseline)", baseline_setting_docs(BASELINES[name]), full=full)
+
+
+class _HelpSettings(argparse.Action):
+    """``train --agent X --help-settings``: print X's settings and exit, like ``--help``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        agent = getattr(namespace, "agent", None)
+        if agent is None:
+            parser.error(
+                "argument --help-settings: give --agent before it "
+                "(train --agent ppo --help-settings), or run `campaignrl agents`"
+            )
+        print(_agent_settings(agent, full=True))
+        print(_SETTINGS_USAGE)
+        parser.exit(0)
+
+
+def _cmd_agents(args: argparse.Namespace) -> int:
+    from campaignrl.agents.bandits import BANDIT_ALGORITHMS
+    from campaignrl.agents.baselines import baseline_names
+    from campaignrl.agents.registry import LEARNERS
+
+    if args.agent is not None:
+        print(_agent_settings(args.agent, full=True))
+        print(_SETTINGS_USAGE)
+        return 0
+    print(
+        "Learners (campaignrl train --agent NAME; an experiment's agents) and their settings. "
+        "`campaignrl agents NAME` prints one agent's with the whole docs.\n"
+    )
+    bandits = [n for n in LEARNERS if n in BANDIT_ALGORITHMS]
+    print(_agent_settings(bandits[0], full=False).replace(bandits[0], ", ".join(bandits), 1))
+    for name in LEARNERS:
+        if name not in BANDIT_ALGORITHMS:
+            print(f"\n{_agent_settings(name, full=False)}")
+    print("\nBaselines (no training; experiments take the settings below):")
+    for name in baseline_names():
+        print(_agent_settings(name, full=False))
+    print(f"\n{_SETTINGS_USAGE}")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from campaignrl.agents.baselines import baseline_names
     from campaignrl.agents.registry import LEARNERS
@@ -84,6 +166,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     worlds, policies, learners = world_names(), baseline_names(), LEARNERS
     parser = _Parser(prog="campaignrl", description="Reinforcement-learning campaign optimizer.")
+    parser.add_argument(
+        "--version", action="version", version=f"campaignrl {_version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def population(p: argparse.ArgumentParser, customers: int, periods: int) -> None:
@@ -177,6 +262,14 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="chance per period that a customer is sent something (default: 0.5)",
     )
+    ag = sub.add_parser("agents", help="every agent's settings, with defaults and docs")
+    ag.set_defaults(handler=_cmd_agents)
+    ag.add_argument(
+        "agent",
+        nargs="?",
+        type=_choice((*learners, *policies)),
+        help="one agent (learner or baseline): its settings with their whole docs",
+    )
     t = sub.add_parser("train", help="train a learning agent and export its policy")
     t.set_defaults(handler=_cmd_train)
     population(t, 10_000, 26)
@@ -192,6 +285,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="an agent setting (repeatable), e.g. --set epsilon=0.1",
+    )
+    t.add_argument(
+        "--help-settings",
+        action=_HelpSettings,
+        help="print the settings of --agent (given before it) with defaults and docs, and exit",
     )
     t.add_argument(
         "--evals",
@@ -237,10 +335,26 @@ def _make_policy(name: str | Path, world: str, periods: int, seed: int) -> Any:
     from campaignrl.simulators.presets import get_world
 
     if isinstance(name, Path):
-        from campaignrl.policies.artifacts import load_policy
-        from campaignrl.rollout import FeaturePolicy
+        from campaignrl.envs.observation import ObservationEncoder
+        from campaignrl.policies.artifacts import load_policy, read_manifest
+        from campaignrl.rollout import FeaturePolicy, check_policy_fit
 
-        return FeaturePolicy(load_policy(name), name=str(name))
+        spec = get_world(world)
+        try:
+            loaded = FeaturePolicy(load_policy(name), name=str(name))
+            loaded.check_compatible(
+                ObservationEncoder(spec, periods).feature_names, spec.catalog.action_names
+            )
+            training = read_manifest(name).get("training")
+        except ValueError as exc:  # the library's message, with the argument it concerns
+            said = str(exc)
+            where = "" if str(name) in said else f"{str(name)!r}: "
+            raise ValueError(f"argument --policy: {where}{said}") from None
+        for warning in check_policy_fit(
+            training if isinstance(training, dict) else {}, world, periods
+        ):
+            print(f"campaignrl: warning: --policy {str(name)!r}: {warning}", file=sys.stderr)
+        return loaded
     policy = make_baseline(name)
     # The pilot of static-best gets its own stream so it never sees the evaluated population.
     policy.fit(get_world(world), periods, np.random.default_rng([seed, 1]))
@@ -318,6 +432,8 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
     from campaignrl.plots import plot_policy_comparison
     from campaignrl.rollout import run_policy
 
+    if args.out.exists() and not args.out.is_dir():  # refused before the work, not after
+        raise ValueError(f"argument --out: {str(args.out)!r} is a file, not a folder")
     console = Console(width=max(Console().width, 100))
     rows, curves = [], []
     for name in baseline_names():
@@ -651,16 +767,82 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``campaignrl`` console script; returns the exit code."""
-    args = _build_parser().parse_args(argv)
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    import os
+
     try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests capture it)
+        pass
+
+
+def _argument_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """How errors name each argument (``--out``, ``config``), by ``dest``, subcommands included."""
+    names: dict[str, str] = {}
+    parsers = [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.dest not in names:
+                longs = [o for o in action.option_strings if o.startswith("--")]
+                metavar = action.metavar if isinstance(action.metavar, str) else action.dest
+                names[action.dest] = longs[0] if longs else metavar
+    return names
+
+
+def _os_error_message(
+    exc: OSError, args: argparse.Namespace | None, parser: argparse.ArgumentParser
+) -> str:
+    """One line for a failed file operation, naming the argument whose path it concerns.
+
+    ``argument --out: 'ro/x': Permission denied: 'ro/x/summary.csv'``: the first path
+    argument (``--out``, ``--config``, ...) that is the failing file or a folder above it.
+    """
+    import os
+
+    detail = exc.strerror or str(exc)
+    files = [os.fsdecode(f) for f in (exc.filename, exc.filename2) if f is not None]
+    if not files:
+        return detail
+    names = _argument_names(parser)
+    for dest, value in sorted(vars(args or argparse.Namespace()).items()):
+        if not isinstance(value, Path) or dest not in names:
+            continue
+        given = os.path.abspath(value)
+        for file in files:
+            target = os.path.abspath(file)
+            if target == given or target.startswith(given.rstrip(os.sep) + os.sep):
+                inside = "" if target == given else f": {file!r}"
+                return f"argument {names[dest]}: {str(value)!r}: {detail}{inside}"
+    return f"{detail}: {' -> '.join(repr(f) for f in files)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``campaignrl`` console script; returns the exit code.
+
+    Bad input (``ValueError``) and failed file operations (``OSError``: permission denied,
+    disk full, a folder where a file is needed...) end in one line and exit code 2; Ctrl-C in
+    ``campaignrl: interrupted`` and 130, the shell's code for SIGINT.
+    """
+    parser = _build_parser()
+    args: argparse.Namespace | None = None
+    try:
+        args = parser.parse_args(argv)
         # The policies multiply small matrices: multi-threaded BLAS gains nothing on them and,
         # when the cores are busy, makes them up to ~40x slower (measured on LinUCB scoring).
         with threadpool_limits(limits=1, user_api="blas"):
             return int(args.handler(args))
-    except (ValueError, FileExistsError) as exc:
+    except ValueError as exc:
         print(f"campaignrl: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `campaignrl agents | head`: the reader left, nothing to say
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        print(f"campaignrl: error: {_os_error_message(exc, args, parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, the shell's code for SIGINT
         print(f"campaignrl: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)

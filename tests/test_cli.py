@@ -341,3 +341,206 @@ def test_calibrate_flags_values_outside_their_survey_range(capsys):
     assert "[~90%+] OUT" in sms
     assert "[most]" in out  # a range is text, not rich markup (it used to vanish)
     assert "outside the survey range: " in out and "sms opened" in out
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    code, out, err = _run(["--version"], capsys)
+    assert code == 0, err
+    assert out == f"campaignrl {version('campaignrl')}\n"
+
+
+def _learner_fields(name):
+    import dataclasses
+
+    from campaignrl.agents.registry import config_class
+
+    cls = config_class(name)
+    for f in dataclasses.fields(cls):
+        if f.name == "algorithm":  # fixed by the agent's name, not a setting
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        yield f.name, default
+
+
+def test_agents_lists_every_setting_with_its_default(capsys):
+    from campaignrl.agents.registry import LEARNERS
+
+    code, out, err = _run(["agents"], capsys)
+    assert code == 0, err
+    for name in LEARNERS:
+        assert name in out
+        for field, default in _learner_fields(name):
+            assert f"  {field} = {default!r}  " in out, (name, field)
+    assert "  fatigue_threshold = 1.0  Largest fatigue at which a contact is still made." in out
+    assert "  pilot_customers = 4000  " in out
+
+
+@pytest.mark.parametrize("name", ["epsilon-greedy", "lints", "qlearning", "ppo"])
+def test_train_help_settings_prints_one_agents_settings_and_exits(name, capsys):
+    code, out, err = _run(["train", "--agent", name, "--help-settings"], capsys)
+    assert code == 0, err  # not "--timesteps is required"
+    from campaignrl.agents.registry import config_class
+
+    assert out.startswith(f"{name} ({config_class(name).__name__})\n")
+    for field, default in _learner_fields(name):
+        assert f"\n  {field}: " in out and f" = {default!r}\n" in out, field
+    other = "n_epochs" if name != "ppo" else "warmup_periods"
+    assert other not in out
+
+
+def test_help_settings_needs_the_agent_first(capsys):
+    code, out, err = _run(["train", "--help-settings", "--agent", "ppo"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("campaignrl: error: argument --help-settings: give --agent before it")
+    assert err.count("\n") == 1
+
+
+def test_agents_name_prints_whole_docs(capsys):
+    code, out, err = _run(["agents", "qlearning"], capsys)
+    assert code == 0, err
+    assert "hence the default of 1" in out  # the end of n_step's docstring, not only its start
+    code, _, err = _run(["agents", "nope"], capsys)
+    assert code == 2 and err.startswith("campaignrl: error: argument agent: must be one of ")
+
+
+@pytest.mark.parametrize("name", ["epsilon-greedy", "qlearning", "ppo"])
+def test_every_learner_setting_has_a_docstring(name):
+    """A config field without its docstring line fails here: `campaignrl agents` shows docs."""
+    from campaignrl._settings_doc import attribute_docs
+    from campaignrl.agents.registry import config_class
+
+    docs = attribute_docs(config_class(name))
+    undocumented = [f for f, _ in _learner_fields(name) if not docs.get(f)]
+    assert undocumented == [], f"{name}: settings without a docstring: {undocumented}"
+
+
+def test_attribute_docs_sees_a_missing_docstring():
+    import dataclasses
+
+    from campaignrl._settings_doc import attribute_docs, config_setting_docs
+
+    @dataclasses.dataclass
+    class Partly:
+        documented: int = 1
+        """the one with a doc"""
+        bare: float = 0.5
+        listed: tuple[int, ...] = dataclasses.field(default_factory=lambda: (1, 2))
+        """a default from a factory"""
+
+    assert attribute_docs(Partly) == {
+        "documented": "the one with a doc",
+        "listed": "a default from a factory",
+    }
+    settings = {s.name: s for s in config_setting_docs(Partly)}
+    assert settings["bare"].doc == "" and settings["bare"].default == 0.5
+    assert settings["listed"].default == (1, 2) and settings["listed"].type == "tuple[int, ...]"
+
+
+def test_baselines_out_a_file_is_one_line_naming_out(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    code, out, err = _run(["baselines", *SMALL, "--out", str(target)], capsys)
+    assert code == 2 and out == "", err
+    assert err == f"campaignrl: error: argument --out: {str(target)!r} is a file, not a folder\n"
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            lambda out: PermissionError(13, "Permission denied", str(out / "summary.csv")),
+            lambda out: (
+                f"argument --out: {str(out)!r}: Permission denied: {str(out / 'summary.csv')!r}"
+            ),
+        ),
+        (
+            lambda out: IsADirectoryError(21, "Is a directory", str(out)),
+            lambda out: f"argument --out: {str(out)!r}: Is a directory",
+        ),
+        (lambda out: OSError(28, "No space left on device"), lambda out: "No space left on device"),
+        (
+            lambda out: PermissionError(13, "Permission denied", "/elsewhere/f"),
+            lambda out: "Permission denied: '/elsewhere/f'",
+        ),
+    ],
+)
+def test_os_errors_are_one_line_naming_the_argument(error, expected, tmp_path, capsys, monkeypatch):
+    import campaignrl.cli as cli
+
+    out_dir = tmp_path / "results"
+
+    def fail(args):
+        raise error(out_dir)
+
+    monkeypatch.setattr(cli, "_cmd_baselines", fail)
+    code, out, err = _run(["baselines", "--out", str(out_dir)], capsys)
+    assert code == 2 and out == ""
+    assert err == f"campaignrl: error: {expected(out_dir)}\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    import campaignrl.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_calibrate", interrupted)
+    code, out, err = _run(["calibrate"], capsys)
+    assert code == 130 and out == ""
+    assert err == "campaignrl: interrupted\n"
+
+
+def test_broken_policy_manifest_names_policy_argument(tmp_path, capsys):
+    broken = tmp_path / "pol"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{")
+    code, out, err = _run(["evaluate", "--policy", str(broken), *SMALL], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith(
+        f"campaignrl: error: argument --policy: policy artifact {str(broken)!r}: "
+    )
+    assert err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny ucb1 policy trained on retail over 4-period campaigns."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    argv = ["train", "--agent", "ucb1", "--timesteps", "400", "--customers", "100"]
+    assert main([*argv, "--periods", "4", "--evals", "0", "--out", str(out)]) == 0
+    return out
+
+
+def test_policy_on_another_world_or_longer_campaign_is_warned(trained_run, tmp_path, capsys):
+    capsys.readouterr()
+    argv = ["evaluate", "--policy", str(trained_run), "--customers", "50", "--json"]
+    code, out, err = _run([*argv, "--periods", "4"], capsys)
+    assert code == 0 and err == ""  # used as trained: nothing to say
+    code, out, err = _run([*argv, "--periods", "8", "--world", "fatigue"], capsys)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert all(line.startswith("campaignrl: warning: --policy ") for line in lines)
+    assert "trained on world 'retail' and is used on 'fatigue'" in lines[0]
+    assert "trained on 4-period campaigns and is used on a longer one (8 periods)" in lines[1]
+    assert _strict_json(out)["periods"] == 8  # the result is still given
+    log = tmp_path / "log.parquet"
+    sim = ["simulate", "--policy", str(trained_run), "--customers", "20", "--periods", "6"]
+    code, _, err = _run([*sim, "--out", str(log)], capsys)
+    assert code == 0 and "is used on a longer one (6 periods)" in err
+
+
+def test_experiment_progress_bars_name_agent_and_seed(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\nhorizon: 3\nseeds: [4]\neval_customers: 50\ntraining_evals: 0\n"
+        "agents:\n  - agent: ucb1\n    timesteps: 150\n    train_customers: 50\n"
+    )
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws bars only on a terminal
+    code, out, err = _run(["experiment", "run", str(config), "--out", str(tmp_path / "o")], capsys)
+    assert code == 0 and "tiny" in out, err
+    assert "ucb1, seed 4: training" in err
+    assert "ucb1, seed 4: simulating 50 customers" in err
