@@ -21,7 +21,9 @@ __all__ = [
 ]
 
 
-def value_axis_limits(low: Sequence[float], high: Sequence[float]) -> tuple[float, float]:
+def value_axis_limits(
+    low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray
+) -> tuple[float, float]:
     """Axis limits for value bars: every interval in view and zero, the bars' baseline.
 
     A bar's length is its value only if the axis starts at zero; zooming on the intervals
