@@ -190,6 +190,37 @@ class Joiner:
             raise ValueError(f"`feature_names` must not reuse log schema columns, got {clash}")
         self.clock = clock
 
+    @classmethod
+    def from_store(
+        cls,
+        store: DecisionStore,
+        settings: JoinSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> Joiner:
+        """A joiner with the names of the newest policy version registered in ``store``.
+
+        The action and feature names come from the store, so ``campaignrl logs export`` needs
+        no policy artifact.
+
+        Raises:
+            ValueError: If no policy version is registered in the store.
+        """
+        versions = store.policy_versions()
+        if not versions:
+            raise ValueError(
+                "the store has no registered policy version (its action and feature names): "
+                "nothing was served from it"
+            )
+        newest = versions[-1]
+        return cls(
+            store,
+            settings,
+            action_names=newest.action_names,
+            feature_names=newest.feature_names,
+            clock=clock,
+        )
+
     # ---------------------------------------------------------------------------- rewards
 
     def is_late(self, decision: DecisionRecord, received_at: float) -> bool:

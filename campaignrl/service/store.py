@@ -12,6 +12,7 @@ Pick a backend by URL with :func:`open_store`: ``sqlite:///decisions.db`` (a rel
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from abc import ABC, abstractmethod
@@ -29,6 +30,7 @@ __all__ = [
     "SQLStore",
     "DecisionStore",
     "GroupCommitStore",
+    "PolicyVersionRow",
     "StoreCounts",
     "StoredDecision",
     "UnknownDecisionError",
@@ -90,6 +92,19 @@ class StoreCounts:
     """rewards stored (late ones included)"""
     late_rewards: int
     """rewards that arrived after their decision's window closed"""
+
+
+class PolicyVersionRow(NamedTuple):
+    """A policy version that served decisions, as registered in the store."""
+
+    version: int
+    """the version number (``DecisionRecord.policy_version``)"""
+    action_names: tuple[str, ...]
+    """its actions, in index order"""
+    feature_names: tuple[str, ...]
+    """its features, in order"""
+    registered_at: float
+    """unix seconds UTC of the first registration"""
 
 
 class StoredDecision(NamedTuple):
@@ -181,6 +196,27 @@ class DecisionStore(Protocol):
         """
         ...
 
+    def add_policy_version(
+        self,
+        version: int,
+        action_names: Sequence[str],
+        feature_names: Sequence[str],
+        at: float,
+    ) -> PolicyVersionRow:
+        """Register a policy version that serves (idempotent); return the stored row.
+
+        The decision-log export reads the action and feature names from here, so a store
+        can be exported without the policy artifact.
+
+        Raises:
+            ValueError: If ``version`` is registered with other action or feature names.
+        """
+        ...
+
+    def policy_versions(self) -> list[PolicyVersionRow]:
+        """Every registered policy version, in version order."""
+        ...
+
     def close(self) -> None:
         """Release the connections. The store is not usable afterwards."""
         ...
@@ -261,6 +297,12 @@ def schema_statements(*, real: str, blob: str, boolean: str, serial: str) -> lis
             late {boolean} NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS rewards_decision ON rewards (decision_id, received_at)",
+        f"""CREATE TABLE IF NOT EXISTS policy_versions (
+            version INTEGER PRIMARY KEY,
+            action_names TEXT NOT NULL,
+            feature_names TEXT NOT NULL,
+            registered_at {real} NOT NULL
+        )""",
         "INSERT INTO meta (key, value) VALUES ('schema_version', "
         f"'{SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING",
     ]
@@ -339,6 +381,15 @@ def _decision_of(row: Sequence[Any]) -> DecisionRecord:
 def _reward_of(row: Sequence[Any]) -> RewardRecord:
     return RewardRecord(
         decision_id=row[0], reward=float(row[1]), received_at=float(row[2]), late=bool(row[3])
+    )
+
+
+_SELECT_VERSION = "SELECT version, action_names, feature_names, registered_at FROM policy_versions"
+
+
+def _version_of(row: Sequence[Any]) -> PolicyVersionRow:
+    return PolicyVersionRow(
+        int(row[0]), tuple(json.loads(row[1])), tuple(json.loads(row[2])), float(row[3])
     )
 
 
@@ -523,6 +574,44 @@ class SQLStore(ABC):
             for row in cur.fetchall():
                 out.setdefault(row[0], []).append(_reward_of(row))
         return out
+
+    # -------------------------------------------------------------------- policy versions
+
+    def add_policy_version(
+        self,
+        version: int,
+        action_names: Sequence[str],
+        feature_names: Sequence[str],
+        at: float,
+    ) -> PolicyVersionRow:
+        """See :meth:`DecisionStore.add_policy_version`."""
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(f"`version` must be an int, got {type(version).__name__} {version!r}")
+        actions = [str(a) for a in action_names]
+        features = [str(f) for f in feature_names]
+        at = _finite_time(at, "at")
+        with self._write() as cur:
+            cur.execute(
+                self._q(
+                    "INSERT INTO policy_versions (version, action_names, feature_names, "
+                    "registered_at) VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING"
+                ),
+                (version, json.dumps(actions), json.dumps(features), at),
+            )
+            cur.execute(self._q(f"{_SELECT_VERSION} WHERE version = ?"), (version,))
+            row = _version_of(cur.fetchone())
+        if row.action_names != tuple(actions) or row.feature_names != tuple(features):
+            raise ValueError(
+                f"policy version {version} is registered with actions {list(row.action_names)} "
+                f"and features {list(row.feature_names)}, got {actions} and {features}"
+            )
+        return row
+
+    def policy_versions(self) -> list[PolicyVersionRow]:
+        """See :meth:`DecisionStore.policy_versions`."""
+        with self._read() as cur:
+            cur.execute(f"{_SELECT_VERSION} ORDER BY version")
+            return [_version_of(row) for row in cur.fetchall()]
 
     # ----------------------------------------------------------------------------- reading
 
@@ -769,6 +858,20 @@ class GroupCommitStore:
             created_since=created_since,
             page_size=page_size,
         )
+
+    def add_policy_version(
+        self,
+        version: int,
+        action_names: Sequence[str],
+        feature_names: Sequence[str],
+        at: float,
+    ) -> PolicyVersionRow:
+        """See :meth:`DecisionStore.add_policy_version`."""
+        return self.store.add_policy_version(version, action_names, feature_names, at)
+
+    def policy_versions(self) -> list[PolicyVersionRow]:
+        """See :meth:`DecisionStore.policy_versions`."""
+        return self.store.policy_versions()
 
     def close(self) -> None:
         """Close the underlying store."""

@@ -83,7 +83,7 @@ def reset_postgres(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS rewards, decisions, meta")
+        conn.execute("DROP TABLE IF EXISTS rewards, decisions, policy_versions, meta")
 
 
 def _empty_store_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:

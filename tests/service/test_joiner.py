@@ -289,3 +289,16 @@ def test_bad_joiner_arguments(
     values: dict[str, object] = {"action_names": ACTIONS, "feature_names": FEATURES, **kwargs}
     with pytest.raises(ValueError, match=message):
         Joiner(store, **values)  # type: ignore[arg-type]
+
+
+def test_from_store_takes_the_names_of_the_newest_version(
+    scene: tuple[DecisionStore, Clock],
+) -> None:
+    store, clock = scene
+    with pytest.raises(ValueError, match="the store has no registered policy version"):
+        Joiner.from_store(store)
+    store.add_policy_version(1, ("no_contact", "old@sms", "pct20@email"), FEATURES, at=1.0)
+    store.add_policy_version(2, ACTIONS, FEATURES, at=2.0)
+    joiner = Joiner.from_store(store, JoinSettings(settle_seconds=0.0), clock=clock)
+    assert joiner.action_names == ACTIONS and joiner.feature_names == FEATURES
+    assert joiner.export_logs(until=1e9)["decision_id"].tolist() == ["d1", "d2", "d3", "d4"]

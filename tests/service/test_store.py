@@ -19,6 +19,7 @@ from campaignrl.service.records import DecisionRecord, RewardRecord
 from campaignrl.service.store import (
     DecisionStore,
     GroupCommitStore,
+    PolicyVersionRow,
     StoreCounts,
     UnknownDecisionError,
     open_store,
@@ -207,6 +208,16 @@ class TestDecisionStoreContract:
         assert [(r.record.decision_id, r.step) for r in rows] == [("d0004", 2), ("d0005", 1)]
         rows = list(store.iter_active(activated_until=3.0, created_since=2.0))
         assert [r.record.decision_id for r in rows] == ["d0002", "d0003"]
+
+    def test_policy_versions(self, store: DecisionStore) -> None:
+        assert store.policy_versions() == []
+        row = store.add_policy_version(2, ["no_contact", "a@b"], ["x", "y"], at=5.0)
+        assert row == PolicyVersionRow(2, ("no_contact", "a@b"), ("x", "y"), 5.0)
+        assert store.add_policy_version(2, ["no_contact", "a@b"], ["x", "y"], at=9.0) == row
+        store.add_policy_version(1, ["no_contact", "a@b"], ["x", "y"], at=1.0)
+        assert [v.version for v in store.policy_versions()] == [1, 2]
+        with pytest.raises(ValueError, match="policy version 2 is registered with actions"):
+            store.add_policy_version(2, ["no_contact", "c@d"], ["x", "y"], at=9.0)
 
     def test_reopen_keeps_everything(self, store_url: str) -> None:
         first = open_store(store_url)
