@@ -3,15 +3,68 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from campaignrl._checks import check_choice, check_scalar
 from campaignrl.policies.sampling import sample_actions
 
-__all__ = ["Exploration", "Policy", "masked_softmax"]
+__all__ = ["Exploration", "Policy", "SavedArrays", "masked_softmax"]
+
+_MIN_TEMPERATURE = float(np.finfo(np.float32).tiny)
+"""smallest softmax temperature: the smallest normal float32 (a float32 division by anything
+smaller, or by its float32 rounding 0, overflows or gives NaN)"""
+_MAX_TEMPERATURE = float(np.finfo(np.float32).max)
+"""largest softmax temperature: the largest float32"""
+
+Shape = tuple[int | None, ...]
+"""an array shape; ``None`` where any length is allowed"""
+
+
+class SavedArrays(NamedTuple):
+    """What a policy kind saves in ``weights.npz``, known from its manifest alone.
+
+    Lets a loader check every ``.npy`` header (names, dimensions, sizes) before any data is
+    read; the kind's constructor checks what depends on the data.
+    """
+
+    shapes: dict[str, Shape]
+    """every array the kind may save, by name: its shape, ``None`` where any length goes"""
+    optional: frozenset[str] = frozenset()
+    """the names among them that may be absent"""
+
+
+def check_names(names: Sequence[str], name: str, *, min_len: int = 0) -> tuple[str, ...]:
+    """``names`` as a tuple, refusing non-strings, duplicates, or fewer than ``min_len``.
+
+    Examples:
+        >>> check_names(["a", "b", "a"], "action_names")
+        Traceback (most recent call last):
+        ...
+        ValueError: `action_names` must be unique, got 'a' twice (at 0 and 2)
+    """
+    if isinstance(names, str | bytes) or not isinstance(names, Sequence | np.ndarray):
+        raise TypeError(f"`{name}` must be a sequence of strings, got {names!r}")
+    out = tuple(names)
+    for i, value in enumerate(out):
+        if not isinstance(value, str):
+            raise TypeError(
+                f"`{name}` must hold strings, got {type(value).__name__} {value!r} at {i}"
+            )
+    if len(out) < min_len:
+        raise ValueError(f"`{name}` must name at least {min_len}, got {len(out)}")
+    if len(set(out)) != len(out):
+        seen: dict[str, int] = {}
+        for i, value in enumerate(out):
+            if value in seen:
+                raise ValueError(
+                    f"`{name}` must be unique, got {value!r} twice (at {seen[value]} and {i})"
+                )
+            seen[value] = i
+    return out
 
 
 def masked_softmax(scores: np.ndarray, masks: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -28,11 +81,17 @@ def masked_softmax(scores: np.ndarray, masks: np.ndarray, temperature: float = 1
     if scores.dtype == np.float32:
         return _masked_softmax32(scores, masks, temperature)
     scores = scores.astype(np.float64, copy=False)
-    z = scores / temperature if temperature != 1.0 else scores
-    top = np.where(masks, z, -np.inf).max(axis=1, keepdims=True)
+    top = np.where(masks, scores, -np.inf).max(axis=1, keepdims=True)
+    # Shifted by the best allowed score, then divided: ``(s - top) / t`` is 0 for the best
+    # action and at most 0 (or -inf) for the others whatever the temperature, where ``s / t``
+    # overflows to inf for a small one (1e300 / 1e-10) and ``inf - inf`` gave NaN rows.
+    with np.errstate(over="ignore"):
+        z = scores - top
+        if temperature != 1.0:
+            z /= temperature
     # Clipping at 0 keeps masked entries finite (a masked score above the best allowed one
     # would overflow exp) before the mask zeroes them; exp(-inf) is avoided, which is slow.
-    e = np.exp(np.minimum(z - top, 0.0))
+    e = np.exp(np.minimum(z, 0.0))
     e *= masks
     e /= e.sum(axis=1, keepdims=True)
     return e
@@ -44,12 +103,16 @@ def _masked_softmax32(scores: np.ndarray, masks: np.ndarray, temperature: float)
     numpy's float32 exp is vectorized and its float64 one is not (4x faster here); its ~1e-7
     relative error is below that of float32 scores themselves.
     """
-    z = scores / np.float32(temperature) if temperature != 1.0 else scores
     # Shifted by each row's best score over all actions, masked or not: no overflow, and no
     # masking pass before exp. The allowed actions' exponentials then keep float32's relative
-    # precision unless the best allowed score is more than ~87 below that best; their sum
-    # below 2^-60 (allowed scores more than 41 below) flags those rows, done again below.
-    e = z - z.max(axis=1, keepdims=True)
+    # precision unless the best allowed score is more than ~87 below that best (in units of
+    # the temperature); their sum below 2^-60 (allowed scores more than 41 below) flags those
+    # rows, done again below. The shift comes before the division by the temperature, so
+    # that no temperature (a normal float32, see Exploration) overflows the best score.
+    with np.errstate(over="ignore"):
+        e = scores - scores.max(axis=1, keepdims=True)
+        if temperature != 1.0:
+            e /= np.float32(temperature)
     np.exp(e, out=e)
     e *= masks
     # Normalized in float64: each row sums to 1 to double precision.
@@ -57,8 +120,12 @@ def _masked_softmax32(scores: np.ndarray, masks: np.ndarray, temperature: float)
     total = probs.sum(axis=1, keepdims=True)
     far = np.flatnonzero(total < 2.0**-60)
     if far.size:
-        zf = np.where(masks[far], z[far], np.float32(-np.inf))
-        ef = np.exp(zf - zf.max(axis=1, keepdims=True)).astype(np.float64)
+        zf = np.where(masks[far], scores[far], np.float32(-np.inf))
+        with np.errstate(over="ignore"):
+            zf = zf - zf.max(axis=1, keepdims=True)
+            if temperature != 1.0:
+                zf /= np.float32(temperature)
+        ef = np.exp(zf).astype(np.float64)
         probs[far] = ef
         total[far] = ef.sum(axis=1, keepdims=True)
     probs /= total
@@ -88,7 +155,8 @@ class Exploration:
     epsilon: float = 0.0
     """share of uniform exploration over allowed actions, in [0, 1]"""
     temperature: float = 1.0
-    """softmax temperature (``softmax`` only), > 0"""
+    """softmax temperature (``softmax`` only): a normal float32, between ``2^-126`` (about
+    1.2e-38) and about 3.4e38, since an MLP's float32 logits are divided by it in float32"""
 
     def __post_init__(self) -> None:
         check_choice(self.kind, "Exploration.kind", ("greedy", "softmax"))
@@ -100,6 +168,12 @@ class Exploration:
             min_val=0.0,
             min_inclusive=False,
         )
+        if not _MIN_TEMPERATURE <= self.temperature <= _MAX_TEMPERATURE:
+            raise ValueError(
+                f"`Exploration.temperature` must be between {_MIN_TEMPERATURE:.8g} and "
+                f"{_MAX_TEMPERATURE:.8g} (a normal float32: an MLP's float32 logits are "
+                f"divided by it), got {self.temperature!r}"
+            )
 
     def probabilities(self, scores: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Exact ``(n, A)`` probabilities from ``scores`` under ``masks``."""
@@ -166,8 +240,8 @@ class Policy(ABC):
         action_names: tuple[str, ...],
         exploration: Exploration | None = None,
     ) -> None:
-        self.feature_names = tuple(feature_names)
-        self.action_names = tuple(action_names)
+        self.feature_names = check_names(feature_names, "feature_names")
+        self.action_names = check_names(action_names, "action_names", min_len=1)
         self.exploration = exploration or Exploration()
 
     @property
@@ -186,6 +260,21 @@ class Policy(ABC):
     @abstractmethod
     def config(self) -> dict[str, Any]:
         """JSON-able settings besides names and exploration, to save in the manifest."""
+
+    @classmethod
+    @abstractmethod
+    def saved_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        """The arrays :meth:`parameters` saves for this manifest, from the manifest alone.
+
+        Raises:
+            ValueError: If ``config`` is not a valid configuration of the kind (a missing or
+                unknown key, a value of the wrong type or out of range), naming the key.
+        """
 
     @classmethod
     @abstractmethod

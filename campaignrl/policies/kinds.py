@@ -12,8 +12,12 @@ from typing import Any
 import numpy as np
 
 from campaignrl._checks import check_array
-from campaignrl.policies.artifacts import register_policy_kind
-from campaignrl.policies.base import Exploration, Policy
+from campaignrl.policies.artifacts import (
+    config_keys,
+    config_names,
+    register_policy_kind,
+)
+from campaignrl.policies.base import Exploration, Policy, SavedArrays, Shape
 from campaignrl.policies.linear import LinearPolicy
 
 __all__ = ["ConstantPolicy", "LinearPolicy", "MLPPolicy", "TabularPolicy"]
@@ -52,6 +56,17 @@ class ConstantPolicy(Policy):
         return {}
 
     @classmethod
+    def saved_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        """``scores`` ``(A,)``."""
+        config_keys(config, ())
+        return SavedArrays({"scores": (len(action_names),)})
+
+    @classmethod
     def from_saved(
         cls,
         feature_names: tuple[str, ...],
@@ -61,6 +76,7 @@ class ConstantPolicy(Policy):
         arrays: dict[str, np.ndarray],
     ) -> ConstantPolicy:
         """Rebuild from saved arrays."""
+        config_keys(config, ())
         return cls(feature_names, action_names, arrays["scores"], exploration)
 
 
@@ -160,6 +176,17 @@ class TabularPolicy(Policy):
         }
 
     @classmethod
+    def saved_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        """``table`` ``(any, A)`` and ``edges_<i>`` ``(any,)`` per state feature."""
+        names, _ = _tabular_config(config)
+        return SavedArrays({"table": (None, len(action_names)), **state_edges_shapes(len(names))})
+
+    @classmethod
     def from_saved(
         cls,
         feature_names: tuple[str, ...],
@@ -169,11 +196,8 @@ class TabularPolicy(Policy):
         arrays: dict[str, np.ndarray],
     ) -> TabularPolicy:
         """Rebuild from saved arrays."""
-        names = list(config["state_features"])
+        names, groups = _tabular_config(config)
         edges = [arrays[f"edges_{i}"].tolist() for i in range(len(names))]
-        groups = config.get("argmax_over", [])
-        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
-            raise ValueError(f"`argmax_over` must be a list of lists of names, got {groups!r}")
         return cls(
             feature_names,
             action_names,
@@ -185,7 +209,27 @@ class TabularPolicy(Policy):
         )
 
 
+def _tabular_config(config: Any) -> tuple[tuple[str, ...], list[list[str]]]:
+    """A saved tabular config's state features and argmax groups, checked for types."""
+    config_keys(config, ("state_features",), ("argmax_over",))
+    names = config_names(config, "state_features")
+    groups = config.get("argmax_over", [])
+    if not isinstance(groups, list) or not all(
+        isinstance(g, list) and all(isinstance(f, str) for f in g) for g in groups
+    ):
+        raise TypeError(
+            f"field 'config.argmax_over' must be a list of lists of names, got {groups!r}"
+        )
+    return names, groups
+
+
+def state_edges_shapes(n_state_features: int) -> dict[str, Shape]:
+    """``edges_<i>``: one 1-D array of cut points per state feature."""
+    return {f"edges_{i}": (None,) for i in range(n_state_features)}
+
+
 _ACTIVATIONS = ("relu", "tanh")
+_MAX_LAYERS = 256
 
 
 @register_policy_kind
@@ -316,6 +360,22 @@ class MLPPolicy(Policy):
         return {"n_layers": len(self.weights), "activation": self.activation}
 
     @classmethod
+    def saved_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        """``w<i>`` and ``b<i>`` per layer; hidden widths are free, the ends are fixed."""
+        k, _ = _mlp_config(config)
+        d, n_a = len(feature_names), len(action_names)
+        shapes: dict[str, Shape] = {}
+        for i in range(k):
+            shapes[f"w{i}"] = (d if i == 0 else None, n_a if i == k - 1 else None)
+            shapes[f"b{i}"] = (n_a if i == k - 1 else None,)
+        return SavedArrays(shapes)
+
+    @classmethod
     def from_saved(
         cls,
         feature_names: tuple[str, ...],
@@ -325,7 +385,22 @@ class MLPPolicy(Policy):
         arrays: dict[str, np.ndarray],
     ) -> MLPPolicy:
         """Rebuild from saved arrays."""
-        k = int(config["n_layers"])
+        k, activation = _mlp_config(config)
         weights = [arrays[f"w{i}"] for i in range(k)]
         biases = [arrays[f"b{i}"] for i in range(k)]
-        return cls(feature_names, action_names, weights, biases, config["activation"], exploration)
+        return cls(feature_names, action_names, weights, biases, activation, exploration)
+
+
+def _mlp_config(config: Any) -> tuple[int, str]:
+    """A saved MLP config's layer count and activation, checked."""
+    config_keys(config, ("n_layers", "activation"))
+    k, activation = config["n_layers"], config["activation"]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_LAYERS:
+        raise ValueError(
+            f"field 'config.n_layers' must be an integer in [1, {_MAX_LAYERS}], got {k!r}"
+        )
+    if activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"field 'config.activation' must be one of {list(_ACTIVATIONS)}, got {activation!r}"
+        )
+    return k, activation

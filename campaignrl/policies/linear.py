@@ -8,10 +8,48 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 
 from campaignrl._checks import check_array
-from campaignrl.policies.artifacts import register_policy_kind
-from campaignrl.policies.base import Exploration, Policy
+from campaignrl.policies.artifacts import (
+    config_keys,
+    config_names,
+    config_number,
+    register_policy_kind,
+)
+from campaignrl.policies.base import Exploration, Policy, SavedArrays
 
-__all__ = ["LinearPolicy"]
+__all__ = ["LinearPolicy", "check_covariances"]
+
+
+def check_covariances(a_inv: np.ndarray, name: str = "a_inv") -> None:
+    """Refuse ``(A, k, k)`` blocks that are not symmetric positive semi-definite (to rounding).
+
+    Symmetric: ``|a - a^T| <= 1e-6 max|a|`` per block. Positive semi-definite: a Cholesky
+    factorization of ``(a + a^T) / 2 + 1e-9 max|a| I`` succeeds, i.e. no eigenvalue is below
+    ``-1e-9 max|a|`` (the rounding of an inverse design matrix stays far inside that).
+
+    Raises:
+        ValueError: Naming ``name``, the action and the asymmetry or the lowest eigenvalue.
+    """
+    if a_inv.size == 0:
+        return
+    scale = np.abs(a_inv).max(axis=(1, 2))
+    asym = np.abs(a_inv - a_inv.transpose(0, 2, 1)).max(axis=(1, 2))
+    bad = np.flatnonzero(asym > 1e-6 * np.maximum(scale, 1e-300))
+    if bad.size:
+        a = int(bad[0])
+        raise ValueError(
+            f"`{name}` must be symmetric, got |{name} - {name}^T| = {asym[a]:.3g} for action {a}"
+        )
+    sym = 0.5 * (a_inv + a_inv.transpose(0, 2, 1))
+    jitter = (1e-9 * np.maximum(scale, 1e-300))[:, None, None] * np.eye(a_inv.shape[1])
+    try:  # Cholesky succeeds iff the smallest eigenvalue is above -jitter: 4x cheaper than eigh
+        np.linalg.cholesky(sym + jitter)
+    except np.linalg.LinAlgError:
+        lowest = np.linalg.eigvalsh(sym)[:, 0]
+        a = int(np.argmin(lowest / np.maximum(scale, 1e-300)))
+        raise ValueError(
+            f"`{name}` must be positive semi-definite, got eigenvalue {lowest[a]:.3g} for "
+            f"action {a}"
+        ) from None
 
 
 class _GroupBlock(NamedTuple):
@@ -39,6 +77,8 @@ class _Greedy32(NamedTuple):
     """``weights`` in float32"""
     scale: np.ndarray
     """(G,) float32 ``max_a (|beta_a| + 1.6 alpha || |F_a| ||_2)``, for the error bound"""
+    size_floor: np.float32
+    """``sqrt(k 2^-126)``: how far a float32 ``|z|`` can fall short through underflow"""
     group_code: np.ndarray
     """(G, 1) uint16 ``256 + g``: summed over a row's non-zero group columns, the count of
     them (high byte) and, when it is one, the group (low byte)"""
@@ -99,6 +139,11 @@ class LinearPolicy(Policy):
         if self.alpha < 0 or not np.isfinite(self.alpha):
             raise ValueError(f"`alpha` must be a finite number >= 0, got {alpha!r}")
         self.a_inv = None if a_inv is None else check_array(a_inv, "a_inv", shape=(n_a, d, d))
+        if self.a_inv is not None:
+            # The bonus needs x^T A^{-1} x >= 0, and the per-group path factors A^{-1} with
+            # eigh (which reads one triangle): a non-symmetric or indefinite A^{-1} would
+            # give silently clipped bonuses that differ between the two paths.
+            check_covariances(self.a_inv)
         if self.alpha > 0 and self.a_inv is None:
             raise ValueError("`a_inv` is required when `alpha` > 0")
         # (d, A*d) layout: one BLAS matmul gives x^T A_a^{-1} for every action at once.
@@ -198,6 +243,7 @@ class LinearPolicy(Policy):
             weights,
             weights.astype(np.float32),
             scale.astype(np.float32),
+            np.float32(np.sqrt(k * 2.0**-126)),
             (256 + np.arange(len(blocks), dtype=np.uint16))[:, None],
             np.arange(n_a, dtype=np.uint8)[:, None],
         )
@@ -211,19 +257,28 @@ class LinearPolicy(Policy):
         The scores are computed in float32 (twice as fast as float64 matrix products, the
         bulk of LinUCB's cost), from ``z = w x`` (``w`` the row's one-hot value, ``x`` its
         ``k`` active features: ``z`` is ``phi(x)`` on the row's block) as ``beta_a . z + alpha
-        |F_a^T z|``. Each float32 score is within ``E = (k + 5) u |z| scale + (1 + alpha)
-        2^-50`` of the exact one, ``u = 2^-24`` and ``scale`` from :class:`_Greedy32`. The
-        standard bound ``(k + 2) u sum_i |a_i z_i|`` on a dot product of ``k`` rounded terms,
-        with ``sum_i |beta_ai z_i| <= |beta_a| |z|``, bounds the linear part's error by ``(k +
-        4) u |beta_a| |z|`` (two more roundings in ``z``). For the bonus ``|y~ - F_a^T z| <=
-        (k + 4) u || |F_a| ||_2 |z|``; the squares, their sum and the square root add ``(k / 2
-        + 1) u`` relative and ``alpha`` two roundings: ``(1.5 k + 7) u alpha || |F_a| ||_2
-        |z|`` in all. The final sum adds ``u |score|``. Values below float32's normal range
-        lose digits: at most ``alpha 2^-59`` for the bonus's square root, far less elsewhere;
-        the ``2^-50`` term covers that. A row whose two best allowed float32 scores are within
-        ``2 E`` (times 1.25 for second-order terms and the float64 scores' own rounding) is
-        scored again in float64 (:meth:`_scores64`); elsewhere the float32 argmax is the
-        float64 one.
+        |F_a^T z|``. Each float32 score is within ``E = (k + 5) u (|z| + sqrt(k 2^-126))
+        scale + (1 + alpha) 2^-50`` of the exact one, ``u = 2^-24`` and ``scale`` from
+        :class:`_Greedy32`, whatever the BLAS kernel: a dot product of ``k`` terms summed in
+        any order or blocking, with or without FMA, is within ``gamma_k sum_i |a_i b_i|`` of
+        the exact one, ``gamma_k = k u / (1 - k u)`` (Higham, *Accuracy and Stability of
+        Numerical Algorithms*, eq. 3.5). ``z~`` carries three roundings (``x`` and ``w`` cast
+        to float32, their product) and the weights one, so with ``sum_i |beta_ai z_i| <=
+        |beta_a| |z|`` the linear part is within ``gamma_{k+4} |beta_a| |z|``. For the bonus
+        ``|y~ - F_a^T z| <= gamma_{k+4} || |F_a| ||_2 |z|``; the squares and their sum add
+        ``gamma_k`` relative to ``|y|^2`` (half that to ``|y|``), the square root, ``alpha``'s
+        rounding and the product ``3 u``: ``(1.5 k + 7) u alpha || |F_a| ||_2 |z|`` to first
+        order. The final sum adds ``u |score|``: ``(k + 5) u |beta_a| |z| + (1.5 k + 8) u
+        alpha || |F_a| ||_2 |z|`` in all, within ``E``. Squares below ``2^-126`` lose digits,
+        or vanish where the CPU flushes them to zero, each by less than ``2^-126``: the
+        float32 ``|z|`` falls short by less than ``sqrt(k 2^-126)`` (hence that term: without
+        it a row of tiny ``|z|`` in a model of large coefficients was decided on a float32
+        argmax that float64 does not give), the bonus by less than ``alpha sqrt(k 2^-126) <=
+        alpha 2^-50`` (``k < 2^26``); products below ``2^-126`` are off by less than that each,
+        far below ``2^-50``. A row whose two best allowed float32 scores are within ``2 E``
+        (times 1.25 for second-order terms and the roundings of ``E`` itself and of the float64
+        scores) is scored again in float64 (:meth:`_scores64`); elsewhere the float32 argmax is
+        the float64 one.
         """
         form = self._greedy32
         if form is None:
@@ -248,6 +303,11 @@ class LinearPolicy(Policy):
             z[-1] = w
             z *= w
             size = np.sqrt(np.add.reduce(z * z, axis=0))  # |z| per row
+            # Squares below 2^-126 lose digits or vanish (flushed to zero on some CPUs' modes):
+            # |z| can exceed this by up to sqrt(k 2^-126). Without the term a row of tiny
+            # |z| in a large-coefficient model got a near-zero tolerance for float32 errors
+            # far above it, and a float32 argmax that float64 does not give.
+            size += form.size_floor
             size *= form.scale[which[order]]
         # Float32 must hold every product: squares in the bonus stay below 1e32.
         if not size.max(initial=0.0) <= 1e16:
@@ -405,6 +465,17 @@ class LinearPolicy(Policy):
         return {"alpha": self.alpha, "interact_with": list(self.interact_with)}
 
     @classmethod
+    def saved_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        """``beta`` ``(A, k)`` and ``a_inv`` ``(A, k, k)`` (optional when ``alpha`` is 0)."""
+        alpha, groups = _linear_config(config)
+        return linear_shapes(len(feature_names), len(action_names), len(groups), alpha == 0.0)
+
+    @classmethod
     def from_saved(
         cls,
         feature_names: tuple[str, ...],
@@ -414,12 +485,30 @@ class LinearPolicy(Policy):
         arrays: dict[str, np.ndarray],
     ) -> LinearPolicy:
         """Rebuild from saved arrays."""
+        alpha, groups = _linear_config(config)
         return cls(
             feature_names,
             action_names,
             arrays["beta"],
             a_inv=arrays.get("a_inv"),
-            alpha=float(config["alpha"]),
-            interact_with=tuple(config.get("interact_with", ())),
+            alpha=alpha,
+            interact_with=groups,
             exploration=exploration,
         )
+
+
+def _linear_config(config: Any, *extra: str) -> tuple[float, tuple[str, ...]]:
+    """A saved linear config's ``alpha`` and ``interact_with``, checked."""
+    config_keys(config, ("alpha", *extra), ("interact_with",))
+    return config_number(config, "alpha", min_val=0.0), config_names(config, "interact_with")
+
+
+def linear_shapes(
+    n_features: int, n_actions: int, n_groups: int, a_inv_optional: bool
+) -> SavedArrays:
+    """``beta`` ``(A, k)`` and ``a_inv`` ``(A, k, k)``, ``k = d max(1, G)``."""
+    k = n_features * max(1, n_groups)
+    return SavedArrays(
+        {"beta": (n_actions, k), "a_inv": (n_actions, k, k)},
+        frozenset({"a_inv"}) if a_inv_optional else frozenset(),
+    )

@@ -51,11 +51,16 @@ import numpy as np
 
 from campaignrl._checks import check_array, check_scalar
 from campaignrl.policies._quadrature import check_mask_rows, reference_rule
-from campaignrl.policies.artifacts import register_policy_kind
-from campaignrl.policies.base import Exploration, Policy
+from campaignrl.policies.artifacts import (
+    config_keys,
+    config_names,
+    config_number,
+    register_policy_kind,
+)
+from campaignrl.policies.base import Exploration, Policy, SavedArrays
 from campaignrl.policies.gaussian_argmax import gaussian_argmax, gaussian_argmax_probabilities
-from campaignrl.policies.kinds import TabularPolicy
-from campaignrl.policies.linear import LinearPolicy
+from campaignrl.policies.kinds import TabularPolicy, state_edges_shapes
+from campaignrl.policies.linear import LinearPolicy, linear_shapes
 from campaignrl.policies.sampling import epsilon_mix
 
 __all__ = [
@@ -291,6 +296,16 @@ class ThompsonPolicy(Policy):
         return epsilon_mix(self.argmax_probabilities(x, m), m, self.exploration.epsilon)
 
     @classmethod
+    def saved_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        """The saved family's arrays."""
+        return _family(config)._family_arrays(feature_names, action_names, config)
+
+    @classmethod
     def from_saved(
         cls,
         feature_names: tuple[str, ...],
@@ -300,14 +315,17 @@ class ThompsonPolicy(Policy):
         arrays: dict[str, np.ndarray],
     ) -> ThompsonPolicy:
         """Rebuild the saved family's policy."""
-        families: dict[str, type[ThompsonPolicy]] = {
-            "beta": BetaThompsonPolicy,
-            "gaussian": GaussianThompsonPolicy,
-        }
-        family = config["family"]
-        if family not in families:
-            raise ValueError(f"`family` must be one of {sorted(families)}, got {family!r}")
-        return families[family]._rebuild(feature_names, action_names, exploration, config, arrays)
+        return _family(config)._rebuild(feature_names, action_names, exploration, config, arrays)
+
+    @classmethod
+    @abstractmethod
+    def _family_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        """The family's own :meth:`saved_arrays`."""
 
     @classmethod
     @abstractmethod
@@ -428,6 +446,18 @@ class BetaThompsonPolicy(ThompsonPolicy):
         return {"family": self.family, "state_features": list(self.state_features)}
 
     @classmethod
+    def _family_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        config_keys(config, ("family", "state_features"))
+        names = config_names(config, "state_features")
+        table = (None, len(action_names))
+        return SavedArrays({"beta_a": table, "beta_b": table, **state_edges_shapes(len(names))})
+
+    @classmethod
     def _rebuild(
         cls,
         feature_names: tuple[str, ...],
@@ -436,7 +466,8 @@ class BetaThompsonPolicy(ThompsonPolicy):
         config: dict[str, Any],
         arrays: dict[str, np.ndarray],
     ) -> BetaThompsonPolicy:
-        names = list(config["state_features"])
+        config_keys(config, ("family", "state_features"))
+        names = config_names(config, "state_features")
         edges = [arrays[f"edges_{i}"].tolist() for i in range(len(names))]
         return cls(
             feature_names,
@@ -491,7 +522,7 @@ class GaussianThompsonPolicy(ThompsonPolicy):
         # Given above, so LinearPolicy kept it (checked for shape and finiteness).
         self._a_inv = cast(np.ndarray, self._linear.a_inv)
         self._a_inv_flat = cast(np.ndarray, self._linear._a_inv_flat)
-        _check_covariances(self._a_inv)
+        # LinearPolicy has checked a_inv: symmetric positive semi-definite (check_covariances).
 
     @property
     def beta(self) -> np.ndarray:
@@ -543,6 +574,16 @@ class GaussianThompsonPolicy(ThompsonPolicy):
         }
 
     @classmethod
+    def _family_arrays(
+        cls,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> SavedArrays:
+        _, groups = _gaussian_config(config)
+        return linear_shapes(len(feature_names), len(action_names), len(groups), False)
+
+    @classmethod
     def _rebuild(
         cls,
         feature_names: tuple[str, ...],
@@ -551,34 +592,32 @@ class GaussianThompsonPolicy(ThompsonPolicy):
         config: dict[str, Any],
         arrays: dict[str, np.ndarray],
     ) -> GaussianThompsonPolicy:
+        alpha, groups = _gaussian_config(config)
         return cls(
             feature_names,
             action_names,
             arrays["beta"],
             arrays["a_inv"],
-            float(config["alpha"]),
-            interact_with=tuple(config.get("interact_with", ())),
+            alpha,
+            interact_with=groups,
             exploration=exploration,
         )
 
 
-def _check_covariances(a_inv: np.ndarray) -> None:
-    """Refuse ``a_inv`` blocks that are not symmetric positive semi-definite (to rounding)."""
-    scale = np.abs(a_inv).max(axis=(1, 2))
-    asym = np.abs(a_inv - a_inv.transpose(0, 2, 1)).max(axis=(1, 2))
-    bad = np.flatnonzero(asym > 1e-6 * np.maximum(scale, 1e-300))
-    if bad.size:
-        a = int(bad[0])
-        raise ValueError(
-            f"`a_inv` must be symmetric, got |a_inv - a_inv^T| = {asym[a]:.3g} for action {a}"
-        )
-    sym = 0.5 * (a_inv + a_inv.transpose(0, 2, 1))
-    jitter = (1e-9 * np.maximum(scale, 1e-300))[:, None, None] * np.eye(a_inv.shape[1])
-    try:  # Cholesky succeeds iff the smallest eigenvalue is above -jitter: 4x cheaper than eigh
-        np.linalg.cholesky(sym + jitter)
-    except np.linalg.LinAlgError:
-        lowest = np.linalg.eigvalsh(sym)[:, 0]
-        a = int(np.argmin(lowest / np.maximum(scale, 1e-300)))
-        raise ValueError(
-            f"`a_inv` must be positive semi-definite, got eigenvalue {lowest[a]:.3g} for action {a}"
-        ) from None
+def _gaussian_config(config: Any) -> tuple[float, tuple[str, ...]]:
+    config_keys(config, ("family", "alpha"), ("interact_with",))
+    return config_number(config, "alpha", min_val=0.0), config_names(config, "interact_with")
+
+
+def _family(config: Any) -> type[ThompsonPolicy]:
+    """The Thompson family a saved config names."""
+    families: dict[str, type[ThompsonPolicy]] = {
+        "beta": BetaThompsonPolicy,
+        "gaussian": GaussianThompsonPolicy,
+    }
+    if not isinstance(config, dict) or "family" not in config:
+        raise ValueError(f"field 'config' must name a 'family', got {config!r}")
+    family = config["family"]
+    if not isinstance(family, str) or family not in families:
+        raise ValueError(f"field 'config.family' must be one of {sorted(families)}, got {family!r}")
+    return families[family]

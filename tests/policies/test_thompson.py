@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from policy_helpers import numbered_names
+from policy_helpers import numbered_names, reseal
 from scipy import integrate, special
 
 from campaignrl.policies import (
@@ -495,9 +495,9 @@ def test_save_load_round_trip(family, tmp_path):
 
 def test_unknown_family_is_refused(tmp_path):
     path = save_policy(_random_beta_policy(), tmp_path / "p")
-    manifest = (path / "manifest.json").read_text().replace('"beta"', '"poisson"')
-    (path / "manifest.json").write_text(manifest)
-    with pytest.raises(PolicyArtifactError, match=r"`family` must be one of .*got 'poisson'"):
+    # re-sealed (manifest_sha256 recomputed): the family check itself must refuse it
+    reseal(path, lambda m: m["config"].update(family="poisson"))
+    with pytest.raises(PolicyArtifactError, match=r"'config.family' must be one of .*'poisson'"):
         load_policy(path)
 
 
