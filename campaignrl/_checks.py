@@ -96,6 +96,9 @@ def check_array(
         ...
         ValueError: `rates` must be finite, got nan at index (1,)
     """
+    if getattr(array, "dtype", None) is not None and np.dtype(array.dtype).kind == "c":
+        # The float64 cast would drop the imaginary parts with only a warning.
+        raise TypeError(f"`{name}` must be real, got dtype {array.dtype}")
     try:
         arr = np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -1147,6 +1147,16 @@ def test_load_refuses_kind_specific_tampering(name, tamper, match, tmp_path):
             ValueError,
             r"`a_inv` must be positive semi-definite, got eigenvalue -1 for action 0",
         ),
+        (
+            lambda: LinearPolicy(FEATURES, ACTIONS, np.zeros((4, 5)) * (1 + 1j)),
+            TypeError,
+            r"`beta` must be real, got dtype complex128",
+        ),
+        (
+            lambda: MLPPolicy(FEATURES, ACTIONS, [np.ones((5, 4), np.complex64)], [np.ones(4)]),
+            TypeError,
+            r"`w0` must be real, got dtype complex64",
+        ),
     ],
     ids=[
         "duplicate-actions",
@@ -1157,6 +1167,8 @@ def test_load_refuses_kind_specific_tampering(name, tamper, match, tmp_path):
         "temperature-nan",
         "temperature-inf",
         "linucb-a-inv-negative-definite",
+        "linear-beta-complex",
+        "mlp-weights-complex",
     ],
 )
 def test_policies_refuse_what_no_artifact_may_hold(build, error, match):
