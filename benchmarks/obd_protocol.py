@@ -1,7 +1,10 @@
 """OBP's protocol on the Open Bandit Dataset: the value of Bernoulli TS from the Random logs.
 
-    python benchmarks/obd_protocol.py [--data ../shared/data/obd] [--campaign all]
+    python benchmarks/obd_protocol.py [--data DIR] [--campaign all]
         [--bootstrap 1000] [--seed 0] [--reward-model logistic] [--json FILE]
+
+``--data`` defaults to ``../shared/data/obd`` (the 10,000-row sample) when it exists, else to
+the trimmed 2,000-row copy in ``tests/data/obd``; the script says which one it used.
 
 The Random policy's logs are the logged data; the target is the Bernoulli Thompson Sampling
 (BTS) policy; the truth is the mean click rate of the BTS policy's own logs (on-policy), as in
@@ -51,7 +54,26 @@ from campaignrl.ope import (
 )
 from campaignrl.ope.obd import import_obd, obd_action_names
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "obd"
+_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = _ROOT.parent / "shared" / "data" / "obd"
+"""the 10,000-row "all" campaign sample of the OBD, beside the checkout (not in a clone)"""
+SAMPLE_DATA = _ROOT / "tests" / "data" / "obd"
+"""the trimmed 2,000-row copy shipped with the tests (CC BY 4.0, see its README)"""
+
+
+def default_data(shared: Path = SHARED_DATA, sample: Path = SAMPLE_DATA) -> tuple[Path, str]:
+    """The folder ``--data`` defaults to, and a sentence saying which one it is.
+
+    The shared 10,000-row sample when it is there (``random/`` and ``bts/``), else the
+    trimmed 2,000-row copy in ``tests/data/obd``, so the script runs on a fresh clone.
+    """
+    if (shared / "random").is_dir() and (shared / "bts").is_dir():
+        return shared, f"the shared OBD sample in {shared}"
+    return sample, (
+        f"the trimmed 2,000-row OBD copy in {sample} ({shared} is absent; pass --data for "
+        "another copy)"
+    )
+
 
 SWITCH_TAU = 5.0
 """Switch-DR threshold: weights are pi_bts / (1/80), so tau = 5 falls back on the model
@@ -192,13 +214,22 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with random/, bts/")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder with random/, bts/ (default: ../shared/data/obd if present, else the "
+        "trimmed copy in tests/data/obd)",
+    )
     parser.add_argument("--campaign", default="all")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reward-model", choices=("logistic", "ridge", "hgb"), default="logistic")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
     args = parser.parse_args(argv)
+    if args.data is None:
+        args.data, which = default_data(SHARED_DATA, SAMPLE_DATA)
+        print(f"obd_protocol: data: {which}", file=sys.stderr)
     result = run_protocol(
         args.data,
         campaign=args.campaign,
