@@ -544,3 +544,212 @@ def test_experiment_progress_bars_name_agent_and_seed(tmp_path, capsys, monkeypa
     assert code == 0 and "tiny" in out, err
     assert "ucb1, seed 4: training" in err
     assert "ucb1, seed 4: simulating 50 customers" in err
+
+
+# ------------------------------------------ issue 10: output paths, budgets, interrupted runs
+
+OBD = Path(__file__).resolve().parent / "data" / "obd"
+TRAIN = ["train", "--agent", "epsilon-greedy", "--customers", "100", "--periods", "4"]
+TRAIN += ["--eval-customers", "20", "--evals", "2"]
+
+
+def test_train_says_how_the_budget_is_rounded_and_every_count_agrees(tmp_path, capsys, monkeypatch):
+    import contextlib
+
+    import campaignrl.agents.evaluation as evaluation
+    import campaignrl.agents.training as training
+
+    totals, spreads = [], []
+
+    @contextlib.contextmanager
+    def bar(description, total, enabled=True):
+        totals.append(total)
+        yield lambda n: None
+
+    real_spread = evaluation.PolicyEvaluator.spread.__func__
+
+    def spread(cls, *args, **kwargs):
+        spreads.append(kwargs["timesteps"])
+        return real_spread(cls, *args, **kwargs)
+
+    monkeypatch.setattr(training, "progress_bar", bar)
+    monkeypatch.setattr(evaluation.PolicyEvaluator, "spread", classmethod(spread))
+    out = tmp_path / "run"
+    # 500 customer-steps asked; a campaign is 100 customers x 4 periods = 400: 2 campaigns.
+    code, text, err = _run([*TRAIN, "--timesteps", "500", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert text.splitlines()[0] == (
+        "epsilon-greedy: 500 customer-steps = 1.25 campaigns of 100 customers x 4 periods; "
+        "training whole campaigns: 2 campaigns = 800 customer-steps"
+    )
+    assert totals == [800] and spreads == [800]  # the bar and the evaluations see 800
+    config = json.loads((out / "config.json").read_text())
+    assert config["timesteps"] == 800 and config["timesteps_requested"] == 500
+    curve = pd.read_csv(out / "learning_curve.csv")
+    assert curve.timesteps.tolist() == [400, 800] and curve.eval_value.notna().all()
+    # an exact budget is said too, in one line
+    code, text, _ = _run([*TRAIN, "--timesteps", "800", "--out", str(tmp_path / "b")], capsys)
+    assert code == 0
+    assert text.splitlines()[0] == (
+        "epsilon-greedy: training 800 customer-steps = 2 campaigns of 100 customers x 4 periods"
+    )
+
+
+def test_ppo_budgets_round_to_whole_rollouts():
+    from campaignrl.agents.ppo import PPOConfig
+    from campaignrl.agents.registry import training_budget
+
+    budget = training_budget(
+        "ppo", PPOConfig(n_steps=8), timesteps=1_000, n_customers=50, horizon=4
+    )
+    assert (budget.unit, budget.units, budget.timesteps) == (400, 3, 1_200)
+    assert budget.describe() == (
+        "1,000 customer-steps = 2.50 rollouts of 50 customers x 8 steps (n_steps); training "
+        "whole rollouts: 3 rollouts = 1,200 customer-steps"
+    )
+
+
+def test_train_set_reads_yaml_floats_without_a_dot(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*TRAIN, "--timesteps", "400", "--set", "epsilon=5e-2", "--out", str(out)]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err  # before: the string '5e-2' was refused as not a number
+    assert json.loads((out / "config.json").read_text())["params"] == {"epsilon": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "epsilon=2"], "argument --set: epsilon: must be <= 1.0, got 2"),
+        (["--set", "epsilon=[0.1"], "argument --set: epsilon: not a YAML value (line 1, "),
+        (["--set", "epsilonn=0.1"], "argument --set: unknown setting(s) ['epsilonn']"),
+        (["--customers", "1000000000000"], "argument --customers: must be at most 2,000,000"),
+        (["--eval-customers", "10" * 15], "argument --eval-customers: must be at most 2,000,000"),
+        (["--timesteps", "1" * 30], "argument --timesteps: `timesteps` must be <= 1000000000000"),
+    ],
+)
+def test_bad_train_input_is_one_line_and_writes_nothing(extra, message, tmp_path, capsys):
+    argv = [*TRAIN, "--timesteps", "400", "--out", str(tmp_path / "run"), *extra]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_out_is_replaced_only_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*TRAIN, "--timesteps", "400", "--out", str(out)]
+    assert _run(argv, capsys)[0] == 0
+    (out / "notes.txt").write_text("mine")
+    first = json.loads((out / "policy" / "manifest.json").read_text())["files"]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and err == (
+        f"campaignrl: error: argument --out: {str(out)!r} already holds a train run "
+        "(config.json, learning_curve.csv, policy); pass --overwrite to replace it\n"
+    )
+    # a policy folder a killed save_policy left behind (SIGKILL: its own cleanup never ran)
+    orphan = out / ".policy.x1y2z3_4"
+    orphan.mkdir()
+    (orphan / "manifest.json").write_text("{")
+    code, _, err = _run([*argv, "--overwrite", "--seed", "1"], capsys)
+    assert code == 0, err
+    assert not orphan.exists() and (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    assert json.loads((out / "policy" / "manifest.json").read_text())["files"] != first
+
+
+def test_train_overwrite_never_replaces_a_folder_it_does_not_recognise(tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "policy").mkdir(parents=True)
+    (out / "policy" / "thesis.tex").write_text("keep")
+    argv = [*TRAIN, "--timesteps", "400", "--out", str(out), "--overwrite"]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "is not a file a train run writes; nothing was replaced" in err
+    assert (out / "policy" / "thesis.tex").read_text() == "keep"
+
+
+def test_train_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    code, _, err = _run([*TRAIN, "--timesteps", "400", "--out", str(tmp_path / "f")], capsys)
+    assert code == 2 and err == (
+        f"campaignrl: error: argument --out: {str(tmp_path / 'f')!r} is a file, not a folder\n"
+    )
+
+
+def test_simulate_never_overwrites_without_overwrite(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text("precious")
+    argv = ["simulate", "--customers", "10", "--periods", "2", "--out", str(log)]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and err == (
+        f"campaignrl: error: argument --out: {str(log)!r} exists; pass --overwrite to replace it\n"
+    )
+    assert log.read_text() == "precious"
+    code, _, err = _run([*argv, "--overwrite"], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(log)) == 20
+
+
+def test_simulate_out_that_is_a_directory_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "logs.parquet"
+    folder.mkdir()
+    code, _, err = _run(["simulate", "--customers", "5", "--out", str(folder)], capsys)
+    assert code == 2 and err == (
+        f"campaignrl: error: argument --out: {str(folder)!r} is a directory; give a file path\n"
+    )
+
+
+def test_import_obd_never_overwrites_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "obd.parquet"
+    argv = ["logs", "import-obd", str(OBD / "random"), "--out", str(out)]
+    assert _run(argv, capsys)[0] == 0
+    before = out.read_bytes()
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and "argument --out" in err and "exists" in err
+    assert out.read_bytes() == before
+    assert _run([*argv, "--overwrite"], capsys)[0] == 0
+    (tmp_path / "dir.parquet").mkdir()
+    code, _, err = _run([*argv[:-1], str(tmp_path / "dir.parquet")], capsys)
+    assert code == 2 and "is a directory; give a file path" in err
+
+
+def test_quickstart_refuses_its_previous_results_unless_overwrite(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\nhorizon: 2\nseeds: [0]\neval_customers: 20\nagents:\n  - agent: no-contact\n"
+    )
+    argv = ["quickstart", "--config", str(config), "--out", str(tmp_path / "qs")]
+    assert _run(argv, capsys)[0] == 0
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "is not empty; pass --overwrite" in err
+    assert _run([*argv, "--overwrite"], capsys)[0] == 0
+
+
+def test_sigint_stops_an_experiment_with_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    config = tmp_path / "slow.yaml"
+    config.write_text(  # long enough to be interrupted while it trains
+        "name: slow\nhorizon: 26\nseeds: [0]\neval_customers: 20\ntraining_evals: 0\n"
+        "agents:\n  - agent: ucb1\n    timesteps: 100000000000\n    train_customers: 100\n"
+    )
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "campaignrl.cli", "experiment", "run", str(config), "--out",
+         str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the run has started once its config is written
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err == (
+        f"campaignrl: interrupted: {str(out)!r} holds no finished results (no DONE.json); run "
+        "again with --overwrite to replace them\n"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "run.json"]
