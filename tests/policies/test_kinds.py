@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from float_bounds import assert_within_bound, mlp_logit_bound, mlp_probability_bound
 from policy_helpers import numbered_names, random_masks, random_spd_inverse
 
 from campaignrl.policies import (
@@ -239,9 +240,18 @@ def test_policy_contract(name, tmp_path):
     # deterministic: again, a fresh identical instance, and row by row independent of the batch
     np.testing.assert_array_equal(pol.probabilities(x, masks), probs)
     np.testing.assert_array_equal(FACTORIES[name]().probabilities(x, masks), probs)
-    # A row's probabilities do not depend on the rest of the batch. Within 1e-6 (the issue's
-    # parity bound), not 1e-12: float32 BLAS (MLP) blocks sums differently per batch size.
-    np.testing.assert_allclose(pol.probabilities(x[:7], masks[:7]), probs[:7], rtol=0, atol=1e-6)
+    # A row's probabilities do not depend on the rest of the batch, up to rounding: BLAS
+    # blocks sums differently per batch size. float64 kinds: scores within gamma^{64}_d of
+    # their magnitudes (~1e-14 here), probabilities within a few times that (the softmax's
+    # condition is 2 / temperature); 1e-12 leaves room on any kernel. The MLP computes in
+    # float32: each batch within float_bounds' bound of the exact probabilities, so within
+    # twice it of each other.
+    small = pol.probabilities(x[:7], masks[:7])
+    if isinstance(pol, MLPPolicy):
+        _, bound = mlp_probability_bound(pol, x[:7], masks[:7])
+        assert_within_bound(small, probs[:7], 2.0 * bound)
+    else:
+        np.testing.assert_allclose(small, probs[:7], rtol=0, atol=1e-12)
 
     # sample: allowed actions, exact propensities, reproducible for a seed
     actions, prop = pol.sample(x, masks, np.random.default_rng(5))
@@ -409,13 +419,22 @@ def test_mlp_logits_equal_float64_loop(activation, act):
     expected = _mlp_loop(x, ws, bs, act)
     got = pol.scores(x)
     assert got.dtype == np.float64
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # float32 forward pass: within the rounding-error bound derived in float_bounds (sums of
+    # n + 1 terms, gamma_{n+2}, carried through tanh by its slope), on any CPU or BLAS kernel.
+    _, bound = mlp_logit_bound(x, ws, bs, activation)
+    assert_within_bound(got, expected, bound)
     # default exploration is softmax at temperature 1: the network's own distribution
     assert pol.exploration == Exploration("softmax")
     e = np.exp(expected - expected.max(axis=1, keepdims=True))
-    np.testing.assert_allclose(
-        pol.probabilities(x), e / e.sum(axis=1, keepdims=True), rtol=0, atol=1e-5
-    )
+    probs, prob_bound = mlp_probability_bound(pol, x)
+    np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-12)
+    assert_within_bound(pol.probabilities(x), probs, prob_bound)
+    # The bound is tight enough to catch a weight off by 1e-3 of itself, in any layer.
+    for layer in range(len(ws)):
+        wrong = [w.copy() for w in ws]
+        wrong[layer][1, 1] *= 1.0 + 1e-3
+        off = MLPPolicy(pol.feature_names, pol.action_names, wrong, bs, activation).scores(x)
+        assert (np.abs(off - expected) > bound).any(), layer
 
 
 def test_mlp_tanh_saturated_units_equal_float64_without_warnings():
@@ -431,8 +450,20 @@ def test_mlp_tanh_saturated_units_equal_float64_without_warnings():
         warnings.simplefilter("error")
         got = pol.scores(x)
         probs = pol.probabilities(x)
-    np.testing.assert_allclose(got, _mlp_loop(x, ws, bs, math.tanh), rtol=0, atol=1e-5)
+    # Not a fixed atol: the pre-activations reach hundreds, so float32's rounding of them is
+    # ~1e-5 (1.1e-5 measured with AVX-512 kernels, under 1e-5 with AVX2 ones). The bound
+    # (float_bounds.mlp_logit_bound) scales with the sums' magnitudes and passes almost
+    # nothing through saturated units, whose tanh has slope ~0.
+    expected = _mlp_loop(x, ws, bs, math.tanh)
+    _, bound = mlp_logit_bound(x, ws, bs, "tanh")
+    assert_within_bound(got, expected, bound)
     assert np.isfinite(probs).all()
+    # ... and still catches one weight off by 1e-4 of itself, in any layer.
+    for layer in range(len(ws)):
+        wrong = [w.copy() for w in ws]
+        wrong[layer][0, 0] *= 1.0 + 1e-4
+        off = MLPPolicy(pol.feature_names, pol.action_names, wrong, bs, "tanh").scores(x)
+        assert (np.abs(off - expected) > bound).any(), layer
 
 
 def test_mlp_relu_and_tanh_differ():

@@ -310,6 +310,29 @@ def test_linear_grouped_greedy_tiny_and_subnormal_weights_equal_float64():
     np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_linear_grouped_greedy_tiny_rows_of_large_coefficients_equal_float64(alpha):
+    # float32 squares of |z| ~ 1e-23 underflow, so |z| came out 0 and the rescoring bound
+    # fell to its 2^-50 floor, while coefficients ~2^55 (the float32 path takes up to 2^60)
+    # score these rows ~1e-6 with float32 errors ~1e-13: 3% of these near-tie rows took a
+    # float32 argmax float64 does not give, until the bound added what underflow can lose.
+    rng = np.random.default_rng(35)
+    d, a, groups = 8, 3, 1
+    pol = _grouped_linear(rng, d, a, groups, alpha)
+    beta = pol.beta * 2.0**55
+    beta[1] = beta[0] * (1.0 + 1e-7 * rng.normal(size=beta.shape[1]))  # near-ties
+    a_inv = None if pol.a_inv is None else pol.a_inv * 2.0**100
+    if a_inv is not None:
+        a_inv[1] = a_inv[0]
+    pol = _with_parameters(pol, beta, a_inv, alpha)
+    n = 2_000
+    x = rng.normal(size=(n, d))
+    x[:, 0] = 1e-23  # every row in the group, with a tiny one-hot value
+    masks = np.ones((n, a), dtype=bool)
+    assert pol._greedy_best(pol._check_features(x), pol._check_masks(masks, n)) is not None
+    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
+
+
 @pytest.mark.parametrize("case", ["two-groups", "huge", "beyond-float32"])
 def test_linear_grouped_greedy_falls_back_to_float64(case):
     # Inputs float32 cannot take (or rows in two groups) go the float64 way, same answer.
