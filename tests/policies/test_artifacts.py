@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -600,7 +601,9 @@ TAMPERED: list[tuple[str, Callable[[Path], None], str]] = [
     *[
         (
             f"temperature-{literal}",
-            _raw_edit(lambda t, lit=literal: t.replace('"epsilon"', f'"temperature": {lit}, "x"')),
+            _raw_edit(
+                lambda t, lit=literal: re.sub(r'"temperature": [^,}]+', f'"temperature": {lit}', t)
+            ),
             rf"manifest\.json is not valid JSON \({message}\)",
         )
         for literal, message in [
