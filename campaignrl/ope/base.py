@@ -10,8 +10,9 @@ import numpy as np
 
 from campaignrl._checks import check_array, check_choice, check_scalar
 from campaignrl.logs.io import LoggedData
-from campaignrl.ope.diagnostics import diagnose
+from campaignrl.ope.diagnostics import diagnose, importance_weights, require_support
 from campaignrl.ope.intervals import (
+    MIN_BOOTSTRAP,
     RoundTerms,
     bootstrap_interval,
     normal_interval,
@@ -96,7 +97,8 @@ class BaseOffPolicyEstimator(ABC):
         Raises:
             TypeError: If ``data`` is not :class:`LoggedData`.
             ValueError: On an empty log, a target or reward matrix of the wrong shape (naming
-                the argument), or missing ``estimated_rewards`` where they are needed.
+                the argument), missing ``estimated_rewards`` where they are needed, a target
+                that no logged decision supports, or an importance weight that overflows.
         """
         return self._round_terms(self._inputs(data, target, estimated_rewards))
 
@@ -132,8 +134,9 @@ class BaseOffPolicyEstimator(ABC):
                 influence terms). Both bootstraps resample rows (or episodes, see
                 ``cluster``), re-apply self-normalization in every resample and keep the
                 reward model fixed.
-            n_bootstrap: Number of resamples (bootstrap methods only; the studentized
-                interval reads its 2.5% tails from them: keep it near 1000).
+            n_bootstrap: Number of resamples (bootstrap methods only; at least
+                :data:`~campaignrl.ope.intervals.MIN_BOOTSTRAP`; the studentized interval
+                reads its 2.5% tails from them: keep it near 1000).
             rng: Generator or seed for the bootstrap; ``None`` draws fresh entropy (not
                 reproducible).
             cluster: The independent unit. ``episode``: the decisions of one episode (one
@@ -144,6 +147,11 @@ class BaseOffPolicyEstimator(ABC):
 
         Returns:
             The :class:`~campaignrl.ope.records.Estimate`.
+
+        Raises:
+            ValueError: On a bad argument (naming it), a target that no logged decision
+                supports (see :func:`~campaignrl.ope.diagnostics.require_support`) or an
+                importance weight that overflows (naming the row's ``propensity``).
         """
         check_scalar(
             alpha,
@@ -156,6 +164,11 @@ class BaseOffPolicyEstimator(ABC):
         )
         check_choice(method, "method", INTERVAL_METHODS)
         check_scalar(n_bootstrap, "n_bootstrap", int, min_val=1)
+        if method != "normal" and n_bootstrap < MIN_BOOTSTRAP:
+            raise ValueError(
+                f"`n_bootstrap` must be >= {MIN_BOOTSTRAP} for a bootstrap interval, got "
+                f"{n_bootstrap} (method='normal' needs no resamples)"
+            )
         if isinstance(rng, bool) or not isinstance(rng, (np.random.Generator, int, type(None))):
             raise TypeError(
                 f"`rng` must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
@@ -203,7 +216,8 @@ class BaseOffPolicyEstimator(ABC):
         self, data: LoggedData, target: Any, estimated_rewards: np.ndarray | None
     ) -> OPEInputs:
         policy = self._target(data, target)
-        weights = policy.factual(data) / data.propensities
+        weights = importance_weights(policy, data)
+        require_support(weights)
         q_factual = q_expected = None
         if self.needs_reward_model:
             if estimated_rewards is None:

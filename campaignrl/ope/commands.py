@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from campaignrl._progress import progress_bar
+from campaignrl.ope.intervals import MIN_BOOTSTRAP
+
 __all__ = ["BANDIT_NAMES", "SEQUENTIAL_NAMES", "register"]
 
 BANDIT_NAMES: tuple[str, ...] = ("ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dr-os")
@@ -115,9 +118,14 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
     )
     p.add_argument(
         "--bootstrap",
-        type=_int_at_least(1, "a positive integer"),
+        type=_int_at_least(
+            MIN_BOOTSTRAP,
+            f"an integer >= {MIN_BOOTSTRAP} (fewer cannot place the 2.5% tails of a 95% "
+            "interval; --interval normal needs no resamples)",
+        ),
         default=1000,
-        help="bootstrap resamples (default: 1000)",
+        help=f"bootstrap resamples, at least {MIN_BOOTSTRAP} (default: 1000); "
+        "--interval normal uses none",
     )
     p.add_argument(
         "--interval",
@@ -172,6 +180,9 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
 
     logs = subparsers.add_parser("logs", help="decision-log utilities")
     logs_sub = logs.add_subparsers(dest="logs_command", required=True, parser_class=parser_class)
+    from campaignrl.service.commands import register_logs_export  # `logs export` (the service)
+
+    register_logs_export(logs_sub, parser_class)
     imp = logs_sub.add_parser(
         "import-obd", help="convert an Open Bandit Dataset campaign folder to our log schema"
     )
@@ -252,25 +263,56 @@ def _sequential_estimators(names: list[str], args: argparse.Namespace) -> list[A
     return out
 
 
-def _log_action_values(path: Path) -> list[Any]:
+def _log_action_values(path: Path) -> tuple[list[Any], int]:
+    """The distinct values of the log's ``action`` column, and the number of rows."""
     import pandas as pd
 
     if path.suffix.lower() == ".csv":
         column = pd.read_csv(path, usecols=["action"])["action"]
     else:
         column = pd.read_parquet(path, columns=["action"])["action"]
-    return list(pd.unique(column.dropna()))
+    return list(pd.unique(column.dropna())), len(column)
 
 
-def _action_names(args: argparse.Namespace, policy: Any) -> tuple[str, ...]:
-    """The log's action space (see ``--actions``'s help for the order of the sources)."""
+def _is_number(value: Any) -> bool:
+    """Whether an ``action`` value reads as a number (an index, or a bad one: -1, 1.5)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _table_actions(table: np.ndarray, n_rows: int) -> int | None:
+    """The number of actions of a ``--target-probs`` table, read from its shape."""
+    if table.ndim == 1:
+        return int(table.shape[0])
+    if table.ndim == 3:
+        return int(table.shape[1])
+    if table.ndim == 2:  # (n, A) when it has a row per decision, (A, L) otherwise
+        return int(table.shape[1] if table.shape[0] == n_rows else table.shape[0])
+    return None  # as_target names the shape
+
+
+def _action_names(
+    args: argparse.Namespace, policy: Any, table: np.ndarray | None
+) -> tuple[tuple[str, ...], bool]:
+    """The log's action space, and whether it was guessed from the log's values.
+
+    See ``--actions``'s help for the order of the sources. A guess never refuses the log:
+    :func:`~campaignrl.logs.read_logs` then names the row and value it cannot read.
+    """
     if policy is not None:
-        return tuple(policy.action_names)
+        return tuple(policy.action_names), False
     if args.actions:
         names = tuple(a.strip() for a in str(args.actions).split(",") if a.strip())
         if not names:
             raise ValueError(f"argument --actions: no action names in {args.actions!r}")
-        return names
+        return names, False
     from campaignrl.ope.obd import items_path
 
     sidecar = items_path(args.logs)
@@ -279,27 +321,30 @@ def _action_names(args: argparse.Namespace, policy: Any) -> tuple[str, ...]:
 
         items = pd.read_csv(sidecar) if sidecar.suffix == ".csv" else pd.read_parquet(sidecar)
         if "action" in items.columns:
-            return tuple(str(a) for a in items["action"])
+            return tuple(str(a) for a in items["action"]), False
     from campaignrl.catalog import default_catalog
 
-    catalog = default_catalog().action_names
+    catalog = tuple(default_catalog().action_names)
     try:
-        values = _log_action_values(args.logs)
-    except (KeyError, ValueError):
-        return tuple(catalog)  # read_logs reports the missing column
+        values, n_rows = _log_action_values(args.logs)
+    except Exception:  # whatever is wrong with the file, read_logs says it better
+        return catalog, True
+    if values and all(_is_number(v) for v in values):
+        # Integer actions: a probability table says how many there are.
+        n_actions = _table_actions(table, n_rows) if table is not None else None
+        if n_actions is None or n_actions == len(catalog):
+            return catalog, True
+        return tuple(f"action_{k}" for k in range(n_actions)), True
     strings = [str(v) for v in values]
-    if all(s in catalog or s.isdigit() for s in strings):
-        return tuple(catalog)
+    if any(s in catalog for s in strings):
+        return catalog, True  # read_logs names any value that is not the catalog's
     matches = [re.fullmatch(r"(.*?)(\d+)", s) for s in strings]
     prefixes = {m.group(1) for m in matches if m is not None}
-    if all(m is not None for m in matches) and len(prefixes) == 1:
+    if matches and all(m is not None for m in matches) and len(prefixes) == 1:
         prefix = prefixes.pop()
         top = max(int(m.group(2)) for m in matches if m is not None)
-        return tuple(f"{prefix}{k}" for k in range(top + 1))
-    raise ValueError(
-        "argument --actions: the log's actions are neither the catalog's nor prefix_<k>; "
-        "pass --actions with every action name in index order"
-    )
+        return tuple(f"{prefix}{k}" for k in range(top + 1)), True
+    return catalog, True
 
 
 def _check_file(path: Path, flag: str) -> None:
@@ -323,7 +368,7 @@ def _reward_model(name: str) -> Any:
 
 def _cmd_ope(args: argparse.Namespace) -> int:
     from campaignrl.logs.io import read_logs
-    from campaignrl.ope.diagnostics import diagnose
+    from campaignrl.ope.diagnostics import diagnose, importance_weights, require_support
     from campaignrl.ope.target import as_target, load_target_table
 
     names = _estimator_names(args)
@@ -335,7 +380,7 @@ def _cmd_ope(args: argparse.Namespace) -> int:
             "with --sequential use bootstrap or normal"
         )
     _check_file(args.logs, "--logs")
-    policy = None
+    policy = table = None
     if args.policy is not None:
         _check_file(args.policy, "--policy")
         from campaignrl.policies import load_policy
@@ -343,7 +388,20 @@ def _cmd_ope(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     else:
         _check_file(args.target_probs, "--target-probs")
-    data = read_logs(args.logs, action_names=_action_names(args, policy))
+        try:
+            table = load_target_table(args.target_probs)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"argument --target-probs: {exc}") from None
+    action_names, guessed = _action_names(args, policy, table)
+    try:
+        data = read_logs(args.logs, action_names=action_names)
+    except (OSError, ValueError) as exc:
+        hint = ""
+        if guessed and any(
+            what in str(exc) for what in ("must name a known action", "must be an action index")
+        ):
+            hint = " (the action names were guessed: pass --actions with them in index order)"
+        raise ValueError(f"argument --logs: {exc}{hint}") from None
     if args.cluster == "episode" and data.episode_ids is None:
         raise ValueError(
             f"argument --cluster: episode needs an episode_id column, and {args.logs} has none"
@@ -359,18 +417,28 @@ def _cmd_ope(args: argparse.Namespace) -> int:
         target = policy_target(policy, data)
         target_label = str(args.policy)
     else:
-        target = as_target(load_target_table(args.target_probs), data, "--target-probs")
+        target = as_target(table, data, "--target-probs")
         target_label = str(args.target_probs)
+    # Before any model is fitted: a weight that overflows, or a target without support.
+    require_support(importance_weights(target, data))
+    diagnostics = diagnose(data, target).to_dict()
+    warnings = list(diagnostics.pop("warnings"))
     rng = np.random.default_rng(args.seed)
     model_seed, boot_seed = (int(s) for s in rng.integers(2**63, size=2))
     if args.sequential:
-        estimates, diagnostics = _run_sequential(names, args, data, target, model_seed, boot_seed)
+        estimates, extra = _run_sequential(names, args, data, target, model_seed, boot_seed)
+        from campaignrl.ope.diagnostics import episode_warnings
+
+        warnings += episode_warnings(
+            int(extra["n_episodes"]), float(extra["episode_effective_sample_size"])
+        )
     else:
-        estimates, diagnostics = _run_bandit(names, args, data, target, model_seed, boot_seed)
-    diagnostics = {**diagnose(data, target).to_dict(), **diagnostics}
-    result = {
+        estimates, extra = _run_bandit(names, args, data, target, model_seed, boot_seed)
+    diagnostics = {**diagnostics, **extra}
+    result: dict[str, Any] = {
         "estimates": estimates,
         "diagnostics": diagnostics,
+        "warnings": warnings,
         "logs": str(args.logs),
         "target": target_label,
         "sequential": bool(args.sequential),
@@ -378,9 +446,9 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     if args.json:
         # An unbounded side of an interval (a studentized bound from a log with a handful of
         # informative rows) is infinite: JSON has no infinity, so it is written as null.
-        for row in estimates:
-            for key in ("ci_low", "ci_high"):
-                if not np.isfinite(row[key]):
+        for row in [*estimates, diagnostics]:
+            for key, value in row.items():
+                if isinstance(value, float) and not np.isfinite(value):
                     row[key] = None
         print(json.dumps(result, allow_nan=False))
     else:
@@ -403,17 +471,22 @@ def _run_bandit(
     q_hat = None
     if any(e.needs_reward_model for e in estimators):
         model = CrossFittedRewardModel(_reward_model(args.reward_model))
-        q_hat = model.fit_predict(data, rng=model_seed)
-    result = evaluate(
-        data,
-        target,
-        estimators,
-        estimated_rewards=q_hat,
-        method=args.interval,
-        n_bootstrap=args.bootstrap,
-        rng=boot_seed,
-        cluster=args.cluster,
-    )
+        what = f"fitting the reward model ({args.reward_model}, {model.n_folds} folds)"
+        with progress_bar(what, total=model.work(data)) as advance:
+            q_hat = model.fit_predict(data, rng=model_seed, progress=advance)
+    what = "estimating" + ("" if args.interval == "normal" else f" ({args.bootstrap} resamples)")
+    with progress_bar(what, total=len(estimators)) as advance:
+        result = evaluate(
+            data,
+            target,
+            estimators,
+            estimated_rewards=q_hat,
+            method=args.interval,
+            n_bootstrap=args.bootstrap,
+            rng=boot_seed,
+            cluster=args.cluster,
+            progress=advance,
+        )
     rows = []
     for name, est in zip(names, result.estimates, strict=True):
         row = est.to_dict()
@@ -431,9 +504,14 @@ def _run_sequential(
     model_seed: int,
     boot_seed: int,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from campaignrl.ope.sequential import FittedQEvaluation, diagnose_trajectories
+    from campaignrl.ope.sequential import (
+        FittedQEvaluation,
+        diagnose_trajectories,
+        trajectories,
+    )
 
     estimators = _sequential_estimators(names, args)
+    episodes = diagnose_trajectories(data, target)
     q_hat = None
     if any(e.needs_q_model for e in estimators):
         if args.q_model == "ridge":
@@ -444,29 +522,33 @@ def _run_sequential(
             from sklearn.ensemble import HistGradientBoostingRegressor
 
             regressor = HistGradientBoostingRegressor(max_iter=100, random_state=0)
-        q_hat = FittedQEvaluation(regressor, gamma=args.gamma).fit_predict(
-            data, target, rng=model_seed
-        )
+        fqe = FittedQEvaluation(regressor, gamma=args.gamma)
+        what = f"fitting Q ({args.q_model}, {fqe.n_folds} folds)"
+        with progress_bar(what, total=fqe.n_folds * trajectories(data).horizon) as advance:
+            q_hat = fqe.fit_predict(data, target, rng=model_seed, progress=advance)
     rows = []
-    episodes = diagnose_trajectories(data, target)
-    for est in estimators:
-        row = est.estimate_interval(
-            data,
-            target,
-            estimated_q=q_hat,
-            method=args.interval,
-            n_bootstrap=args.bootstrap,
-            rng=np.random.default_rng(boot_seed),
-        ).to_dict()
-        row["gamma"] = args.gamma
-        row["n_episodes"] = episodes["n_episodes"]
-        rows.append(row)
+    what = "estimating" + ("" if args.interval == "normal" else f" ({args.bootstrap} resamples)")
+    with progress_bar(what, total=len(estimators)) as advance:
+        for est in estimators:
+            row = est.estimate_interval(
+                data,
+                target,
+                estimated_q=q_hat,
+                method=args.interval,
+                n_bootstrap=args.bootstrap,
+                rng=np.random.default_rng(boot_seed),
+            ).to_dict()
+            row["gamma"] = args.gamma
+            row["n_episodes"] = episodes["n_episodes"]
+            rows.append(row)
+            advance(1)
     return rows, {**episodes, "q_model": args.q_model if q_hat is not None else None}
 
 
 def _print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(width=max(Console().width, 100))
     kind = f"sequential, gamma {args.gamma:g}" if args.sequential else "per decision"
@@ -486,7 +568,9 @@ def _print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
         for k, v in result["diagnostics"].items()
         if v is not None
     )
-    console.print(f"diagnostics: {diag}")
+    console.print(f"diagnostics: {diag}", markup=False)
+    for warning in result["warnings"]:
+        console.print(Text(f"warning: {warning}", style="bold yellow"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +24,22 @@ class Evaluation:
     diagnostics: Diagnostics
     """importance-weight diagnostics (the same for every estimator)"""
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What makes the estimates less trustworthy than their intervals say.
+
+        The rules are :func:`~campaignrl.ope.diagnostics.weight_warnings`; empty when none
+        applies.
+        """
+        return self.diagnostics.warnings
+
     def to_dict(self) -> dict[str, Any]:
-        """``{"estimates": [...], "diagnostics": {...}}`` in plain JSON types."""
+        """``{"estimates": [...], "diagnostics": {...}, "warnings": [...]}`` as JSON types."""
+        diagnostics = self.diagnostics.to_dict()
         return {
             "estimates": [e.to_dict() for e in self.estimates],
-            "diagnostics": self.diagnostics.to_dict(),
+            "diagnostics": {k: v for k, v in diagnostics.items() if k != "warnings"},
+            "warnings": list(self.warnings),
         }
 
 
@@ -43,13 +54,23 @@ def evaluate(
     n_bootstrap: int = 1000,
     rng: np.random.Generator | int | None = None,
     cluster: str = "auto",
+    progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
     """Estimate ``target``'s value with every estimator, with intervals and diagnostics.
 
     ``method``, ``alpha``, ``n_bootstrap``, ``cluster`` are as in
     :meth:`~campaignrl.ope.base.BaseOffPolicyEstimator.estimate_interval`. Every estimator's
     bootstrap draws the same resamples (common random numbers), so their intervals differ by
-    the estimators, not by the draws.
+    the estimators, not by the draws. ``progress``, if given, is called with 1 after each
+    estimator (e.g. to advance a progress bar).
+
+    The diagnostics come first: a target that no logged decision supports, or a weight that
+    overflows, is refused before any interval is computed. Read ``warnings`` before the
+    numbers.
+
+    Raises:
+        ValueError: On bad arguments, as
+            :meth:`~campaignrl.ope.base.BaseOffPolicyEstimator.estimate_interval`.
 
     Examples:
         >>> from campaignrl.ope.estimators import IPS, SNIPS
@@ -68,20 +89,24 @@ def evaluate(
             raise TypeError(
                 f"`estimators[{i}]` must be an off-policy estimator, got {type(est).__name__}"
             )
+    diagnostics = estimators[0].diagnose(data, target)
     # One seed for every estimator: the same resamples behind every interval.
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     seed = int(generator.integers(2**63))
-    estimates = tuple(
-        est.estimate_interval(
-            data,
-            target,
-            estimated_rewards=estimated_rewards,
-            alpha=alpha,
-            method=method,
-            n_bootstrap=n_bootstrap,
-            rng=np.random.default_rng(seed),
-            cluster=cluster,
+    estimates = []
+    for est in estimators:
+        estimates.append(
+            est.estimate_interval(
+                data,
+                target,
+                estimated_rewards=estimated_rewards,
+                alpha=alpha,
+                method=method,
+                n_bootstrap=n_bootstrap,
+                rng=np.random.default_rng(seed),
+                cluster=cluster,
+            )
         )
-        for est in estimators
-    )
-    return Evaluation(estimates, estimators[0].diagnose(data, target))
+        if progress is not None:
+            progress(1)
+    return Evaluation(tuple(estimates), diagnostics)

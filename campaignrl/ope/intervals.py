@@ -10,12 +10,21 @@ from statistics import NormalDist
 import numpy as np
 
 __all__ = [
+    "MIN_BOOTSTRAP",
     "RoundTerms",
     "bootstrap_interval",
     "bootstrap_values",
     "normal_interval",
     "studentized_interval",
 ]
+
+MIN_BOOTSTRAP = 100
+"""fewest resamples behind a bootstrap interval of an estimator. A 95% interval reads the
+2.5% and 97.5% quantiles of the B resamples: below 40 these are the extreme resamples, and
+with B = 1 both ends are one number (a zero-width interval that need not even hold the
+estimate). 100 leaves 2.5 resamples beyond each end; it is a floor, not a recommendation:
+Efron & Tibshirani (An Introduction to the Bootstrap, 1993, section 19.3) ask for about
+1000 for percentile intervals, the default here"""
 
 _CHUNK_ELEMENTS = 1 << 23
 """at most this many resampled rows per child generator (8M, about 50 ms of work): the unit

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from campaignrl.logs.io import LoggedData
-from campaignrl.ope.target import TargetPolicy
+from campaignrl.ope.target import TargetPolicy, takes_masks
 
 __all__ = ["load_policy_target", "policy_target"]
 
@@ -21,7 +21,8 @@ def policy_target(policy: Any, data: LoggedData) -> TargetPolicy:
     When the log records the actions allowed at each decision (``allowed=<action>`` columns,
     which ``campaignrl simulate`` writes), the policy is evaluated under those masks, as it
     would have decided. Without them it is evaluated unmasked: mass it puts on an action that
-    was not allowed at logging time has no logged support and biases IPS downwards.
+    was not allowed at logging time has no logged support and biases IPS downwards; the
+    target is then marked ``masks_ignored`` and the diagnostics warn.
 
     Raises:
         ValueError: Naming the feature columns missing from the log, or if the actions differ.
@@ -47,7 +48,9 @@ def policy_target(policy: Any, data: LoggedData) -> TargetPolicy:
         probs = policy.probabilities(features)
     else:
         probs = policy.probabilities(features, data.masks)
-    return TargetPolicy(np.asarray(probs), per_row=True)
+    # A policy that decides under masks, on a log without them: say so in the diagnostics.
+    ignored = data.masks is None and takes_masks(policy)
+    return TargetPolicy(np.asarray(probs), per_row=True, masks_ignored=ignored)
 
 
 def load_policy_target(directory: str | os.PathLike[str], data: LoggedData) -> TargetPolicy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -56,7 +57,18 @@ class Diagnostics:
     """mean target probability on actions the logger could not take: (action, position)
     pairs the log never shows and, where the log records them, actions its masks did not
     allow at that decision. Value the importance-weighted estimators cannot see"""
+    mean_weight_se: float = float("inf")
+    """standard error of ``mean_weight`` (cluster-robust by episode when the log has
+    episodes; infinite with fewer than two rows or episodes)"""
+    warnings: tuple[str, ...] = ()
+    """what makes the estimates less trustworthy than their intervals say, one sentence each
+    (see :func:`campaignrl.ope.diagnostics.weight_warnings` for the rules)"""
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as plain JSON types."""
-        return asdict(self)
+        """The record as plain JSON types (a non-finite number as ``None``)."""
+        out = asdict(self)
+        out["warnings"] = list(self.warnings)
+        for key, value in out.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+        return out

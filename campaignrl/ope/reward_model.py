@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,14 +62,34 @@ class CrossFittedRewardModel:
                     f"got {type(self.estimator).__name__}"
                 )
 
+    def work(self, data: LoggedData) -> int:
+        """How many units of work :meth:`fit_predict` reports to ``progress`` on ``data``.
+
+        One per fold fitted, and one per (action, position) pair predicted in each fold.
+
+        Examples:
+            >>> from sklearn.linear_model import Ridge
+            >>> data = LoggedData(np.zeros(3, int), np.zeros(3), np.ones(3), ("a", "b"))
+            >>> CrossFittedRewardModel(Ridge()).work(data)
+            9
+        """
+        return self.n_folds * (1 + data.n_actions * data.n_positions)
+
     def fit_predict(
-        self, data: LoggedData, *, rng: np.random.Generator | int | None = None
+        self,
+        data: LoggedData,
+        *,
+        rng: np.random.Generator | int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Out-of-fold predictions ``q_hat(x_i, a)`` for every logged row and action.
 
         Args:
             data: The log; its rewards are the targets.
             rng: Generator or seed of the fold split (``None``: fresh entropy).
+            progress: Called with the units of work done as they are done (``work(data)``
+                in all: a fold fitted is 1, a batch of predicted pairs its size), e.g. to
+                advance a progress bar.
 
         Returns:
             ``(n, A)`` predictions, or ``(n, A, L)`` for a log with positions.
@@ -98,6 +119,8 @@ class CrossFittedRewardModel:
             test = np.flatnonzero(folds == k)
             train = np.flatnonzero(folds != k)
             model = clone(self.estimator).fit(design[train], data.rewards[train])
+            if progress is not None:
+                progress(1)
             # Predict many (action, position) pairs per call: models such as gradient boosting
             # pay a large fixed cost per predict call. Batches stay near _BATCH_ELEMENTS.
             pairs = [(a, pos) for a in range(n_a) for pos in range(n_l)]
@@ -114,6 +137,8 @@ class CrossFittedRewardModel:
                 pred = _predict(model, x, classify).reshape(len(batch), test.shape[0])
                 for j, (a, pos) in enumerate(batch):
                     out[test, a, pos] = pred[j]
+                if progress is not None:
+                    progress(len(batch))
         return out if positioned else out[:, :, 0]
 
 

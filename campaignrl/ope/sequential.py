@@ -24,6 +24,7 @@ Policy Learning under Constraints", ICML 2019 (FQE); SCOPE-RL (Kiyohara et al., 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, ClassVar
@@ -33,6 +34,8 @@ from scipy import sparse
 
 from campaignrl._checks import check_choice, check_scalar
 from campaignrl.logs.io import LoggedData
+from campaignrl.ope.diagnostics import MAX_WEIGHT, importance_weights, require_support
+from campaignrl.ope.intervals import MIN_BOOTSTRAP
 from campaignrl.ope.records import Estimate
 from campaignrl.ope.target import TargetPolicy, as_target
 
@@ -340,7 +343,12 @@ class FittedQEvaluation:
                 )
 
     def fit_predict(
-        self, data: LoggedData, target: Any, *, rng: np.random.Generator | int | None = None
+        self,
+        data: LoggedData,
+        target: Any,
+        *,
+        rng: np.random.Generator | int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> QEstimates:
         """Cross-fitted ``Q_hat(s_i, a)`` for every logged row and action.
 
@@ -348,6 +356,8 @@ class FittedQEvaluation:
             data: A trajectory log (``episode_id`` and ``step``).
             target: The evaluated policy (see :func:`~campaignrl.ope.target.as_target`).
             rng: Generator or seed of the episode fold split (``None``: fresh entropy).
+            progress: Called with 1 after each step of each fold is fitted
+                (``n_folds * horizon`` calls in all), e.g. to advance a progress bar.
 
         Raises:
             ValueError: With fewer episodes than folds, or a log without episodes.
@@ -364,7 +374,7 @@ class FittedQEvaluation:
         by_step = traj.by_step()
         out = np.zeros((data.n_rounds, data.n_actions))
         for k in range(self.n_folds):
-            self._fit_fold(data, traj, probs, by_step, fold != k, fold == k, out)
+            self._fit_fold(data, traj, probs, by_step, fold != k, fold == k, out, progress)
         return QEstimates(out, float(self.gamma))
 
     def _fit_fold(
@@ -376,6 +386,7 @@ class FittedQEvaluation:
         train: np.ndarray,
         test: np.ndarray,
         out: np.ndarray,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         from sklearn.base import clone  # imported here: OPE without models stays light
 
@@ -395,6 +406,8 @@ class FittedQEvaluation:
             q_fit = q[: fit_rows.shape[0]]
             v_at[fit_rows] = np.einsum("ia,ia->i", q_fit, probs[fit_rows])
             out[pred_rows] = q[fit_rows.shape[0] :]
+            if progress is not None:
+                progress(1)
 
     def _design(self, data: LoggedData, rows: np.ndarray, action: int | None) -> np.ndarray:
         m, n_a = rows.shape[0], data.n_actions
@@ -541,7 +554,8 @@ class BaseSequentialEstimator(ABC):
             method: ``bootstrap`` (percentile bootstrap over EPISODES, re-normalizing inside
                 each resample; the Q-function stays fixed) or ``normal`` (delta method over
                 per-episode influence terms).
-            n_bootstrap: Number of resamples.
+            n_bootstrap: Number of resamples (bootstrap only; at least
+                :data:`~campaignrl.ope.intervals.MIN_BOOTSTRAP`).
             rng: Generator or seed of the bootstrap (``None``: fresh entropy).
         """
         check_scalar(
@@ -555,6 +569,11 @@ class BaseSequentialEstimator(ABC):
         )
         check_choice(method, "method", ("bootstrap", "normal"))
         check_scalar(n_bootstrap, "n_bootstrap", int, min_val=1)
+        if method == "bootstrap" and n_bootstrap < MIN_BOOTSTRAP:
+            raise ValueError(
+                f"`n_bootstrap` must be >= {MIN_BOOTSTRAP} for a bootstrap interval, got "
+                f"{n_bootstrap} (method='normal' needs no resamples)"
+            )
         if isinstance(rng, bool) or not isinstance(rng, (np.random.Generator, int, type(None))):
             raise TypeError(
                 f"`rng` must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
@@ -586,8 +605,10 @@ class BaseSequentialEstimator(ABC):
     def _inputs(self, data: LoggedData, target: Any, estimated_q: Any) -> SequentialInputs:
         policy = _target(data, target)
         traj = trajectories(data)
-        weights = policy.factual(data) / data.propensities
+        weights = importance_weights(policy, data)
+        require_support(weights)
         rho, rho_prev = cumulative_weights(traj, weights)
+        _check_cumulative(rho, traj)
         discount = np.power(float(self.gamma), traj.t.astype(np.float64))
         q_factual = v_expected = None
         if self.needs_q_model:
@@ -605,6 +626,20 @@ def _target(data: LoggedData, target: Any) -> TargetPolicy:
     if data.n_rounds == 0:
         raise ValueError("`data` must hold at least one logged decision, got 0")
     return as_target(target, data, "target")
+
+
+def _check_cumulative(rho: np.ndarray, traj: Trajectories) -> None:
+    """Refuse cumulative weights beyond :data:`~campaignrl.ope.diagnostics.MAX_WEIGHT`."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(rho <= MAX_WEIGHT)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"the cumulative importance weight reaches {float(rho[row]):.3g} at row {row} "
+            f"(decision {int(traj.t[row])} of its episode): products of per-decision weights "
+            f"must stay below {MAX_WEIGHT:g}; these episodes are too long for these "
+            "propensities"
+        )
 
 
 def _row_probabilities(policy: TargetPolicy, data: LoggedData) -> np.ndarray:
@@ -833,7 +868,8 @@ def diagnose_trajectories(data: LoggedData, target: Any) -> dict[str, float | in
     """
     policy = _target(data, target)
     traj = trajectories(data)
-    rho, _ = cumulative_weights(traj, policy.factual(data) / data.propensities)
+    rho, _ = cumulative_weights(traj, importance_weights(policy, data))
+    _check_cumulative(rho, traj)
     final = rho[traj.last_row]
     squares = float(final @ final)
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 
 from campaignrl.logs.io import LoggedData
 
-__all__ = ["ProbabilityModel", "TargetPolicy", "as_target", "load_target_table"]
+__all__ = ["ProbabilityModel", "TargetPolicy", "as_target", "load_target_table", "takes_masks"]
 
 _ATOL = 1e-6
 """tolerance on probabilities summing to one over actions"""
@@ -59,6 +60,10 @@ class TargetPolicy:
     """``(A,)``, ``(A, L)``, ``(n, A)`` or ``(n, A, L)`` action probabilities"""
     per_row: bool = False
     """whether the first axis runs over logged rows (``(n, A[, L])``)"""
+    masks_ignored: bool = False
+    """whether these are the probabilities of a policy that decides under action masks,
+    computed without them because the log records none (no ``allowed=<action>`` columns):
+    its mass on actions the world did not allow at logging time has no logged evidence"""
 
     def __post_init__(self) -> None:
         try:
@@ -96,11 +101,18 @@ class TargetPolicy:
         """Per-row target of a policy object, from the log's features.
 
         ``model.probabilities(data.features)`` must return ``(n, A)`` probabilities (a
-        :class:`campaignrl.policies.Policy` does).
+        :class:`campaignrl.policies.Policy` does). A model whose ``probabilities`` also takes
+        action masks is given the log's masks (``data.masks``) when the log has them, and is
+        marked :attr:`masks_ignored` when it has none.
         """
         if data.features is None:
             raise ValueError("`data` has no features: a policy object needs contexts")
-        return cls(np.asarray(model.probabilities(data.features)), per_row=True)
+        masked = takes_masks(model)
+        if masked and data.masks is not None:
+            probs = model.probabilities(data.features, data.masks)  # type: ignore[call-arg]
+        else:
+            probs = model.probabilities(data.features)
+        return cls(np.asarray(probs), per_row=True, masks_ignored=masked and data.masks is None)
 
     @property
     def n_actions(self) -> int:
@@ -232,6 +244,25 @@ class TargetPolicy:
             blocked = ~masks[rows] | unseen[:, pos[rows]].T
             total += float(np.where(blocked, probs, 0.0).sum())
         return total / data.n_rounds
+
+
+def takes_masks(model: Any) -> bool:
+    """Whether ``model.probabilities`` takes action masks after the features.
+
+    Examples:
+        >>> class Masked:
+        ...     def probabilities(self, features, masks=None): ...
+        >>> takes_masks(Masked()), takes_masks(TargetPolicy)
+        (True, False)
+    """
+    method = getattr(model, "probabilities", None)
+    if not callable(method):
+        return False
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return "masks" in params
 
 
 def as_target(target: Any, data: LoggedData, name: str = "target") -> TargetPolicy:

@@ -37,6 +37,8 @@ def test_diagnostics_by_hand():
         "max_weight",
         "mean_weight",
         "unlogged_target_mass",
+        "mean_weight_se",
+        "warnings",
     }
 
 

@@ -46,8 +46,8 @@ def test_bad_estimator_lists_are_refused(bandit, estimators, err, match):
 
 
 def test_a_generator_seeds_the_run(bandit):
-    a = evaluate(bandit.data, bandit.target, [IPS()], n_bootstrap=50, rng=np.random.default_rng(1))
-    b = evaluate(bandit.data, bandit.target, [IPS()], n_bootstrap=50, rng=np.random.default_rng(1))
+    a = evaluate(bandit.data, bandit.target, [IPS()], n_bootstrap=100, rng=np.random.default_rng(1))
+    b = evaluate(bandit.data, bandit.target, [IPS()], n_bootstrap=100, rng=np.random.default_rng(1))
     assert a == b
 
 

@@ -23,11 +23,11 @@ def protocol():
 
 
 def test_script_runs_and_ips_is_the_hand_computation(protocol, capsys):
-    assert protocol.main(["--data", str(OBD), "--bootstrap", "50", "--reward-model", "ridge"]) == 0
+    assert protocol.main(["--data", str(OBD), "--bootstrap", "100", "--reward-model", "ridge"]) == 0
     out = capsys.readouterr().out
     assert "| ipw |" in out and "relative error" in out
 
-    result = protocol.run_protocol(OBD, n_bootstrap=50, reward_model="ridge")
+    result = protocol.run_protocol(OBD, n_bootstrap=100, reward_model="ridge")
     random = pd.read_csv(OBD / "random" / "all.csv", index_col=0)
     bts = pd.read_csv(OBD / "bts" / "all.csv", index_col=0)
     # Hand: BTS's frequency of (item, position) among its rows at that position.
