@@ -1,0 +1,199 @@
+"""The service's Prometheus metrics, in a registry of their own (one per app).
+
+Counters are per process (with several workers, Prometheus sums the scrapes of each, or set
+``PROMETHEUS_MULTIPROC_DIR``-style aggregation up yourself); the store's figures (joined,
+late, defaulted...) are read from the store at scrape time, so every worker reports the same
+totals for them. Customer ids never appear: no label holds request data, and the route label
+is the route's template (``/v1/decisions/{decision_id}/activate``), or ``unmatched``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["LATENCY_BUCKETS", "ServiceMetrics"]
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+)
+"""request latency buckets (seconds): the service aims at p99 under 10 ms"""
+
+
+class _StoreCollector(Collector):
+    """Gauges read from the joiner at scrape time, cached for ``max_age`` seconds."""
+
+    def __init__(self, read: Callable[[], dict[str, float]] | None, max_age: float) -> None:
+        self.read = read
+        self.max_age = max_age
+        self._cache: tuple[float, dict[str, float]] | None = None
+        self._lock = threading.Lock()
+
+    def _values(self) -> dict[str, float] | None:
+        if self.read is None:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            if self._cache is None or now - self._cache[0] > self.max_age:
+                self._cache = (now, self.read())
+            return self._cache[1]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            values = self._values()
+        except Exception:  # a store that is down must not break /metrics
+            values = None
+        up = GaugeMetricFamily(
+            "campaignrl_store_up", "1 if the store answered the last metrics read, else 0"
+        )
+        up.add_metric([], 0.0 if values is None else 1.0)
+        yield up
+        if values is None:
+            return
+        for name, help_text in _STORE_GAUGES.items():
+            gauge = GaugeMetricFamily(f"campaignrl_store_{name}", help_text)
+            gauge.add_metric([], float(values.get(name, 0.0)))
+            yield gauge
+
+
+_STORE_GAUGES = {
+    "decisions": "decisions in the store",
+    "pending_activation": "deferred decisions not activated",
+    "rewards": "rewards in the store (late ones included)",
+    "late_rewards": "rewards that arrived after their decision's window closed (never joined)",
+    "joined": "active decisions whose reward window closed",
+    "defaulted": "joined decisions that got the default reward (no on-time reward)",
+}
+
+
+class ServiceMetrics:
+    """Every metric of one app, registered in :attr:`registry`.
+
+    Args:
+        store_reader: Returns the store's figures (``decisions``, ``rewards``, ``late_rewards``,
+            ``joined``, ``defaulted``, ``pending_activation``) for the scrape-time gauges.
+        cache_seconds: How long a store read is reused between scrapes (a count scans tables).
+    """
+
+    def __init__(
+        self,
+        store_reader: Callable[[], dict[str, float]] | None = None,
+        *,
+        cache_seconds: float = 5.0,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "campaignrl_decisions",
+            "decisions made and committed, by endpoint and whether deferred",
+            ["endpoint", "deferred"],
+            registry=r,
+        )
+        self.replayed = Counter(
+            "campaignrl_decisions_replayed",
+            "decision requests whose event_id was seen before (the first decision returned)",
+            registry=r,
+        )
+        self.activations = Counter(
+            "campaignrl_activations", "deferred decisions activated", registry=r
+        )
+        self.rewards = Counter(
+            "campaignrl_rewards",
+            "rewards committed, by whether they arrived after the window (late: never joined)",
+            ["late"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "campaignrl_http_requests",
+            "HTTP responses by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "campaignrl_errors",
+            "requests refused or failed, by route template and reason",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "campaignrl_request_seconds",
+            "request latency from the first byte received to the response sent",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit = Histogram(
+            "campaignrl_store_commit_seconds",
+            "store lag: time to commit a batch of decisions or rewards before acknowledging",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.policy_version = Gauge(
+            "campaignrl_policy_version", "the policy version serving now", registry=r
+        )
+        self.policy_swaps = Counter(
+            "campaignrl_policy_swaps",
+            "policy versions swapped in, by cause (put, rollback, learn, refresh)",
+            ["cause"],
+            registry=r,
+        )
+        self.policy_refused = Counter(
+            "campaignrl_policy_refused",
+            "artifacts refused (the old version kept serving), by failed field",
+            ["field"],
+            registry=r,
+        )
+        self.learn_rows = Counter(
+            "campaignrl_learn_rows", "joined rows learned from online", registry=r
+        )
+        self.learn_publishes = Counter(
+            "campaignrl_learn_publishes", "versions published by online learning", registry=r
+        )
+        self.learn_errors = Counter(
+            "campaignrl_learn_errors", "online-learning steps that failed (logged)", registry=r
+        )
+        self.learn_lag = Gauge(
+            "campaignrl_learn_lag_seconds",
+            "time since the last online-learning step read the joined rows",
+            registry=r,
+        )
+        self.learn_pending = Gauge(
+            "campaignrl_learn_pending_rows",
+            "rows learned and not yet published as a version",
+            registry=r,
+        )
+        self._store = _StoreCollector(store_reader, cache_seconds)
+        r.register(self._store)
+
+    def set_store_reader(self, read: Callable[[], dict[str, float]] | None) -> None:
+        """Read the store's figures with ``read`` from now on (``None``: report it down)."""
+        self._store.read = read
+        self._store._cache = None
+
+    def render(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, labels: dict[str, Any] | None = None) -> float:
+        """A sample's current value (0 if absent), for tests and health checks."""
+        got = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if got is None else float(got)

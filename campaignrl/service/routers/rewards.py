@@ -1,0 +1,74 @@
+"""``POST /v1/rewards`` and ``/v1/rewards:batch``: rewards joined later to their decisions.
+
+A reward is stamped with the time it arrives; after its decision's window closed it is
+stored flagged late (counted, never learned from). An unknown ``decision_id`` is a 404 and
+nothing of the request is stored. Answered only after the store committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from campaignrl.service.records import RewardRecord
+from campaignrl.service.routers.deps import Runtime, annotate, require_api_key
+from campaignrl.service.routers.models import (
+    ErrorOut,
+    RewardBatchOut,
+    RewardIn,
+    RewardOut,
+    ValidationErrorOut,
+    reward_batch_model,
+)
+
+__all__ = ["build_router"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body is not UTF-8 text (FastAPI's answer)"},
+    401: {"model": ErrorOut, "description": "X-API-Key missing (when one is configured)"},
+    403: {"model": ErrorOut, "description": "wrong X-API-Key"},
+    404: {"model": ErrorOut, "description": "unknown decision_id (nothing stored)"},
+    413: {"model": ErrorOut, "description": "body larger than max_body_bytes"},
+    422: {"model": ValidationErrorOut, "description": "a field is refused (named in `loc`)"},
+}
+
+
+def _out(reward: RewardRecord) -> RewardOut:
+    return RewardOut(
+        decision_id=reward.decision_id,
+        reward=reward.reward,
+        received_at=reward.received_at,
+        late=reward.late,
+    )
+
+
+def build_router(max_batch: int) -> APIRouter:
+    """The rewards router (batches of at most ``max_batch``)."""
+    router = APIRouter(tags=["rewards"], dependencies=[Depends(require_api_key)])
+    batch_in = reward_batch_model(max_batch)
+
+    @router.post(
+        "/v1/rewards:batch",
+        response_model=RewardBatchOut,
+        responses=_ERRORS,
+        summary=f"Post up to {max_batch} rewards (all stored, or none)",
+    )
+    @annotate(body=batch_in)
+    def post_rewards(body: Any, runtime: Runtime) -> RewardBatchOut:
+        """Store every reward of the batch in one commit, or none if an id is unknown."""
+        stored = runtime.record_rewards([(r.decision_id, r.reward) for r in body.rewards])
+        return RewardBatchOut(rewards=[_out(r) for r in stored])
+
+    @router.post(
+        "/v1/rewards",
+        response_model=RewardOut,
+        responses=_ERRORS,
+        summary="Post one reward",
+    )
+    def post_reward(body: RewardIn, runtime: Runtime) -> RewardOut:
+        """Store the reward; ``late`` says whether it missed its decision's window."""
+        (stored,) = runtime.record_rewards([(body.decision_id, body.reward)])
+        return _out(stored)
+
+    return router

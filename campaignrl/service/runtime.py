@@ -1,0 +1,600 @@
+"""The service's plain objects wired together from settings (no web framework here).
+
+:class:`ServiceRuntime` holds the store, the policy versions, the decider, the joiner, the
+customer hasher and, with ``learn``, the online learning; the HTTP routes only parse a request,
+call one of its methods and answer. Everything here is callable and tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from campaignrl.policies import Exploration
+from campaignrl.service.decider import Decider, Decision, DecisionInputError
+from campaignrl.service.joiner import Joiner, JoinSettings
+from campaignrl.service.metrics import ServiceMetrics
+from campaignrl.service.online import LearningSettings, OnlineLearning, learner_for
+from campaignrl.service.privacy import CustomerHasher
+from campaignrl.service.records import DecisionRecord, RewardRecord
+from campaignrl.service.settings import ServiceSettings
+from campaignrl.service.store import DecisionStore, open_store
+from campaignrl.service.versions import PolicyRefused, PolicyVersion, PolicyVersions
+
+try:  # POSIX: several worker processes share one versions folder
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one worker
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CURSOR_FILE",
+    "DecisionRequest",
+    "LearningLoop",
+    "ServiceRuntime",
+    "open_versions",
+]
+
+log = logging.getLogger("campaignrl.service")
+
+CURSOR_FILE = "learning-cursor.json"
+"""in the versions folder: the joiner time up to which online learning has published"""
+_BOOTSTRAP_LOCK = ".bootstrap.lock"
+_LEARNER_LOCK = ".learner.lock"
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """One decision asked for (already parsed from JSON)."""
+
+    customer_id: str | int
+    """the raw customer id (hashed before anything is stored)"""
+    features: Mapping[str, Any]
+    """``name -> number``, exactly the policy's features"""
+    event_id: str | None = None
+    """the client's idempotency key"""
+    deferred: bool = False
+    """whether the decision waits for an activation before it counts"""
+    mask: Sequence[bool] | Sequence[str] | None = None
+    """allowed actions: ``A`` booleans or a list of names; ``None``: all"""
+
+
+# ---------------------------------------------------------------------------- versions
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (blocking) across processes, where the OS has one."""
+    with path.open("a") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _manifest_digest(directory: Path) -> str | None:
+    try:
+        return hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def open_versions(settings: ServiceSettings) -> PolicyVersions:
+    """The policy versions, with ``settings.policy_dir`` proposed if it is new.
+
+    ``policy_dir`` becomes a new version unless a stored version has the very same
+    ``manifest.json`` (the manifest holds the sha256 of every other file): restarting with the
+    same ``--policy`` resumes at the version that was serving, learned versions included, so
+    a restart never resets what was learned. Several workers starting together take turns (a
+    file lock), so one artifact is proposed once.
+
+    Raises:
+        ValueError: If there is no policy to serve, or ``policy_dir`` is refused (naming
+            ``--policy`` and the failed check); the versions stay as they were.
+    """
+    root = settings.resolved_versions_dir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"`versions_dir` {str(root)!r}: cannot create it ({exc})") from None
+    with _file_lock(root / _BOOTSTRAP_LOCK):
+        try:
+            versions = PolicyVersions(root, signing_key=settings.secret("signing_key"))
+        except PolicyRefused as exc:
+            raise ValueError(f"`versions_dir` {str(root)!r}: {exc}") from None
+        policy_dir = settings.policy_dir
+        if policy_dir is not None:
+            digest = _manifest_digest(policy_dir)
+            known = [
+                info.version
+                for info in versions.list()
+                if digest is not None and _manifest_digest(info.path) == digest
+            ]
+            if known and not versions.empty:
+                log.info(
+                    "--policy %s is stored as version(s) %s; serving v%06d",
+                    policy_dir,
+                    known,
+                    versions.current.version,
+                )
+            else:
+                try:
+                    if known:
+                        versions.activate(known[-1])
+                    else:
+                        entry = versions.propose(policy_dir)
+                        log.info("--policy %s stored as version %d", policy_dir, entry.version)
+                except PolicyRefused as exc:
+                    raise ValueError(f"argument --policy: {exc}") from None
+    if versions.empty:
+        raise ValueError(
+            f"no policy to serve: pass --policy DIR (a policy artifact); {str(root)!r} holds "
+            f"no version yet"
+        )
+    return versions
+
+
+# ---------------------------------------------------------------------------- learning
+
+
+class LearningLoop:
+    """One online-learning step at a time: joined rows -> learner -> (on schedule) a version.
+
+    Joined rows are read once each (the joiner's ``since`` cursor). The cursor is saved in
+    the versions folder only when a version is published, so rows learned but not yet
+    published are read again after a restart, never lost and never counted twice (except if
+    the process dies between publishing a version and saving the cursor: that one batch is
+    then learned twice).
+
+    Args:
+        learning: The online learning over the policy versions.
+        joiner: Where joined rows come from.
+        every_seconds: Publish when this long passed since the last publish and rows are
+            pending.
+        every_rows: Publish as soon as this many rows are pending (``None``: time only).
+        metrics: Where to count rows and publishes.
+        clock: Current unix time.
+    """
+
+    def __init__(
+        self,
+        learning: OnlineLearning,
+        joiner: Joiner,
+        *,
+        every_seconds: float,
+        every_rows: int | None,
+        metrics: ServiceMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.learning = learning
+        self.joiner = joiner
+        self.every_seconds = float(every_seconds)
+        self.every_rows = every_rows
+        self.metrics = metrics
+        self.clock = clock
+        self.cursor_path = learning.versions.root / CURSOR_FILE
+        saved = self._read_cursor()
+        # A first start learns from windows that close from now on: what the store held
+        # before may already be in the artifact (trained offline on an export).
+        self.since: float = saved if saved is not None else clock() - joiner.settings.settle_seconds
+        self.last_publish = clock()
+        self.last_step: float | None = None
+        self._lock = threading.Lock()
+
+    def _read_cursor(self) -> float | None:
+        try:
+            data = json.loads(self.cursor_path.read_text())
+            value = float(data["until"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{str(self.cursor_path)!r} is not a valid cursor ({exc})") from None
+        return value if np.isfinite(value) else None
+
+    def _write_cursor(self, until: float, version: int) -> None:
+        root = self.cursor_path.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{CURSOR_FILE}.", dir=root)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"until": until, "version": version}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.cursor_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def step(self) -> PolicyVersion | None:
+        """Learn from the rows joined since the last step; publish if due. Thread-safe.
+
+        Returns:
+            The version published, or ``None``.
+        """
+        with self._lock:
+            batch = self.joiner.joined(since=self.since)
+            if batch.n:
+                self.learning.update(
+                    batch.features, batch.actions, batch.rewards, batch.propensities
+                )
+                self.metrics.learn_rows.inc(batch.n)
+            self.since = batch.until
+            now = self.clock()
+            self.last_step = now
+            self.metrics.learn_lag.set(0.0)
+            pending = self.learning.pending
+            self.metrics.learn_pending.set(pending)
+            due = pending > 0 and (
+                (self.every_rows is not None and pending >= self.every_rows)
+                or now - self.last_publish >= self.every_seconds
+            )
+            if not due:
+                return None
+            entry = self.learning.publish()
+            self._write_cursor(batch.until, entry.version)
+            self.last_publish = now
+            self.metrics.learn_publishes.inc()
+            self.metrics.learn_pending.set(0)
+            self.metrics.policy_swaps.labels("learn").inc()
+            self.metrics.policy_version.set(entry.version)
+            log.info("online learning published version %d (%d rows)", entry.version, pending)
+            return entry
+
+
+class LearnerElection:
+    """At most one process of those sharing a versions folder learns: whoever holds a lock.
+
+    :meth:`try_acquire` never blocks; a worker that does not hold the lock tries again at its
+    next step, so when the learning worker dies another one takes over.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / _LEARNER_LOCK
+        self._fh: IO[str] | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the learner lock."""
+        return self._fh is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; True if this process holds it."""
+        if self._fh is not None:
+            return True
+        fh = self.path.open("a")
+        if fcntl is None:  # pragma: no cover - no file locks: a single worker is assumed
+            self._fh = fh
+            return True
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        """Let another process learn."""
+        if self._fh is not None:
+            if fcntl is not None:
+                fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+# ---------------------------------------------------------------------------- the runtime
+
+
+def _seed_sequence(settings: ServiceSettings) -> np.random.SeedSequence:
+    """The exploration seed: the setting's, or fresh entropy from the OS (logged).
+
+    With several workers each process mixes its pid into the seed, so the workers do not
+    draw the same sequence (every draw's propensity is exact either way).
+    """
+    if settings.seed is None:
+        sequence = np.random.SeedSequence()
+        log.info("exploration seed drawn from the OS: %d", sequence.entropy)
+        return sequence
+    if settings.workers > 1:
+        return np.random.SeedSequence(settings.seed, spawn_key=(os.getpid(),))
+    return np.random.SeedSequence(settings.seed)
+
+
+class ServiceRuntime:
+    """The decider, the store, the joiner and the versions of one service process.
+
+    Args:
+        settings: The service settings.
+        versions: The policy versions (from :func:`open_versions`).
+        store: An open store (closed by :meth:`close`).
+        metrics: The app's metrics.
+        clock: Current unix time (a fake one in tests).
+
+    Raises:
+        ValueError: If ``learn`` is on and the serving policy's kind does not learn online.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        versions: PolicyVersions,
+        store: DecisionStore,
+        *,
+        metrics: ServiceMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.versions = versions
+        self.store = store
+        self.metrics = metrics or ServiceMetrics()
+        self.clock = clock
+        hash_key = settings.secret("hash_key")
+        if hash_key is None:  # ServiceSettings refuses this already
+            raise ValueError("setting `hash_key` is required")
+        self.hasher = CustomerHasher(hash_key, setting="hash_key")
+        self.decider = Decider(
+            versions,
+            exploration_epsilon=settings.exploration_epsilon,
+            seed=_seed_sequence(settings),
+        )
+        policy = versions.current.policy
+        self.joiner = Joiner(
+            store,
+            JoinSettings(
+                window_seconds=settings.reward_window_seconds,
+                aggregation=settings.aggregation,
+                default_reward=settings.default_reward,
+            ),
+            action_names=policy.action_names,
+            feature_names=policy.feature_names,
+            clock=clock,
+        )
+        self.learning_settings = LearningSettings(
+            exploration=Exploration(
+                "greedy",
+                epsilon=0.1
+                if settings.exploration_epsilon is None
+                else settings.exploration_epsilon,
+            )
+        )
+        if settings.learn:
+            try:
+                learner_for(policy, self.learning_settings)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+        self.election = LearnerElection(versions.root)
+        self.loop: LearningLoop | None = None
+        self._learn_lock = threading.Lock()
+        self.metrics.policy_version.set(versions.current.version)
+        self.metrics.set_store_reader(self._store_figures)
+
+    @classmethod
+    def open(
+        cls,
+        settings: ServiceSettings,
+        *,
+        metrics: ServiceMetrics | None = None,
+        versions: PolicyVersions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> ServiceRuntime:
+        """Open the versions (unless given) and the store, and wire everything.
+
+        Raises:
+            ValueError: A bad store URL or policy, naming the setting or flag.
+        """
+        versions = versions if versions is not None else open_versions(settings)
+        store = open_store(settings.store_url)
+        try:
+            return cls(settings, versions, store, metrics=metrics, clock=clock)
+        except BaseException:
+            store.close()
+            raise
+
+    # ------------------------------------------------------------------ decisions
+
+    def _records(
+        self, requests: Sequence[DecisionRequest], decisions: Sequence[Decision], endpoint: str
+    ) -> list[DecisionRecord]:
+        now = self.clock()
+        records = []
+        batch = endpoint != "single"
+        for i, (request, decision) in enumerate(zip(requests, decisions, strict=True)):
+            # A policy may overflow on huge (finite) features; refuse them rather than log a
+            # vector that is not a probability distribution.
+            probs = decision.probabilities
+            if not (np.isfinite(probs).all() and 0.0 < decision.propensity <= 1.0):
+                raise DecisionInputError(
+                    (i, "features") if batch else ("features",),
+                    "(values)",
+                    "give the policy non-finite scores: use values on the scale it was trained on",
+                )
+            records.append(
+                DecisionRecord(
+                    decision_id=uuid.uuid4().hex,
+                    event_id=request.event_id,
+                    customer_key=self.hasher(request.customer_id),
+                    created_at=now,
+                    action=decision.action,
+                    action_name=decision.action_name,
+                    propensity=decision.propensity,
+                    probabilities=probs,
+                    features=decision.features,
+                    mask=decision.mask,
+                    policy_version=decision.policy_version,
+                    deferred=request.deferred,
+                    activated_at=None,
+                )
+            )
+        return records
+
+    def decide(
+        self, requests: Sequence[DecisionRequest], *, endpoint: str = "batch"
+    ) -> list[tuple[DecisionRecord, bool]]:
+        """Decide, commit, and return each stored decision with whether it was replayed.
+
+        A request whose ``event_id`` was stored before returns that first decision (and
+        ``True``): nothing new is logged. Returns only after the store committed.
+
+        Raises:
+            DecisionInputError: Naming the field (row first for a batch of several).
+        """
+        requests = list(requests)
+        if not requests:
+            return []
+        if endpoint == "single" and len(requests) == 1:
+            r = requests[0]
+            decisions = [self.decider.decide(r.features, r.mask)]
+        else:
+            masks = [r.mask for r in requests]
+            decisions = self.decider.decide_batch(
+                [r.features for r in requests], None if all(m is None for m in masks) else masks
+            )
+        records = self._records(requests, decisions, endpoint)
+        started = time.perf_counter()
+        stored = self.store.add_decisions(records)
+        self.metrics.commit.labels("decisions").observe(time.perf_counter() - started)
+        out = []
+        for made, kept in zip(records, stored, strict=True):
+            replayed = kept.decision_id != made.decision_id
+            if replayed:
+                self.metrics.replayed.inc()
+            else:
+                self.metrics.decisions.labels(endpoint, str(kept.deferred).lower()).inc()
+            out.append((kept, replayed))
+        return out
+
+    def activate(self, decision_id: str) -> DecisionRecord:
+        """Activate a deferred decision (idempotent); return it.
+
+        Raises:
+            UnknownDecisionError: If the store holds no such decision.
+        """
+        before = self.store.get_decision(decision_id)
+        record = self.store.activate(decision_id, self.clock())
+        if before.activated_at is None:
+            self.metrics.activations.inc()
+        return record
+
+    def record_rewards(self, pairs: Sequence[tuple[str, float]]) -> list[RewardRecord]:
+        """Store rewards (all or nothing), flagged late after their window; return them.
+
+        Raises:
+            UnknownDecisionError: Naming the unknown ids (nothing is stored).
+        """
+        started = time.perf_counter()
+        stored = self.joiner.record_rewards(pairs)
+        self.metrics.commit.labels("rewards").observe(time.perf_counter() - started)
+        for reward in stored:
+            self.metrics.rewards.labels(str(reward.late).lower()).inc()
+        return stored
+
+    # ------------------------------------------------------------------ policy
+
+    def propose(self, artifact_dir: Path) -> PolicyVersion:
+        """Validate an artifact and swap it in.
+
+        Raises:
+            PolicyRefused: Naming the failed check; the old version keeps serving.
+        """
+        try:
+            entry = self.versions.propose(artifact_dir)
+        except PolicyRefused as exc:
+            self.metrics.policy_refused.labels(exc.field).inc()
+            raise
+        self.metrics.policy_swaps.labels("put").inc()
+        self.metrics.policy_version.set(entry.version)
+        return entry
+
+    def rollback(self) -> PolicyVersion:
+        """Serve the previous version again.
+
+        Raises:
+            PolicyRefused: If there is none.
+        """
+        entry = self.versions.rollback()
+        self.metrics.policy_swaps.labels("rollback").inc()
+        self.metrics.policy_version.set(entry.version)
+        return entry
+
+    def refresh(self) -> bool:
+        """Pick up a version another process swapped in; True if it changed."""
+        swapped = self.versions.refresh()
+        if swapped:
+            self.metrics.policy_swaps.labels("refresh").inc()
+            self.metrics.policy_version.set(self.versions.current.version)
+        return swapped
+
+    # ------------------------------------------------------------------ learning
+
+    def learn_step(self) -> PolicyVersion | None:
+        """One online-learning step if this process is the elected learner (else nothing).
+
+        Raises:
+            Whatever the step raises (the caller logs it and counts it; serving goes on).
+        """
+        if not self.settings.learn:
+            return None
+        with self._learn_lock:  # the background task and a caller may step at once
+            return self._learn_step_locked()
+
+    def _learn_step_locked(self) -> PolicyVersion | None:
+        if self.loop is None:
+            if not self.election.try_acquire():
+                return None
+            learning = OnlineLearning(
+                self.versions,
+                settings=self.learning_settings,
+                signing_key=self.settings.secret("signing_key"),
+            )
+            self.loop = LearningLoop(
+                learning,
+                self.joiner,
+                every_seconds=self.settings.learn_every_seconds,
+                every_rows=self.settings.learn_every_rewards,
+                metrics=self.metrics,
+                clock=self.clock,
+            )
+        return self.loop.step()
+
+    # ------------------------------------------------------------------ operations
+
+    def _store_figures(self) -> dict[str, float]:
+        counts = self.joiner.counts()
+        return {
+            "decisions": counts.decisions,
+            "pending_activation": counts.pending_activation,
+            "rewards": counts.rewards,
+            "late_rewards": counts.late_rewards,
+            "joined": counts.joined,
+            "defaulted": counts.defaulted,
+        }
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the store answers and a policy serves, with the reason if not."""
+        try:
+            self.store.get_decisions(["readiness-check"])
+        except Exception as exc:  # any store failure means not ready
+            return False, f"store not answering ({type(exc).__name__})"
+        if self.versions.empty:  # pragma: no cover - open_versions refuses this
+            return False, "no policy version"
+        return True, "ready"
+
+    def close(self) -> None:
+        """Release the learner lock and close the store (every commit is already durable)."""
+        self.election.release()
+        self.metrics.set_store_reader(None)
+        self.store.close()
