@@ -82,3 +82,9 @@ def test_logs_with_episodes_get_cluster_robust_intervals_by_default(bandit):
         IPS().estimate_interval(base, bandit.target, cluster="episode")
     with pytest.raises(ValueError, match=r"`cluster`.*'customer'"):
         IPS().estimate_interval(episodes, bandit.target, cluster="customer")
+
+
+def test_progress_is_reported_once_per_estimator(bandit):
+    calls: list[int] = []
+    evaluate(bandit.data, bandit.target, [IPS(), SNIPS()], method="normal", progress=calls.append)
+    assert calls == [1, 1]

@@ -92,3 +92,37 @@ def test_logged_masks_make_ips_and_snips_agree_on_simulated_logs():
     ips = IPS().estimate_policy_value(data, masked)
     snips = SNIPS().estimate_policy_value(data, masked)
     assert ips == pytest.approx(snips, rel=1e-9)
+
+
+class Masked:
+    """A policy that decides under masks (as campaignrl's do): uniform over allowed actions."""
+
+    feature_names = ("a",)
+    action_names = ("x", "y")
+
+    def probabilities(self, features: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        allowed = np.ones((features.shape[0], 2), bool) if masks is None else masks
+        return allowed / allowed.sum(axis=1, keepdims=True)
+
+
+def test_a_masked_policy_on_a_log_without_masks_is_marked():
+    from campaignrl.ope import TargetPolicy, diagnose
+
+    plain = _log(("a", "b", "c"))
+    target = policy_target(Masked(), plain)
+    assert target.masks_ignored
+    assert any(w.startswith("the log has no allowed=<action> columns") for w in
+               diagnose(plain, target).warnings)  # fmt: skip
+    assert not policy_target(Echo(), _log(("a", "b", "c"))).masks_ignored  # takes no masks
+    masked = LoggedData(
+        plain.actions, plain.rewards, plain.propensities, plain.action_names,
+        features=plain.features, feature_names=plain.feature_names,
+        masks=np.array([[True, False], [True, True]]),
+    )  # fmt: skip
+    under = policy_target(Masked(), masked)
+    assert not under.masks_ignored
+    assert under.probs.tolist() == [[1.0, 0.0], [0.5, 0.5]]
+    # a policy object given directly: the log's masks reach it too
+    direct = TargetPolicy.from_model(Masked(), masked)
+    assert direct.probs.tolist() == [[1.0, 0.0], [0.5, 0.5]] and not direct.masks_ignored
+    assert TargetPolicy.from_model(Masked(), plain).masks_ignored

@@ -93,3 +93,13 @@ def test_classifier_needs_binary_rewards_and_enough_rows():
             data.actions[:2], data.rewards[:2], data.propensities[:2], ("a", "b", "c")
         )
         CrossFittedRewardModel(LinearRegression()).fit_predict(small, rng=0)
+
+
+@pytest.mark.parametrize("positions", [False, True])
+def test_progress_adds_up_to_the_announced_work(positions):
+    data = _log(60, positions=positions)
+    model = CrossFittedRewardModel(LinearRegression(), n_folds=3)
+    calls: list[int] = []
+    model.fit_predict(data, rng=0, progress=calls.append)
+    assert sum(calls) == model.work(data) == 3 * (1 + 3 * data.n_positions)
+    assert calls.count(1) >= 3  # one per fold fitted, then the predicted pairs

@@ -325,3 +325,62 @@ def test_wpdis_normal_interval_width_matches_the_episode_bootstrap(normalization
     se = terms.influence().std(ddof=1) / np.sqrt(n_ep)
     assert boot.std() == pytest.approx(se, rel=0.12)
     assert boot.mean() == pytest.approx(terms.value(), abs=3 * se)
+
+
+# --------------------------------------------------------------------------------------------
+# No confident numbers without evidence
+# --------------------------------------------------------------------------------------------
+
+
+def _episodes(propensities: np.ndarray, actions: np.ndarray | None = None) -> LoggedData:
+    """Two episodes of ``len(propensities) // 2`` steps each."""
+    n = propensities.shape[0]
+    return LoggedData(
+        actions=np.zeros(n, dtype=int) if actions is None else actions,
+        rewards=np.ones(n),
+        propensities=propensities,
+        action_names=("a", "b"),
+        episode_ids=np.repeat([0, 1], n // 2),
+        steps=np.tile(np.arange(n // 2), 2),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENTIAL_ESTIMATORS))
+def test_an_unsupported_target_gets_no_estimate(name):
+    data = _episodes(np.full(6, 0.5))  # the log only ever took action "a"
+    est = SEQUENTIAL_ESTIMATORS[name](gamma=GAMMA)
+    with pytest.raises(ValueError, match="no logged decision supports the target"):
+        est.estimate_interval(data, np.array([0.0, 1.0]), estimated_q=np.ones((6, 2)))
+
+
+def test_overflowing_weights_are_refused_by_row():
+    tiny = _episodes(np.array([0.5, 0.5, 1e-320, 0.5, 0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"`propensity` at row 2 is 1e-320"):
+        PDIS().estimate_policy_value(tiny, np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"`propensity` at row 2 is 1e-320"):
+        diagnose_trajectories(tiny, np.array([0.5, 0.5]))
+    # each weight 1e60 is fine, the product of two (1e120) is not
+    small = _episodes(np.full(8, 1e-60))
+    match = (
+        r"the cumulative importance weight reaches 1e\+120 at row 1 \(decision 1 of its "
+        r"episode\): products of per-decision weights must stay below 1e\+100"
+    )
+    with pytest.raises(ValueError, match=match):
+        PDIS().estimate_policy_value(small, np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match=match):
+        diagnose_trajectories(small, np.array([1.0, 0.0]))
+
+
+@pytest.mark.parametrize("n_bootstrap", [1, 99])
+def test_too_few_resamples_are_refused(tiny_log, n_bootstrap):
+    with pytest.raises(ValueError, match=rf"`n_bootstrap` must be >= 100 .*got {n_bootstrap}"):
+        PDIS().estimate_interval(tiny_log, TARGET, n_bootstrap=n_bootstrap, rng=0)
+    PDIS().estimate_interval(tiny_log, TARGET, method="normal", n_bootstrap=1)
+
+
+def test_fitted_q_reports_progress_per_fold_and_step(tiny_log):
+    calls: list[int] = []
+    FittedQEvaluation(Ridge(), gamma=GAMMA, n_folds=2).fit_predict(
+        tiny_log, TARGET, rng=0, progress=calls.append
+    )
+    assert calls == [1] * (2 * trajectories(tiny_log).horizon)
