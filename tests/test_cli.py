@@ -740,13 +740,20 @@ def test_sigint_stops_an_experiment_with_one_line_and_exit_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background job ignores SIGINT, and a child inherits that: restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (out / "config.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the run has started once its config is written
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "config.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the run has started once its config is written
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave the run behind, whatever happened
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert err == (
         f"campaignrl: interrupted: {str(out)!r} holds no finished results (no DONE.json); run "
