@@ -13,8 +13,12 @@ admin token, the API key and the signing key come from ``CAMPAIGNRL_*`` variable
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +272,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "proxy_headers": False,
         "server_header": False,
     }
+    with _sigterm_is_a_clean_exit():
+        _run(uvicorn, settings, versions, create_app, common)
+    return 0
+
+
+@contextlib.contextmanager
+def _sigterm_is_a_clean_exit() -> Iterator[None]:
+    """SIGTERM drains and exits with code 0.
+
+    uvicorn handles SIGTERM by draining the requests in flight, then raises the signal again
+    under the handler it found at start so the process still dies of it (code -15). A drained
+    shutdown is what an orchestrator asked for: with this no-op handler in place, the
+    re-raised signal does nothing and ``serve`` returns 0.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(uvicorn: Any, settings: Any, versions: Any, create_app: Any, common: Any) -> None:
     if settings.workers == 1:
         uvicorn.run(create_app(settings, versions=versions), **common)
     else:
@@ -283,7 +312,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             workers=settings.workers,
             **common,
         )
-    return 0
 
 
 def _cmd_logs_export(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ the store and the logs). Every refusal is a 422 naming the field.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -41,27 +40,33 @@ MAX_ABS_REWARD = 1e12
 DECISION_ID_PATTERN = r"^[0-9a-f]{32}$"
 """a decision id as the service makes them: uuid4 hex"""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+"""text without control characters (PostgreSQL text cannot hold NUL; logs stay one line)"""
 
 
 def _clean_text(value: str) -> str:
-    """Refuse strings the store or the logs cannot hold: lone surrogates, control characters."""
+    """Refuse strings the store cannot hold: lone surrogates.
+
+    Control characters are refused by the schema's ``pattern``, where clients can see it.
+    """
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    if _CONTROL.search(value):
-        raise ValueError("must not hold control characters")
     return value
 
 
 # A string only: "42" for a numeric id. One type keeps every 422 simple, and a JSON number
 # would lose digits beyond 2^53 in many clients before it reached the hash.
 CustomerId = Annotated[
-    str, Field(strict=True, min_length=1, max_length=256), AfterValidator(_clean_text)
+    str,
+    Field(strict=True, min_length=1, max_length=256, pattern=NO_CONTROL),
+    AfterValidator(_clean_text),
 ]
 EventId = Annotated[
-    str, Field(strict=True, min_length=1, max_length=128), AfterValidator(_clean_text)
+    str,
+    Field(strict=True, min_length=1, max_length=128, pattern=NO_CONTROL),
+    AfterValidator(_clean_text),
 ]
 DecisionId = Annotated[str, Field(strict=True, pattern=DECISION_ID_PATTERN)]
 Feature = Annotated[
@@ -207,7 +212,11 @@ def build_models(
     action = Literal.__getitem__(tuple(action_names))
     n_a = len(action_names)
     mask = (
-        Annotated[list[Annotated[bool, Field(strict=True)]], Field(min_length=n_a, max_length=n_a)]
+        Annotated[
+            list[Annotated[bool, Field(strict=True)]],
+            # at least one allowed action (checked by the decider; stated in the schema)
+            Field(min_length=n_a, max_length=n_a, json_schema_extra={"contains": {"const": True}}),
+        ]
         | Annotated[list[action], Field(min_length=1, max_length=n_a)]  # type: ignore[valid-type]
         | None
     )
