@@ -327,6 +327,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="replace the previous run's results in --out (only the files its run.json lists)",
     )
     register_ope(sub, _Parser)
+    from campaignrl.service.commands import register as register_service
+
+    register_service(sub, _Parser)
     return parser
 
 

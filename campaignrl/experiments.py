@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from campaignrl._fs import remove_orphan_temps, write_text_atomic
+from campaignrl._progress import labelled
 from campaignrl._yaml import describe_error, strict_load
 from campaignrl.agents.base import MAX_CUSTOMERS, MAX_TIMESTEPS
 from campaignrl.agents.baselines import baseline_names, make_baseline
@@ -545,7 +546,7 @@ def _run_all(
     per_period: dict[str, list[np.ndarray]] = {a.name: [] for a in config.agents}
     for seed in config.seeds:
         eval_seed = 1_000_003 + seed  # the evaluation population of this seed, shared by all
-        for agent_spec in config.agents:
+        for agent_spec in labelled(config.agents, seed=seed):  # names bars: agent, seed
             started = time.perf_counter()
             train_seconds, timesteps = 0.0, 0
             if agent_spec.learns:
@@ -590,6 +591,8 @@ def _run_all(
                         "agent": agent_spec.agent,
                         "params": agent_spec.params,
                         "world": config.world,
+                        "world_overrides": config.world_overrides,
+                        "periods": config.horizon,
                         "seed": seed,
                         "timesteps": timesteps,
                     },
@@ -661,7 +664,12 @@ def _run_all(
         f"{config.name}: {config.world}, {config.eval_customers:,} customers x "
         f"{len(config.seeds)} seed(s), {config.horizon} periods",
     )
-    plot_learning_curves(curve_df, stage / "learning_curves.png", f"{config.name}: learning curves")
+    plot_learning_curves(
+        curve_df,
+        stage / "learning_curves.png",
+        f"{config.name}: learning curves",
+        periods=config.horizon,
+    )
     _write_report(config, summary, stage)
     return summary
 
