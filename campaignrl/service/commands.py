@@ -152,6 +152,9 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
         type=_one_of(("critical", "error", "warning", "info", "debug")),
         help="uvicorn's log level (default: info)",
     )
+    from campaignrl.service.loop import register as register_loop
+
+    register_loop(subparsers, parser_class)
 
 
 def register_logs_export(logs_subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> None:
