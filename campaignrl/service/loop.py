@@ -278,12 +278,17 @@ def start_server(
     The server is stopped (SIGTERM, then kill after 30 s) when the block exits.
 
     Raises:
+        ValueError: If ``workdir`` already holds a store (a run needs a fresh one).
         RuntimeError: If the server exits or is not ready within ``ready_timeout`` seconds
             (with the end of its output).
     """
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     db = work / "decisions.db"
+    if db.exists():
+        raise ValueError(
+            f"{str(work)!r} already holds a decision store from another run: use a new folder"
+        )
     store_url = f"sqlite:///{db}"
     admin = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNRL_")}
