@@ -86,7 +86,9 @@ class CrossFittedRewardModel:
 
         Args:
             data: The log; its rewards are the targets.
-            rng: Generator or seed of the fold split (``None``: fresh entropy).
+            rng: Generator or seed of the fold split and of each fold model's
+                ``random_state`` when the estimator has one left at ``None`` (``None``: fresh
+                entropy).
             progress: Called with the units of work done as they are done (``work(data)``
                 in all: a fold fitted is 1, a batch of predicted pairs its size), e.g. to
                 advance a progress bar.
@@ -118,7 +120,13 @@ class CrossFittedRewardModel:
         for k in range(self.n_folds):
             test = np.flatnonzero(folds == k)
             train = np.flatnonzero(folds != k)
-            model = clone(self.estimator).fit(design[train], data.rewards[train])
+            model = clone(self.estimator)
+            # A model that draws randomness of its own (gradient boosting's early-stopping
+            # split, forests' bootstrap) gets it from the caller's generator, so one seed gives
+            # one estimate; a random_state the user set is kept.
+            if "random_state" in (params := model.get_params()) and params["random_state"] is None:
+                model.set_params(random_state=int(generator.integers(2**31 - 1)))
+            model.fit(design[train], data.rewards[train])
             if progress is not None:
                 progress(1)
             # Predict many (action, position) pairs per call: models such as gradient boosting
