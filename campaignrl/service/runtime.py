@@ -7,6 +7,7 @@ call one of its methods and answer. Everything here is callable and tested witho
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -31,7 +32,12 @@ from campaignrl.service.online import LearningSettings, OnlineLearning, learner_
 from campaignrl.service.privacy import CustomerHasher
 from campaignrl.service.records import DecisionRecord, RewardRecord
 from campaignrl.service.settings import ServiceSettings
-from campaignrl.service.store import DecisionStore, open_store
+from campaignrl.service.store import (
+    DecisionStore,
+    GroupCommitStore,
+    UnknownDecisionError,
+    open_store,
+)
 from campaignrl.service.versions import PolicyRefused, PolicyVersion, PolicyVersions
 
 try:  # POSIX: several worker processes share one versions folder
@@ -61,8 +67,9 @@ class DecisionRequest:
 
     customer_id: str | int
     """the raw customer id (hashed before anything is stored)"""
-    features: Mapping[str, Any]
-    """``name -> number``, exactly the policy's features"""
+    features: Mapping[str, Any] | np.ndarray
+    """``name -> number``, exactly the policy's features; or a ``(d,)`` float array of them in
+    the policy's order (the HTTP routes pass the values pydantic checked)"""
     event_id: str | None = None
     """the client's idempotency key"""
     deferred: bool = False
@@ -299,6 +306,42 @@ class LearnerElection:
 # ---------------------------------------------------------------------------- the runtime
 
 
+def _decision_ids(n: int) -> list[str]:
+    """``n`` random uuid4 hex strings (drawn together: ten times faster than ``uuid4()`` each).
+
+    Examples:
+        >>> [uuid.UUID(i).version for i in _decision_ids(3)]
+        [4, 4, 4]
+    """
+    if n <= 1:
+        return [uuid.uuid4().hex for _ in range(n)]
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.tobytes().hex()
+    return [text[32 * i : 32 * i + 32] for i in range(n)]
+
+
+def _trusted_record(**fields: Any) -> DecisionRecord:
+    """A :class:`DecisionRecord` of the decider's output, without re-checking every field.
+
+    ``DecisionRecord(...)`` copies and checks every array and number (tens of microseconds, a
+    third of a batch's time). The decider's output is already checked: read-only float64
+    probabilities and features, a propensity in (0, 1] (checked for the batch in
+    :meth:`ServiceRuntime._records`), the drawn action allowed by the mask. This sets the
+    same values the constructor would: ``activated_at`` is ``created_at`` for a decision
+    that is not deferred.
+    """
+    event_id, deferred = fields["event_id"], fields["deferred"]
+    if type(deferred) is not bool or not (event_id is None or (type(event_id) is str and event_id)):
+        return DecisionRecord(**fields)  # refuses the wrong types, naming the field
+    if fields["activated_at"] is None and not deferred:
+        fields["activated_at"] = fields["created_at"]
+    record: DecisionRecord = object.__new__(DecisionRecord)
+    record.__dict__.update(fields)
+    return record
+
+
 def _seed_sequence(settings: ServiceSettings) -> np.random.SeedSequence:
     """The exploration seed: the setting's, or fresh entropy from the OS (logged).
 
@@ -393,11 +436,15 @@ class ServiceRuntime:
     ) -> ServiceRuntime:
         """Open the versions (unless given) and the store, and wire everything.
 
+        The store is behind a :class:`~campaignrl.service.store.GroupCommitStore`: the
+        requests that arrive while one commit is flushed to disk share the next commit, and
+        each is answered only once its own records are committed.
+
         Raises:
             ValueError: A bad store URL or policy, naming the setting or flag.
         """
         versions = versions if versions is not None else open_versions(settings)
-        store = open_store(settings.store_url)
+        store = GroupCommitStore(open_store(settings.store_url))
         try:
             return cls(settings, versions, store, metrics=metrics, clock=clock)
         except BaseException:
@@ -409,37 +456,63 @@ class ServiceRuntime:
     def _records(
         self, requests: Sequence[DecisionRequest], decisions: Sequence[Decision], endpoint: str
     ) -> list[DecisionRecord]:
-        now = self.clock()
-        records = []
+        now = float(self.clock())
         batch = endpoint != "single"
-        for i, (request, decision) in enumerate(zip(requests, decisions, strict=True)):
-            # A policy may overflow on huge (finite) features; refuse them rather than log a
-            # vector that is not a probability distribution.
-            probs = decision.probabilities
-            if not (np.isfinite(probs).all() and 0.0 < decision.propensity <= 1.0):
-                raise DecisionInputError(
-                    (i, "features") if batch else ("features",),
-                    "(values)",
-                    "give the policy non-finite scores: use values on the scale it was trained on",
-                )
-            records.append(
-                DecisionRecord(
-                    decision_id=uuid.uuid4().hex,
-                    event_id=request.event_id,
-                    customer_key=self.hasher(request.customer_id),
-                    created_at=now,
-                    action=decision.action,
-                    action_name=decision.action_name,
-                    propensity=decision.propensity,
-                    probabilities=probs,
-                    features=decision.features,
-                    mask=decision.mask,
-                    policy_version=decision.policy_version,
-                    deferred=request.deferred,
-                    activated_at=None,
-                )
+        probs = np.array([d.probabilities for d in decisions])
+        propensities = np.array([d.propensity for d in decisions])
+        # A policy may overflow on huge (finite) features; refuse them rather than log a
+        # vector that is not a probability distribution. Checked for the whole batch at once.
+        fine = np.isfinite(probs).all(axis=1) & (propensities > 0.0) & (propensities <= 1.0)
+        if not fine.all():
+            i = int(np.argmin(fine))
+            raise DecisionInputError(
+                (i, "features") if batch else ("features",),
+                "(values)",
+                "give the policy non-finite scores: use values on the scale it was trained on",
             )
-        return records
+        hasher, make, ids = self.hasher, _trusted_record, _decision_ids(len(decisions))
+        if probs.dtype != np.float64 or not all(
+            d.features.dtype == np.float64 and not d.features.flags.writeable for d in decisions
+        ):
+            make = DecisionRecord  # pragma: no cover - the decider gives read-only float64
+        return [
+            make(
+                decision_id=decision_id,
+                event_id=request.event_id,
+                customer_key=hasher(request.customer_id),
+                created_at=now,
+                action=decision.action,
+                action_name=decision.action_name,
+                propensity=decision.propensity,
+                probabilities=decision.probabilities,
+                features=decision.features,
+                mask=decision.mask,
+                policy_version=decision.policy_version,
+                deferred=request.deferred,
+                activated_at=None,
+            )
+            for request, decision, decision_id in zip(requests, decisions, ids, strict=True)
+        ]
+
+    def _decide_records(
+        self, requests: Sequence[DecisionRequest], endpoint: str
+    ) -> list[DecisionRecord]:
+        arrays = all(isinstance(r.features, np.ndarray) for r in requests)
+        if endpoint == "single" and len(requests) == 1:
+            r = requests[0]
+            features: Any = r.features[None, :] if arrays else r.features
+            decisions = [self.decider.decide(features, r.mask)]
+        else:
+            masks = [r.mask for r in requests]
+            features = (
+                np.array([r.features for r in requests])
+                if arrays
+                else [r.features for r in requests]
+            )
+            decisions = self.decider.decide_batch(
+                features, None if all(m is None for m in masks) else masks
+            )
+        return self._records(requests, decisions, endpoint)
 
     def decide(
         self, requests: Sequence[DecisionRequest], *, endpoint: str = "batch"
@@ -455,26 +528,52 @@ class ServiceRuntime:
         requests = list(requests)
         if not requests:
             return []
-        if endpoint == "single" and len(requests) == 1:
-            r = requests[0]
-            decisions = [self.decider.decide(r.features, r.mask)]
-        else:
-            masks = [r.mask for r in requests]
-            decisions = self.decider.decide_batch(
-                [r.features for r in requests], None if all(m is None for m in masks) else masks
-            )
-        records = self._records(requests, decisions, endpoint)
+        records = self._decide_records(requests, endpoint)
         started = time.perf_counter()
         stored = self.store.add_decisions(records)
         self.metrics.commit.labels("decisions").observe(time.perf_counter() - started)
+        return self._acknowledged(records, stored, endpoint)
+
+    async def decide_async(
+        self, requests: Sequence[DecisionRequest], *, endpoint: str = "batch"
+    ) -> list[tuple[DecisionRecord, bool]]:
+        """:meth:`decide` for the event loop: the commit is awaited, never blocking the loop.
+
+        The decisions are drawn in the calling thread (microseconds); the records join the
+        group commit under way (:meth:`GroupCommitStore.add_decisions_async`), or a worker
+        thread commits them for a store without an async path. Answered only after the
+        commit, as :meth:`decide`.
+
+        Raises:
+            DecisionInputError: Naming the field (row first for a batch of several).
+        """
+        requests = list(requests)
+        if not requests:
+            return []
+        records = self._decide_records(requests, endpoint)
+        started = time.perf_counter()
+        add = getattr(self.store, "add_decisions_async", None)
+        if add is not None:
+            stored = await add(records)
+        else:
+            stored = await asyncio.to_thread(self.store.add_decisions, records)
+        self.metrics.commit.labels("decisions").observe(time.perf_counter() - started)
+        return self._acknowledged(records, stored, endpoint)
+
+    def _acknowledged(
+        self, records: list[DecisionRecord], stored: list[DecisionRecord], endpoint: str
+    ) -> list[tuple[DecisionRecord, bool]]:
         out = []
+        counts = {"true": 0, "false": 0, "replayed": 0}  # one metric update per batch
         for made, kept in zip(records, stored, strict=True):
             replayed = kept.decision_id != made.decision_id
-            if replayed:
-                self.metrics.replayed.inc()
-            else:
-                self.metrics.decisions.labels(endpoint, str(kept.deferred).lower()).inc()
+            counts["replayed" if replayed else "true" if kept.deferred else "false"] += 1
             out.append((kept, replayed))
+        if counts["replayed"]:
+            self.metrics.replayed.inc(counts["replayed"])
+        for deferred in ("true", "false"):
+            if counts[deferred]:
+                self.metrics.decisions.labels(endpoint, deferred).inc(counts[deferred])
         return out
 
     def activate(self, decision_id: str) -> DecisionRecord:
@@ -498,9 +597,45 @@ class ServiceRuntime:
         started = time.perf_counter()
         stored = self.joiner.record_rewards(pairs)
         self.metrics.commit.labels("rewards").observe(time.perf_counter() - started)
-        for reward in stored:
-            self.metrics.rewards.labels(str(reward.late).lower()).inc()
+        self._count_rewards(stored)
         return stored
+
+    async def record_rewards_async(self, pairs: Sequence[tuple[str, float]]) -> list[RewardRecord]:
+        """:meth:`record_rewards` for the event loop (the store read and commit are awaited).
+
+        Raises:
+            UnknownDecisionError: Naming the unknown ids (nothing is stored).
+        """
+        pairs = list(pairs)
+        add = getattr(self.store, "add_rewards_async", None)
+        if add is None:
+            return await asyncio.to_thread(self.record_rewards, pairs)
+        started = time.perf_counter()
+        records = await asyncio.to_thread(self._reward_records, pairs, self.clock())
+        stored: list[RewardRecord] = await add(records)
+        self.metrics.commit.labels("rewards").observe(time.perf_counter() - started)
+        self._count_rewards(stored)
+        return stored
+
+    def _reward_records(
+        self, pairs: Sequence[tuple[str, float]], received_at: float
+    ) -> list[RewardRecord]:
+        """The rewards stamped ``received_at`` and flagged late by the joiner's window."""
+        decisions = self.store.get_decisions([d for d, _ in pairs])
+        missing = [d for d, _ in pairs if d not in decisions]
+        if missing:
+            raise UnknownDecisionError(list(dict.fromkeys(missing)))
+        is_late = self.joiner.is_late
+        return [
+            RewardRecord(d, r, received_at, is_late(decisions[d], received_at)) for d, r in pairs
+        ]
+
+    def _count_rewards(self, stored: Sequence[RewardRecord]) -> None:
+        late = sum(1 for reward in stored if reward.late)
+        if late:
+            self.metrics.rewards.labels("true").inc(late)
+        if len(stored) > late:
+            self.metrics.rewards.labels("false").inc(len(stored) - late)
 
     # ------------------------------------------------------------------ policy
 

@@ -12,6 +12,7 @@ Pick a backend by URL with :func:`open_store`: ``sqlite:///decisions.db`` (a rel
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -697,29 +698,55 @@ class SQLStore(ABC):
 
 
 class _Pending:
-    """One caller's write waiting for a group commit."""
+    """One caller's write waiting for a group commit.
 
-    __slots__ = ("error", "finished", "items", "kind", "result", "wake")
+    A thread waits on ``wake``; a coroutine awaits ``future`` (of the event loop ``loop``).
+    """
 
-    def __init__(self, kind: str, items: list[Any]) -> None:
+    __slots__ = ("error", "finished", "future", "items", "kind", "loop", "result", "wake")
+
+    def __init__(
+        self,
+        kind: str,
+        items: list[Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[list[Any]] | None = None,
+    ) -> None:
         self.kind = kind
         self.items = items
         self.result: list[Any] = []
         self.error: BaseException | None = None
         self.finished = False
         self.wake = threading.Event()
+        self.loop = loop
+        self.future = future
+
+
+def _settle(done: list[_Pending]) -> None:
+    """Resolve the futures of finished async writers (in their event loop's thread)."""
+    for pending in done:
+        future = pending.future
+        if future is None or future.done():  # cancelled: the records are committed anyway
+            continue
+        if pending.error is not None:
+            future.set_exception(pending.error)
+        else:
+            future.set_result(pending.result)
 
 
 class GroupCommitStore:
     """A store whose concurrent writes share transactions (group commit); reads pass through.
 
-    A durable commit costs a disk flush (milliseconds); threads that write while one flush
-    is under way queue up, and the next flush commits all of them in one transaction. No
-    background thread: the first waiting writer commits for the others (the leader), then
-    hands over to the next waiting writer. Every caller still returns only after its own
-    records are committed, with its own result or error: when a merged batch fails (an
-    unknown decision id in one caller's rewards), each caller's part is retried alone, so
-    only the guilty caller gets the error.
+    A durable commit costs a disk flush (milliseconds); writers that arrive while one flush
+    is under way queue up, and the next flush commits all of them in one transaction. One
+    writer flushes at a time (the leader): a thread calling :meth:`add_decisions` or
+    :meth:`add_rewards` leads when nobody does, then hands over to the next waiting thread;
+    coroutines (:meth:`add_decisions_async`, :meth:`add_rewards_async`, for an event loop
+    that must not block) are flushed by one writer thread of the store's own, started on
+    first use, which wakes them with one callback per flush. Every caller still returns only
+    after its own records are committed, with its own result or error: when a merged batch
+    fails (an unknown decision id in one caller's rewards), each caller's part is retried
+    alone, so only the guilty caller gets the error.
 
     Args:
         store: The store that commits.
@@ -743,8 +770,13 @@ class GroupCommitStore:
         self.commits = 0
         """transactions committed (fewer than write calls when calls were merged)"""
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._queue: list[_Pending] = []
         self._flushing = False
+        self._writer: threading.Thread | None = None
+        self._writer_wake = threading.Event()  # set only to hand the writer the lead, or stop
+        self._writer_stop = False
+        self._closing = False
 
     def add_decisions(self, records: Sequence[DecisionRecord]) -> list[DecisionRecord]:
         """See :meth:`DecisionStore.add_decisions` (merged with concurrent callers)."""
@@ -754,11 +786,24 @@ class GroupCommitStore:
         """See :meth:`DecisionStore.add_rewards` (merged with concurrent callers)."""
         return self._submit("rewards", list(rewards))
 
+    async def add_decisions_async(self, records: Sequence[DecisionRecord]) -> list[DecisionRecord]:
+        """:meth:`add_decisions` for a coroutine: the event loop runs on during the commit.
+
+        Returns once the records are committed. Cancelling the caller does not withdraw
+        them: a write once queued is committed.
+        """
+        return await self._submit_async("decisions", list(records))
+
+    async def add_rewards_async(self, rewards: Sequence[RewardRecord]) -> list[RewardRecord]:
+        """:meth:`add_rewards` for a coroutine (see :meth:`add_decisions_async`)."""
+        return await self._submit_async("rewards", list(rewards))
+
     def _submit(self, kind: str, items: list[Any]) -> list[Any]:
         if not items:
             return []
         pending = _Pending(kind, items)
         with self._lock:
+            self._check_open()
             self._queue.append(pending)
             lead = not self._flushing
             self._flushing = True
@@ -775,6 +820,41 @@ class GroupCommitStore:
             raise pending.error
         return pending.result
 
+    async def _submit_async(self, kind: str, items: list[Any]) -> list[Any]:
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        with self._lock:
+            self._check_open()
+            self._queue.append(_Pending(kind, items, loop, future))
+            if not self._flushing:
+                self._flushing = True
+                self._start_writer()
+                self._writer_wake.set()  # the store's writer thread leads
+        return await future
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise RuntimeError("the store is closed")
+
+    def _start_writer(self) -> None:
+        """Start the writer thread that flushes for coroutines (once; under ``_lock``)."""
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="campaignrl-group-commit", daemon=True
+            )
+            self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            self._writer_wake.wait()
+            self._writer_wake.clear()
+            with self._lock:
+                if self._writer_stop:
+                    return
+            self._flush_once()  # it hands the lead on, to this thread again if need be
+
     def _flush_once(self) -> None:
         with self._lock:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
@@ -784,16 +864,29 @@ class GroupCommitStore:
                 if group:
                     self._commit(kind, group)
         finally:
+            waiting: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
             with self._lock:
                 for pending in batch:
                     if not pending.finished:  # only on an unexpected failure above
                         pending.error = RuntimeError("group commit failed")
                         pending.finished = True
-                    pending.wake.set()
-                if self._queue:
-                    self._queue[0].wake.set()  # the next waiting writer leads
-                else:
+                    if pending.loop is None:
+                        pending.wake.set()
+                    else:
+                        waiting.setdefault(pending.loop, []).append(pending)
+                if not self._queue:
                     self._flushing = False
+                    self._idle.notify_all()
+                elif self._queue[0].loop is None:
+                    self._queue[0].wake.set()  # the next waiting thread leads
+                else:
+                    self._start_writer()
+                    self._writer_wake.set()  # the writer thread leads for coroutines
+            for loop, done in waiting.items():
+                try:  # one callback per loop and flush, not one per caller
+                    loop.call_soon_threadsafe(_settle, done)
+                except RuntimeError:  # pragma: no cover - that loop is closed: nobody waits
+                    pass
 
     def _commit(self, kind: str, group: list[_Pending]) -> None:
         write = self.store.add_decisions if kind == "decisions" else self.store.add_rewards
@@ -874,5 +967,16 @@ class GroupCommitStore:
         return self.store.policy_versions()
 
     def close(self) -> None:
-        """Close the underlying store."""
+        """Wait for the writes under way, stop the writer thread, close the underlying store.
+
+        Writes submitted after this start are refused (``RuntimeError``).
+        """
+        with self._idle:
+            self._closing = True
+            self._idle.wait_for(lambda: not self._flushing)
+            self._writer_stop = True
+            writer = self._writer
+        if writer is not None:
+            self._writer_wake.set()
+            writer.join()
         self.store.close()

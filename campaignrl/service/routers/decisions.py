@@ -1,14 +1,21 @@
 """``POST /v1/decisions``, ``/v1/decisions:batch`` and ``/v1/decisions/{id}/activate``.
 
-The handlers are plain ``def``: FastAPI runs them in its thread pool, so a store commit never
-blocks the event loop. A decision is answered only after the store committed it.
+The deciding handlers are coroutines: the decision is drawn on the event loop (microseconds)
+and the commit is awaited (group commit, flushed by the store's writer thread), so a store
+commit never blocks the event loop and no request waits for a pool thread. A decision is
+answered only after the store committed it.
 """
 
 from __future__ import annotations
 
+import json
+import operator
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic_core import to_json
 
 from campaignrl.service.records import DecisionRecord
 from campaignrl.service.routers.deps import Runtime, annotate, require_api_key
@@ -22,7 +29,7 @@ from campaignrl.service.routers.models import (
 )
 from campaignrl.service.runtime import DecisionRequest
 
-__all__ = ["build_router", "decision_out"]
+__all__ = ["build_router", "decision_json", "decision_out", "json_response"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "the body is not UTF-8 text (FastAPI's answer)"},
@@ -51,14 +58,63 @@ def decision_out(record: DecisionRecord, replayed: bool = False) -> DecisionOut:
     )
 
 
-def _request(item: Any, models: ApiModels) -> DecisionRequest:
-    return DecisionRequest(
-        customer_id=item.customer_id,
-        features=item.features.model_dump(by_alias=True),
-        event_id=item.event_id,
-        deferred=item.deferred,
-        mask=item.mask,
-    )
+def decision_json(record: DecisionRecord, replayed: bool = False) -> dict[str, Any]:
+    """:func:`decision_out` as a plain dict (the same fields), for the fast JSON answers."""
+    offer, _, channel = record.action_name.partition("@")
+    return {
+        "decision_id": record.decision_id,
+        "event_id": record.event_id,
+        "action": record.action_name,
+        "action_index": record.action,
+        "offer": offer if channel else None,
+        "channel": channel or None,
+        "propensity": record.propensity,
+        "policy_version": record.policy_version,
+        "deferred": record.deferred,
+        "activated": record.activated_at is not None,
+        "replayed": replayed,
+    }
+
+
+def json_response(content: Any) -> Response:
+    """Compact JSON of plain values, never ``NaN``.
+
+    The decision and reward routes answer with it directly: the values come from the
+    store's records, already checked, and FastAPI would otherwise validate every answer
+    against its model again and encode it with the standard library (most of a batch's
+    answer time); the OpenAPI schema still documents the model. Encoded by pydantic-core
+    (UTF-8); text it cannot encode (a lone surrogate) falls back to escaped ASCII, as the
+    app's ``SafeJSONResponse``.
+    """
+    try:
+        body = to_json(content, inf_nan_mode="strings")
+    except (ValueError, UnicodeError):
+        body = json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+    return Response(body, media_type="application/json")
+
+
+def _feature_reader(models: ApiModels) -> Callable[[Sequence[Any]], np.ndarray]:
+    """The checked feature values of requests' ``features`` models: ``(n, d)`` in policy order.
+
+    The model's fields are ``f0 ... f{d-1}`` (the names are aliases), already checked by
+    pydantic (finite, bounded, strict numbers): the decider gets them as one array and does
+    not look them up by name again.
+    """
+    d = len(models.feature_names)
+    get = operator.attrgetter(*(f"f{i}" for i in range(d)))
+    if d == 1:  # attrgetter of one name gives the value, not a tuple
+        return lambda items: np.array([[get(i.features)] for i in items], dtype=np.float64)
+    return lambda items: np.array([get(i.features) for i in items], dtype=np.float64)
+
+
+def _requests(items: Sequence[Any], features: Callable[[Sequence[Any]], np.ndarray]) -> list[Any]:
+    x = features(items)
+    return [
+        DecisionRequest(item.customer_id, x[i], item.event_id, item.deferred, item.mask)
+        for i, item in enumerate(items)
+    ]
 
 
 def build_router(models: ApiModels) -> APIRouter:
@@ -66,6 +122,7 @@ def build_router(models: ApiModels) -> APIRouter:
     router = APIRouter(tags=["decisions"], dependencies=[Depends(require_api_key)])
     decision_in = models.decision_in
     batch_in = models.decision_batch_in
+    features = _feature_reader(models)
 
     # The batch route comes first: ``/v1/decisions:batch`` is a path of its own.
     @router.post(
@@ -75,14 +132,14 @@ def build_router(models: ApiModels) -> APIRouter:
         summary=f"Decide for up to {models.max_batch} customers",
     )
     @annotate(body=batch_in)
-    def decide_batch(
+    async def decide_batch(
         body: Any,
         runtime: Runtime,
-    ) -> DecisionBatchOut:
+    ) -> Response:
         """Every decision is drawn, logged with its propensity and committed together."""
-        requests = [_request(item, models) for item in body.decisions]
-        stored = runtime.decide(requests, endpoint="batch")
-        return DecisionBatchOut(decisions=[decision_out(r, replayed) for r, replayed in stored])
+        requests = _requests(body.decisions, features)
+        stored = await runtime.decide_async(requests, endpoint="batch")
+        return json_response({"decisions": [decision_json(r, again) for r, again in stored]})
 
     @router.post(
         "/v1/decisions",
@@ -91,16 +148,18 @@ def build_router(models: ApiModels) -> APIRouter:
         summary="Decide for one customer",
     )
     @annotate(body=decision_in)
-    def decide(
+    async def decide(
         body: Any,
         runtime: Runtime,
-    ) -> DecisionOut:
+    ) -> Response:
         """Draw an action (exploring on every call), log it with its propensity, commit.
 
         The same ``event_id`` again returns the first decision and logs nothing new.
         """
-        ((record, replayed),) = runtime.decide([_request(body, models)], endpoint="single")
-        return decision_out(record, replayed)
+        ((record, replayed),) = await runtime.decide_async(
+            _requests([body], features), endpoint="single"
+        )
+        return json_response(decision_json(record, replayed))
 
     @router.post(
         "/v1/decisions/{decision_id}/activate",

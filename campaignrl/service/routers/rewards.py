@@ -2,16 +2,18 @@
 
 A reward is stamped with the time it arrives; after its decision's window closed it is
 stored flagged late (counted, never learned from). An unknown ``decision_id`` is a 404 and
-nothing of the request is stored. Answered only after the store committed.
+nothing of the request is stored. Answered only after the store committed. The handlers are
+coroutines: the store's read and its (group) commit are awaited, never blocking the loop.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from campaignrl.service.records import RewardRecord
+from campaignrl.service.routers.decisions import json_response
 from campaignrl.service.routers.deps import Runtime, annotate, require_api_key
 from campaignrl.service.routers.models import (
     ErrorOut,
@@ -34,13 +36,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _out(reward: RewardRecord) -> RewardOut:
-    return RewardOut(
-        decision_id=reward.decision_id,
-        reward=reward.reward,
-        received_at=reward.received_at,
-        late=reward.late,
-    )
+def _out(reward: RewardRecord) -> dict[str, Any]:
+    """A :class:`RewardOut` as a plain dict (answered with ``json_response``)."""
+    return {
+        "decision_id": reward.decision_id,
+        "reward": reward.reward,
+        "received_at": reward.received_at,
+        "late": reward.late,
+    }
 
 
 def build_router(max_batch: int) -> APIRouter:
@@ -55,10 +58,11 @@ def build_router(max_batch: int) -> APIRouter:
         summary=f"Post up to {max_batch} rewards (all stored, or none)",
     )
     @annotate(body=batch_in)
-    def post_rewards(body: Any, runtime: Runtime) -> RewardBatchOut:
+    async def post_rewards(body: Any, runtime: Runtime) -> Response:
         """Store every reward of the batch in one commit, or none if an id is unknown."""
-        stored = runtime.record_rewards([(r.decision_id, r.reward) for r in body.rewards])
-        return RewardBatchOut(rewards=[_out(r) for r in stored])
+        pairs = [(r.decision_id, r.reward) for r in body.rewards]
+        stored = await runtime.record_rewards_async(pairs)
+        return json_response({"rewards": [_out(r) for r in stored]})
 
     @router.post(
         "/v1/rewards",
@@ -66,9 +70,9 @@ def build_router(max_batch: int) -> APIRouter:
         responses=_ERRORS,
         summary="Post one reward",
     )
-    def post_reward(body: RewardIn, runtime: Runtime) -> RewardOut:
+    async def post_reward(body: RewardIn, runtime: Runtime) -> Response:
         """Store the reward; ``late`` says whether it missed its decision's window."""
-        (stored,) = runtime.record_rewards([(body.decision_id, body.reward)])
-        return _out(stored)
+        (stored,) = await runtime.record_rewards_async([(body.decision_id, body.reward)])
+        return json_response(_out(stored))
 
     return router

@@ -1,0 +1,544 @@
+"""Throughput and latency of the decision service under a bounded open-loop load.
+
+    python benchmarks/service_load.py [--stores sqlite,postgres] [--duration 10]
+        [--single-rates 500] [--max-rates 1000,1500,2000,2500,3000]
+        [--batch-rates 150,200,250,300] [--batch-size 100]
+        [--reward-rates 500,1000] [--reward-batch-rates 100,200]
+        [--connections 64] [--slo-ms 10] [--pin | --no-pin] [--json out.json]
+
+For each store, the real ``campaignrl serve`` runs as a subprocess (one uvicorn worker,
+127.0.0.1, a free port, a temporary folder) serving a linear policy on the ``retail`` world's
+20 features and 19 actions (per-segment models, seeded random weights, 10% exploration).
+Durability is on: SQLite in WAL with ``synchronous=FULL`` (every acknowledged commit
+fsynced), PostgreSQL with its defaults (``fsync=on``, ``synchronous_commit=on``), started as a
+throwaway cluster on loopback (``_pg.py``).
+
+The load generator runs in its own process (asyncio, uvloop when installed, a pool of
+keep-alive HTTP/1.1 connections, requests written by hand). It is OPEN-LOOP, as wrk2: request
+``i`` of a phase is due at ``start + i / rate`` and is sent then whether or not earlier ones
+were answered (a new connection is opened when every open one is busy, up to
+``--connections``; past that a request waits for one, and that wait counts); its latency is
+measured from its DUE time, not from when it was sent, so a server that stalls is charged for
+every request it held up (no coordinated omission). Every phase is bounded: ``rate x
+duration`` requests, and at most ``duration + 30`` seconds.
+
+Phases, in order: a warm-up; single decisions at each ``--single-rates``; single decisions at
+each ``--max-rates`` ascending, stopping after the first rate not sustained (the "max
+sustainable" rate is the highest that completed every request without error, kept up with the
+offered rate (throughput >= 95% of it) and kept p99 under ``--slo-ms``); batches of
+``--batch-size`` decisions at each ``--batch-rates`` (requests/s); single rewards at each
+``--reward-rates`` and reward batches at each ``--reward-batch-rates``, for decisions made
+earlier in the run. The bodies are real observations of a ``retail`` population.
+
+On 2 cores the client competes with the server: with ``--pin`` (the default when the machine
+has 2 or more CPUs) the server runs on CPU 0, the client and PostgreSQL on CPU 1
+(``taskset``). After the run the server is stopped (SIGTERM, drained) and the store is
+counted: every acknowledged decision and reward must be there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HASH_KEY = "benchmark-hash-key-0123456789abcdef"
+HOST = "127.0.0.1"
+_RESPONSE_END = b"\r\n\r\n"
+
+
+# ----------------------------------------------------------------------------- the client
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; requests written and responses read by hand."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.last_used = time.perf_counter()
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        """A new connection to ``HOST:port`` (Nagle off)."""
+        reader, writer = await asyncio.open_connection(HOST, port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        """Send one request, read its whole response: ``(status, body)``."""
+        self.writer.write(raw)
+        head = await self.reader.readuntil(_RESPONSE_END)
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await self.reader.readexactly(length) if length else b""
+        self.last_used = time.perf_counter()
+        return status, body
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.writer.close()
+
+
+class Pool:
+    """Keep-alive connections, most recently used first; new ones up to ``limit``.
+
+    A connection idle for over 2 s is replaced (uvicorn closes idle ones after 5 s).
+    """
+
+    def __init__(self, port: int, limit: int) -> None:
+        self.port = port
+        self.limit = limit
+        self.idle: list[Connection] = []
+        self.count = 0
+        self.waiters: list[asyncio.Future[Connection]] = []
+
+    async def acquire(self) -> Connection:
+        """An idle connection, a new one, or (at the limit) the next one released."""
+        while self.idle:
+            conn = self.idle.pop()
+            if time.perf_counter() - conn.last_used < 2.0:
+                return conn
+            conn.close()
+            self.count -= 1
+        if self.count < self.limit:
+            self.count += 1
+            try:
+                return await Connection.open(self.port)
+            except BaseException:
+                self.count -= 1
+                raise
+        waiter: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return await waiter
+
+    def release(self, conn: Connection) -> None:
+        """Give ``conn`` to the oldest waiter, or keep it idle."""
+        while self.waiters:
+            waiter = self.waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self.idle.append(conn)
+
+    def discard(self, conn: Connection) -> None:
+        """Drop a broken connection."""
+        conn.close()
+        self.count -= 1
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+def _post(path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def open_loop(
+    pool: Pool,
+    name: str,
+    rate: float,
+    n: int,
+    make: Callable[[int], bytes],
+    *,
+    items: int,
+    on_body: Callable[[bytes], None] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Send ``n`` requests at ``rate``/s, each at its due time; latencies from the due time."""
+    requests = [make(i) for i in range(n)]  # built before the clock starts
+    latency = np.full(n, np.nan)
+    errors: dict[str, int] = {}
+    finished = [0.0]
+
+    async def fire(i: int, due: float) -> None:
+        conn: Connection | None = None
+        try:
+            conn = await pool.acquire()
+            status, body = await conn.request(requests[i])
+        except Exception as exc:  # a refused or reset connection: counted, never retried
+            if conn is not None:
+                pool.discard(conn)
+            key = type(exc).__name__
+            errors[key] = errors.get(key, 0) + 1
+            return
+        pool.release(conn)
+        done = time.perf_counter()
+        finished[0] = max(finished[0], done)
+        if status != 200:
+            errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
+            return
+        latency[i] = done - due
+        if on_body is not None:
+            on_body(body)
+
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter() + 0.01
+    i = 0
+    while i < n:
+        now = time.perf_counter()
+        while i < n and start + i / rate <= now:
+            task = asyncio.create_task(fire(i, start + i / rate))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            i += 1
+        if i < n:
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+    sent = time.perf_counter()
+    if tasks:
+        _, late = await asyncio.wait(set(tasks), timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            errors["timeout"] = errors.get("timeout", 0) + len(late)
+    ok = np.isfinite(latency)
+    ms = latency[ok] * 1e3
+    elapsed = max(finished[0], sent) - start
+    throughput = float(ok.sum()) / elapsed if elapsed > 0 else 0.0
+    return {
+        "phase": name,
+        "offered_rps": rate,
+        "requests": n,
+        "ok": int(ok.sum()),
+        "errors": errors,
+        "items_per_request": items,
+        "throughput_rps": throughput,
+        "items_per_s": throughput * items,
+        "p50_ms": float(np.percentile(ms, 50)) if ms.size else float("nan"),
+        "p90_ms": float(np.percentile(ms, 90)) if ms.size else float("nan"),
+        "p99_ms": float(np.percentile(ms, 99)) if ms.size else float("nan"),
+        "max_ms": float(ms.max()) if ms.size else float("nan"),
+    }
+
+
+def _sustained(result: dict[str, Any], slo_ms: float) -> bool:
+    return (
+        not result["errors"]
+        and result["ok"] == result["requests"]
+        and result["throughput_rps"] >= 0.95 * result["offered_rps"]
+        and result["p99_ms"] < slo_ms
+    )
+
+
+async def run_client(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every phase of ``spec`` against the server on ``spec['port']``."""
+    names: list[str] = spec["feature_names"]
+    rows = np.asarray(spec["observations"], dtype=float)
+    features = [
+        json.dumps({name: round(float(v), 6) for name, v in zip(names, row, strict=True)})
+        for row in rows
+    ]
+    counter = [0]
+
+    def decision(i: int) -> str:
+        counter[0] += 1
+        c = counter[0]
+        return f'{{"customer_id":"c{c}","features":{features[c % len(features)]}}}'
+
+    ids: list[str] = []
+
+    def single(i: int) -> bytes:
+        return _post("/v1/decisions", decision(i).encode())
+
+    def batch(i: int) -> bytes:
+        body = '{"decisions":[' + ",".join(decision(i) for _ in range(size)) + "]}"
+        return _post("/v1/decisions:batch", body.encode())
+
+    def keep_id(body: bytes) -> None:
+        ids.append(json.loads(body)["decision_id"])
+
+    def keep_ids(body: bytes) -> None:
+        ids.extend(d["decision_id"] for d in json.loads(body)["decisions"])
+
+    used = [0]
+
+    def next_id() -> str:
+        used[0] += 1
+        return ids[used[0] % len(ids)]
+
+    def reward(i: int) -> bytes:
+        return _post("/v1/rewards", f'{{"decision_id":"{next_id()}","reward":1.5}}'.encode())
+
+    def reward_batch(i: int) -> bytes:
+        items = ",".join(f'{{"decision_id":"{next_id()}","reward":1.5}}' for _ in range(size))
+        return _post("/v1/rewards:batch", f'{{"rewards":[{items}]}}'.encode())
+
+    size = int(spec["batch_size"])
+    duration = float(spec["duration"])
+    slo = float(spec["slo_ms"])
+    pool = Pool(int(spec["port"]), int(spec["connections"]))
+    results: list[dict[str, Any]] = []
+
+    async def phase(name: str, rate: float, make: Any, items: int, keep: Any) -> dict[str, Any]:
+        n = max(1, round(rate * duration))
+        result = await open_loop(pool, name, rate, n, make, items=items, on_body=keep)
+        result["decisions_acknowledged"] = (
+            result["ok"] * items if name.startswith(("single", "batch", "warm")) else 0
+        )
+        result["rewards_acknowledged"] = result["ok"] * items if name.startswith("reward") else 0
+        results.append(result)
+        print(json.dumps(result), file=sys.stderr, flush=True)
+        await asyncio.sleep(0.5)
+        return result
+
+    try:
+        warm = await open_loop(pool, "warm-up", 200.0, 400, single, items=1, on_body=keep_id)
+        warm["decisions_acknowledged"] = warm["ok"]
+        warm["rewards_acknowledged"] = 0
+        results.append(warm)
+        for rate in spec["single_rates"]:
+            await phase("single", rate, single, 1, keep_id)
+        for rate in sorted(spec["max_rates"]):
+            result = await phase("single (max search)", rate, single, 1, keep_id)
+            result["sustained"] = _sustained(result, slo)
+            if not result["sustained"]:
+                break
+        for rate in spec["batch_rates"]:
+            await phase(f"batch of {size}", rate, batch, size, keep_ids)
+        for rate in spec["reward_rates"]:
+            await phase("reward", rate, reward, 1, None)
+        for rate in spec["reward_batch_rates"]:
+            await phase(f"reward batch of {size}", rate, reward_batch, size, None)
+    finally:
+        pool.close()
+    return results
+
+
+def client_main(spec_path: str) -> int:
+    """The client process: run the phases, print the results as JSON on stdout."""
+    spec = json.loads(Path(spec_path).read_text())
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    results = asyncio.run(run_client(spec))
+    print(json.dumps(results))
+    return 0
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def make_policy(folder: Path, seed: int = 0) -> tuple[Path, list[str], np.ndarray]:
+    """A linear policy on the retail world, and real observations of a retail population."""
+    from campaignrl.envs import CampaignVectorEnv
+    from campaignrl.policies import Exploration, LinearPolicy, save_policy
+    from campaignrl.service.online import uniform_linear_policy_for_world
+
+    start = uniform_linear_policy_for_world("retail")
+    rng = np.random.default_rng(seed)
+    policy = LinearPolicy(
+        start.feature_names,
+        start.action_names,
+        rng.normal(0.0, 1.0, start.beta.shape),
+        interact_with=start.interact_with,
+        exploration=Exploration("greedy", epsilon=0.1),
+    )
+    env = CampaignVectorEnv(2048, world="retail")
+    obs, _ = env.reset(seed=seed)
+    return save_policy(policy, folder), list(policy.feature_names), np.asarray(obs, dtype=float)
+
+
+def _taskset(cpus: Sequence[int] | None) -> list[str]:
+    return ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+
+
+def start_server(
+    policy: Path, store_url: str, folder: Path, port: int, cpus: Sequence[int] | None
+) -> subprocess.Popen[bytes]:
+    """``campaignrl serve`` on ``port``; returns once ``/readyz`` answers 200."""
+    import httpx
+
+    env = {**os.environ, "CAMPAIGNRL_HASH_KEY": HASH_KEY}
+    for key in ("CAMPAIGNRL_API_KEY", "CAMPAIGNRL_SIGNING_KEY", "CAMPAIGNRL_CONFIG"):
+        env.pop(key, None)
+    command = [
+        *_taskset(cpus), sys.executable, "-m", "campaignrl.cli", "serve",
+        "--policy", str(policy), "--store", store_url, "--port", str(port), "--seed", "0",
+        "--versions-dir", str(folder / "versions"), "--log-level", "warning",
+    ]  # fmt: skip
+    log = (folder / "server.log").open("wb")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(folder / 'server.log').read_text()}")
+        try:
+            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=1.0).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not get ready within 120 s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (drain), then wait; kill after 60 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def run_store(backend: str, args: argparse.Namespace, pin: bool) -> list[dict[str, Any]]:
+    """Serve with one store backend and run the client against it."""
+    import contextlib
+
+    from _pg import throwaway_postgres
+
+    from campaignrl.service.store import open_store
+
+    server_cpus, client_cpus = ([0], [1]) if pin else (None, None)
+    with tempfile.TemporaryDirectory(prefix="campaignrl-load-") as tmp:
+        folder = Path(tmp)
+        policy, names, obs = make_policy(folder / "policy")
+        with contextlib.ExitStack() as stack:
+            if backend == "postgres":
+                url = stack.enter_context(throwaway_postgres(client_cpus))
+            else:
+                url = f"sqlite:///{folder / 'decisions.db'}"
+            port = _free_port()
+            proc = start_server(policy, url, folder, port, server_cpus)
+            try:
+                spec = {
+                    "port": port,
+                    "feature_names": names,
+                    "observations": obs.tolist(),
+                    "duration": args.duration,
+                    "single_rates": args.single_rates,
+                    "max_rates": args.max_rates,
+                    "batch_rates": args.batch_rates,
+                    "batch_size": args.batch_size,
+                    "reward_rates": args.reward_rates,
+                    "reward_batch_rates": args.reward_batch_rates,
+                    "connections": args.connections,
+                    "slo_ms": args.slo_ms,
+                }
+                spec_path = folder / "spec.json"
+                spec_path.write_text(json.dumps(spec))
+                done = subprocess.run(
+                    [*_taskset(client_cpus), sys.executable, __file__, "--client", str(spec_path)],
+                    stdout=subprocess.PIPE,
+                    check=True,
+                )
+                results: list[dict[str, Any]] = json.loads(done.stdout)
+            finally:
+                code = stop_server(proc)
+            store = open_store(url)
+            try:
+                counts = store.counts()
+            finally:
+                store.close()
+        acked_d = sum(r["decisions_acknowledged"] for r in results)
+        acked_r = sum(r["rewards_acknowledged"] for r in results)
+        print(
+            f"{backend}: server exit code {code}; acknowledged {acked_d} decisions and {acked_r} "
+            f"rewards; the store holds {counts.decisions} decisions and {counts.rewards} rewards",
+            file=sys.stderr,
+        )
+        if counts.decisions < acked_d or counts.rewards < acked_r:
+            raise RuntimeError(f"{backend}: an acknowledged record is missing from the store")
+        for r in results:
+            r["store"] = backend
+        return results
+
+
+def table(results: Sequence[dict[str, Any]], slo_ms: float) -> str:
+    """The results as a markdown table."""
+    lines = [
+        "| store | phase | offered req/s | requests | errors | req/s | items/s | p50 ms | "
+        "p99 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r["phase"] == "warm-up":
+            continue
+        phase = r["phase"]
+        if "sustained" in r:
+            phase += " ✓" if r["sustained"] else f" ✗ (not sustained at p99 < {slo_ms:g} ms)"
+        errors = sum(r["errors"].values())
+        lines.append(
+            f"| {r['store']} | {phase} | {r['offered_rps']:,.0f} | {r['requests']:,} | "
+            f"{errors} | {r['throughput_rps']:,.0f} | {r['items_per_s']:,.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _rates(text: str) -> list[float]:
+    return [float(s) for s in text.split(",") if s.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--single-rates", type=_rates, default=[500.0])
+    parser.add_argument("--max-rates", type=_rates, default=[1000.0, 1500.0, 2000.0, 2500.0])
+    parser.add_argument("--batch-rates", type=_rates, default=[200.0, 250.0, 300.0])
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--reward-rates", type=_rates, default=[500.0, 1000.0])
+    parser.add_argument("--reward-batch-rates", type=_rates, default=[200.0])
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--slo-ms", type=float, default=10.0)
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.client:
+        return client_main(args.client)
+    pin = args.pin if args.pin is not None else (os.cpu_count() or 1) >= 2
+    results: list[dict[str, Any]] = []
+    for backend in [s.strip() for s in args.stores.split(",") if s.strip()]:
+        if backend not in ("sqlite", "postgres"):
+            parser.error(f"argument --stores: sqlite or postgres, got {backend!r}")
+        results += run_store(backend, args, pin)
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.2f} at the end; server pinned to CPU 0, client and PostgreSQL "
+        f"to CPU 1: {pin}\n"
+    )
+    print(table(results, args.slo_ms))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
