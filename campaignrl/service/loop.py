@@ -127,6 +127,10 @@ class ServiceClient:
         self.host, self.port, self.timeout = host, int(port), float(timeout)
         self.admin_token, self.api_key = admin_token, api_key
         self._conn: http.client.HTTPConnection | None = None
+        self._last_used = 0.0
+
+    IDLE_SECONDS = 2.0
+    """a connection idle this long is replaced before the next request"""
 
     @property
     def url(self) -> str:
@@ -163,6 +167,11 @@ class ServiceClient:
             headers["X-API-Key"] = self.api_key
         if admin and self.admin_token is not None:
             headers["Authorization"] = f"Bearer {self.admin_token}"
+        if self._conn is not None and time.monotonic() - self._last_used > self.IDLE_SECONDS:
+            # The server closes idle keep-alive connections (uvicorn: after 5 s); a request
+            # sent on one that it is closing would fail, and only idempotent ones can be
+            # sent again.
+            self.close()
         for attempt in (0, 1):
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -175,6 +184,8 @@ class ServiceClient:
                 if attempt or not retry:
                     raise
                 continue
+            finally:
+                self._last_used = time.monotonic()
             if answer.status >= 400:
                 raise ServiceError(method, path, answer.status, data.decode("utf-8", "replace"))
             return json.loads(data) if data else None

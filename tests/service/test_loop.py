@@ -7,6 +7,7 @@ the simulator knows.
 from __future__ import annotations
 
 import http.client
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,9 @@ def test_upload_swaps_in_and_the_server_stops(tmp_path):
     ) as server:
         client = server.client
         assert client.get("/v1/policy")["kind"] == "linear"
+        # The server closes a keep-alive connection idle for 5 s; the upload (never sent
+        # twice) must not go out on it.
+        time.sleep(5.5)
         answer = upload_policy(client, policy_b)
         assert (answer["version"], answer["kind"], answer["history"]) == (2, "constant", [1, 2])
         row = dict.fromkeys(answer["feature_names"], 0.0)
