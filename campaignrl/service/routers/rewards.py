@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from campaignrl.service.records import RewardRecord
-from campaignrl.service.routers.decisions import json_response
-from campaignrl.service.routers.deps import Runtime, annotate, require_api_key
+from campaignrl.service.routers.decisions import CheckedRuntime, json_response
+from campaignrl.service.routers.deps import annotate
 from campaignrl.service.routers.models import (
     ErrorOut,
     RewardBatchOut,
@@ -48,7 +48,7 @@ def _out(reward: RewardRecord) -> dict[str, Any]:
 
 def build_router(max_batch: int) -> APIRouter:
     """The rewards router (batches of at most ``max_batch``)."""
-    router = APIRouter(tags=["rewards"], dependencies=[Depends(require_api_key)])
+    router = APIRouter(tags=["rewards"])
     batch_in = reward_batch_model(max_batch)
 
     @router.post(
@@ -58,7 +58,7 @@ def build_router(max_batch: int) -> APIRouter:
         summary=f"Post up to {max_batch} rewards (all stored, or none)",
     )
     @annotate(body=batch_in)
-    async def post_rewards(body: Any, runtime: Runtime) -> Response:
+    async def post_rewards(body: Any, runtime: CheckedRuntime) -> Response:
         """Store every reward of the batch in one commit, or none if an id is unknown."""
         pairs = [(r.decision_id, r.reward) for r in body.rewards]
         stored = await runtime.record_rewards_async(pairs)
@@ -70,7 +70,7 @@ def build_router(max_batch: int) -> APIRouter:
         responses=_ERRORS,
         summary="Post one reward",
     )
-    async def post_reward(body: RewardIn, runtime: Runtime) -> Response:
+    async def post_reward(body: RewardIn, runtime: CheckedRuntime) -> Response:
         """Store the reward; ``late`` says whether it missed its decision's window."""
         (stored,) = await runtime.record_rewards_async([(body.decision_id, body.reward)])
         return json_response(_out(stored))
