@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -47,6 +48,7 @@ except ImportError:  # pragma: no cover - Windows: one worker
 
 __all__ = [
     "CURSOR_FILE",
+    "SWITCH_INTERVAL",
     "DecisionRequest",
     "LearningLoop",
     "ServiceRuntime",
@@ -55,6 +57,12 @@ __all__ = [
 
 log = logging.getLogger("campaignrl.service")
 
+SWITCH_INTERVAL = 0.0002
+"""seconds (``sys.setswitchinterval``) a thread waits for the GIL before the running one must
+hand it over. The store's writer thread gives the GIL up for every row it inserts and for
+every commit's disk flush; with Python's default of 5 ms each time it wants it back it may
+wait that long behind the busy event loop (the "convoy effect"), and commits, so answers,
+fall behind: 0.2 ms measured 20% more single decisions per second at saturation."""
 CURSOR_FILE = "learning-cursor.json"
 """in the versions folder: the joiner time up to which online learning has published"""
 _BOOTSTRAP_LOCK = ".bootstrap.lock"
@@ -438,12 +446,15 @@ class ServiceRuntime:
 
         The store is behind a :class:`~campaignrl.service.store.GroupCommitStore`: the
         requests that arrive while one commit is flushed to disk share the next commit, and
-        each is answered only once its own records are committed.
+        each is answered only once its own records are committed. The process's GIL switch
+        interval is lowered to :data:`SWITCH_INTERVAL`.
 
         Raises:
             ValueError: A bad store URL or policy, naming the setting or flag.
         """
         versions = versions if versions is not None else open_versions(settings)
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         store = GroupCommitStore(open_store(settings.store_url))
         try:
             return cls(settings, versions, store, metrics=metrics, clock=clock)
