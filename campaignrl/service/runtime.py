@@ -481,7 +481,8 @@ class ServiceRuntime:
                 "(values)",
                 "give the policy non-finite scores: use values on the scale it was trained on",
             )
-        hasher, make, ids = self.hasher, _trusted_record, _decision_ids(len(decisions))
+        hasher, ids = self.hasher, _decision_ids(len(decisions))
+        make: Callable[..., DecisionRecord] = _trusted_record
         if probs.dtype != np.float64 or not all(
             d.features.dtype == np.float64 and not d.features.flags.writeable for d in decisions
         ):
@@ -511,7 +512,7 @@ class ServiceRuntime:
         arrays = all(isinstance(r.features, np.ndarray) for r in requests)
         if endpoint == "single" and len(requests) == 1:
             r = requests[0]
-            features: Any = r.features[None, :] if arrays else r.features
+            features: Any = np.asarray(r.features)[None, :] if arrays else r.features
             decisions = [self.decider.decide(features, r.mask)]
         else:
             masks = [r.mask for r in requests]
