@@ -754,7 +754,9 @@ def test_sigint_stops_an_experiment_with_one_line_and_exit_130(tmp_path):
         if proc.poll() is None:  # never leave the run behind, whatever happened
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err
+    # 130, or killed by SIGINT after printing its line (one run in a few under load: the
+    # interpreter re-raises SIGINT at exit); a shell shows both as exit status 130.
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert err == (
         f"campaignrl: interrupted: {str(out)!r} holds no finished results (no DONE.json); run "
         "again with --overwrite to replace them\n"
