@@ -560,7 +560,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         build_config,
         check_sizes,
         make_agent,
-        train_agent,
         training_budget,
     )
     from campaignrl.envs.vector import CampaignVectorEnv
@@ -607,14 +606,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         n_customers=args.eval_customers,
         seed=args.seed + 2_000_003,
     )
-    result = train_agent(
-        agent,
-        env,
-        total_timesteps=budget.timesteps,
-        seed=args.seed,
-        progress=True,
-        evaluator=evaluator,
-    )
+    result = agent.learn(budget.timesteps, progress=True, evaluator=evaluator)
     config = {
         "world": args.world,
         "agent": args.agent,

@@ -14,13 +14,12 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 import yaml
 from pydantic import (
@@ -35,26 +34,28 @@ from pydantic import (
 )
 
 from campaignrl._fs import remove_orphan_temps, write_text_atomic
-from campaignrl._progress import labelled
+from campaignrl._progress import progress_label
 from campaignrl._yaml import describe_error, strict_load
 from campaignrl.agents.base import MAX_CUSTOMERS, MAX_TIMESTEPS
 from campaignrl.agents.baselines import baseline_names, make_baseline
-from campaignrl.agents.evaluation import PolicyEvaluator
 from campaignrl.agents.registry import (
     LEARNERS,
     SettingError,
     TrainingBudget,
     build_config,
     check_sizes,
-    empty_curve,
-    make_agent,
-    train_agent,
     training_budget,
 )
-from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.plots import plot_learning_curves, plot_policy_comparison
-from campaignrl.policies.artifacts import save_policy
-from campaignrl.rollout import FeaturePolicy, mean_ci95, run_policy
+from campaignrl.runs import (
+    RunResult,
+    curves_table,
+    period_rewards,
+    run_one,
+    runs_table,
+    summarize,
+    write_run,
+)
 from campaignrl.simulators.presets import get_world, world_names
 
 __all__ = [
@@ -63,8 +64,11 @@ __all__ = [
     "RUN_MANIFEST",
     "AgentSpec",
     "ExperimentConfig",
+    "Runner",
     "load_config",
     "run_experiment",
+    "serial_runs",
+    "write_results",
 ]
 
 RUN_MANIFEST = "run.json"
@@ -88,6 +92,14 @@ _MAX_HORIZON = 5_000
 _MAX_SEED = 2**32 - 1
 _LINEAR = ("linucb", "lingreedy", "lints")
 """learners whose untrained model cannot be exported (MABWiser has no coefficients yet)"""
+
+
+class Runner(Protocol):
+    """Places an experiment's runs somewhere and yields their results as they finish."""
+
+    def __call__(self, config: ExperimentConfig, *, progress: bool) -> Iterable[RunResult]:
+        """Run every (agent, seed) of ``config``; yield each result once, in any order."""
+        ...  # pragma: no cover
 
 
 def _check_plain_name(value: str) -> str:
@@ -372,6 +384,7 @@ def run_experiment(
     *,
     progress: bool = True,
     overwrite: bool = False,
+    runner: Runner | None = None,
 ) -> pd.DataFrame:
     """Run every agent for every seed; write the results to ``out``; return the summary.
 
@@ -389,6 +402,9 @@ def run_experiment(
         progress: Show progress bars.
         overwrite: Remove the previous run's files first, those its ``run.json`` lists (and
             temporary entries its atomic writes left); nothing else is ever deleted.
+        runner: Places the runs and yields their :class:`~campaignrl.runs.RunResult` as they
+            finish, ``runner(config, progress=...)``: :func:`serial_runs` (default) or
+            :func:`campaignrl.scale.ray_runner.ray_runs`. Results do not depend on it.
 
     Raises:
         FileExistsError: If ``out`` is a file, or is not empty and ``overwrite`` is false, or
@@ -411,7 +427,7 @@ def run_experiment(
     write_text_atomic(out_dir / "config.json", json.dumps(config.model_dump(), indent=2) + "\n")
     stage = Path(tempfile.mkdtemp(prefix=".results.", dir=out_dir))
     try:
-        summary = _run_all(config, out_dir, stage, progress=progress)
+        summary = _run_all(config, out_dir, stage, progress=progress, runner=runner or serial_runs)
         for name in RESULT_FILES:  # the results, moved in together, then the marker
             os.replace(stage / name, out_dir / name)
         stage.rmdir()
@@ -536,122 +552,47 @@ def _inside(root: Path, rel: str) -> bool:
     return parent == root or root in parent.parents
 
 
-def _run_all(
-    config: ExperimentConfig, out_dir: Path, stage: Path, *, progress: bool
-) -> pd.DataFrame:
-    """Train, export and evaluate everything; results go to ``stage``, policies to ``out``."""
-    spec = config.spec()
-    runs, curves = [], []
-    per_customer: dict[str, list[np.ndarray]] = {a.name: [] for a in config.agents}
-    per_period: dict[str, list[np.ndarray]] = {a.name: [] for a in config.agents}
+def serial_runs(config: ExperimentConfig, *, progress: bool = True) -> Iterator[RunResult]:
+    """Every run of ``config`` in this process, one after the other (seeds, then agents).
+
+    The default runner of :func:`run_experiment`; each bar says which agent and seed it is.
+    """
     for seed in config.seeds:
-        eval_seed = 1_000_003 + seed  # the evaluation population of this seed, shared by all
-        for agent_spec in labelled(config.agents, seed=seed):  # names bars: agent, seed
-            started = time.perf_counter()
-            train_seconds, timesteps = 0.0, 0
-            if agent_spec.learns:
-                env = CampaignVectorEnv(
-                    agent_spec.train_customers, world=spec, horizon=config.horizon
-                )
-                budget = config.budget(agent_spec)  # rounded up to whole campaigns
-                agent = make_agent(
-                    agent_spec.agent,
-                    env,
-                    params=agent_spec.params,
-                    total_timesteps=budget.timesteps if budget else 1,
-                    seed=seed,
-                )
-                if budget is not None:
-                    evaluator = PolicyEvaluator.spread(
-                        spec,
-                        config.horizon,
-                        timesteps=budget.timesteps,
-                        evaluations=config.training_evals,
-                        n_customers=config.training_eval_customers,
-                        seed=eval_seed + 1,
-                    )
-                    result = train_agent(
-                        agent,
-                        env,
-                        total_timesteps=budget.timesteps,
-                        seed=seed,
-                        progress=progress,
-                        evaluator=evaluator,
-                    )
-                    curve = result.learning_curve
-                    train_seconds, timesteps = result.seconds, result.timesteps
-                else:
-                    curve = empty_curve()
-                policy = agent.policy()
-                save_policy(
-                    policy,
-                    out_dir / "policies" / agent_spec.name / f"seed{seed}",
-                    training={
-                        "experiment": config.name,
-                        "agent": agent_spec.agent,
-                        "params": agent_spec.params,
-                        "world": config.world,
-                        "world_overrides": config.world_overrides,
-                        "periods": config.horizon,
-                        "seed": seed,
-                        "timesteps": timesteps,
-                    },
-                )
-                evaluated: Any = FeaturePolicy(policy, agent_spec.name)
-                curves.append(curve.assign(agent=agent_spec.name, seed=seed))
-            else:
-                evaluated = make_baseline(agent_spec.agent, **agent_spec.params)
-                evaluated.fit(spec, config.horizon, np.random.default_rng([seed, 1]))
-            res = run_policy(
-                spec,
-                evaluated,
-                n_customers=config.eval_customers,
-                horizon=config.horizon,
-                seed=eval_seed,
-                progress=progress,
-            )
-            s = res.summary()
-            per_customer[agent_spec.name].append(res.value_per_customer)
-            per_period[agent_spec.name].append(res.reward_per_period)
-            runs.append(
-                {
-                    "agent": agent_spec.name,
-                    "seed": seed,
-                    "value_per_customer": s["value_per_customer"],
-                    "ci95_low": s["ci95"][0],
-                    "ci95_high": s["ci95"][1],
-                    "contact_rate": s["contact_rate"],
-                    "train_seconds": train_seconds,
-                    "timesteps": timesteps,
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-    runs_df = pd.DataFrame(runs)
-    runs_df.to_csv(stage / "runs.csv", index=False)
-    rows = []
-    for a in config.agents:
-        values = np.concatenate(per_customer[a.name])
-        mean, lo, hi = mean_ci95(values)
-        sub = runs_df[runs_df.agent == a.name]
-        rows.append(
-            {
-                "agent": a.name,
-                "kind": a.agent,
-                "value_per_customer": mean,
-                "ci95_low": lo,
-                "ci95_high": hi,
-                "seed_sd": float(sub.value_per_customer.std(ddof=1)) if len(sub) > 1 else 0.0,
-                "contact_rate": float(sub.contact_rate.mean()),
-                "train_seconds": float(sub.train_seconds.mean()),
-                "timesteps": int(sub.timesteps.mean()),
-                "n_seeds": len(sub),
-                "eval_customers": int(values.shape[0]),
-            }
-        )
-    summary = pd.DataFrame(rows).sort_values("value_per_customer", ascending=False)
-    summary.to_csv(stage / "summary.csv", index=False)
-    curve_df = pd.concat(curves, ignore_index=True) if curves else empty_curve()
-    curve_df.to_csv(stage / "learning_curves.csv", index=False)
+        for agent in config.agents:
+            with progress_label(f"{agent.name}, seed {seed}"):
+                result = run_one(agent, seed, config, progress=progress)
+            yield result
+
+
+def _run_all(
+    config: ExperimentConfig,
+    out_dir: Path,
+    stage: Path,
+    *,
+    progress: bool,
+    runner: Runner,
+) -> pd.DataFrame:
+    """Place the runs with ``runner``; policies go to ``out`` as they come, results to ``stage``."""
+    results = []
+    for result in runner(config, progress=progress):
+        write_run(result, out_dir)
+        results.append(result)
+    return write_results(results, config, stage)
+
+
+def write_results(
+    results: Sequence[RunResult], config: ExperimentConfig, folder: Path
+) -> pd.DataFrame:
+    """Write every file of :data:`RESULT_FILES` for ``results`` into ``folder``; return the summary.
+
+    Pure of the order the runs finished in (:func:`~campaignrl.runs.order_results`).
+    """
+    runs_table(results, config).to_csv(folder / "runs.csv", index=False)
+    summary = summarize(results, config)
+    summary.to_csv(folder / "summary.csv", index=False)
+    curve_df = curves_table(results, config)
+    curve_df.to_csv(folder / "learning_curves.csv", index=False)
+    per_period = period_rewards(results, config)
     names = [a.name for a in config.agents]
     by_name = summary.set_index("agent")
     plot_policy_comparison(
@@ -659,18 +600,18 @@ def _run_all(
         [float(by_name.loc[n, "value_per_customer"]) for n in names],
         [float(by_name.loc[n, "ci95_low"]) for n in names],
         [float(by_name.loc[n, "ci95_high"]) for n in names],
-        [np.mean(per_period[n], axis=0) for n in names],
-        stage / "values.png",
+        [per_period[n] for n in names],
+        folder / "values.png",
         f"{config.name}: {config.world}, {config.eval_customers:,} customers x "
         f"{len(config.seeds)} seed(s), {config.horizon} periods",
     )
     plot_learning_curves(
         curve_df,
-        stage / "learning_curves.png",
+        folder / "learning_curves.png",
         f"{config.name}: learning curves",
         periods=config.horizon,
     )
-    _write_report(config, summary, stage)
+    _write_report(config, summary, folder)
     return summary
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from campaignrl.agents.bandits import BANDIT_ALGORITHMS, BanditAgent, BanditConfig
-from campaignrl.agents.base import Agent, Transition
+from campaignrl.agents.base import Agent, TrainingResult, Transition
 from campaignrl.agents.baselines import (
     BASELINES,
     Baseline,
@@ -23,7 +23,7 @@ from campaignrl.agents.baselines import (
 )
 from campaignrl.agents.qlearning import QLearningAgent, QLearningConfig
 from campaignrl.agents.registry import LEARNERS, make_agent, train_agent
-from campaignrl.agents.training import TrainingResult, train_online
+from campaignrl.agents.training import OnlineAgent, train_online
 
 __all__ = [
     "BANDIT_ALGORITHMS",
@@ -35,6 +35,7 @@ __all__ = [
     "Baseline",
     "MyopicOracle",
     "NoContact",
+    "OnlineAgent",
     "PPOAgent",
     "PPOConfig",
     "QLearningAgent",

@@ -47,7 +47,9 @@ from mabwiser.mab import MAB, LearningPolicy
 from threadpoolctl import ThreadpoolController
 
 from campaignrl._checks import check_choice, check_scalar
-from campaignrl.agents.base import Agent, Transition
+from campaignrl.agents.base import Transition
+from campaignrl.agents.training import OnlineAgent
+from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.policies.base import Exploration, Policy
 from campaignrl.policies.kinds import TabularPolicy
 from campaignrl.policies.linear import LinearPolicy
@@ -124,7 +126,7 @@ class BanditConfig:
             )
 
 
-class BanditAgent(Agent):
+class BanditAgent(OnlineAgent):
     """A MABWiser bandit that learns the immediate profit of each action.
 
     Args:
@@ -133,6 +135,8 @@ class BanditAgent(Agent):
         action_names: Action names.
         config: Algorithm and hyperparameters.
         rng: Seeded Generator for exploration; MABWiser's own seed is drawn from it.
+        env: The population env :meth:`learn` trains on (``None``: only ``update``).
+        seed: Seed of the env's first reset in :meth:`learn`.
     """
 
     name: ClassVar[str] = "bandit"
@@ -143,8 +147,11 @@ class BanditAgent(Agent):
         action_names: tuple[str, ...],
         config: BanditConfig,
         rng: np.random.Generator,
+        *,
+        env: CampaignVectorEnv | None = None,
+        seed: int = 0,
     ) -> None:
-        super().__init__(feature_names, action_names)
+        super().__init__(feature_names, action_names, env=env, seed=seed)
         self.config = config
         self.rng = rng
         self.periods_seen = 0

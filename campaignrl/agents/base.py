@@ -1,16 +1,22 @@
-"""The agent protocol: act on a batch, learn from what happened, hand over a Policy."""
+"""The agent protocol: act on a batch, learn for a budget, hand over a Policy."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from campaignrl.policies.base import Policy
 from campaignrl.policies.sampling import sample_actions
 
-__all__ = ["MAX_CUSTOMERS", "MAX_TIMESTEPS", "Agent", "Transition"]
+if TYPE_CHECKING:
+    from campaignrl.agents.evaluation import PolicyEvaluator
+    from campaignrl.envs.vector import CampaignVectorEnv
+
+__all__ = ["MAX_CUSTOMERS", "MAX_TIMESTEPS", "Agent", "TrainingResult", "Transition"]
 
 MAX_CUSTOMERS = 2_000_000
 """most customers one simulated population may hold (training, evaluation, pilots): a
@@ -40,13 +46,31 @@ class Transition(NamedTuple):
     """(n,) the campaign ended with this period"""
 
 
+@dataclass(frozen=True)
+class TrainingResult:
+    """What training produced besides the agent itself."""
+
+    learning_curve: pd.DataFrame
+    """one row per episode: ``timesteps`` (customer-steps so far), ``episode``,
+    ``value_per_customer`` (profit per customer over that campaign, while learning) and, with
+    an evaluator, ``eval_value``, ``eval_ci95_low``, ``eval_ci95_high`` (the policy so far on
+    the evaluator's fixed population; NaN between evaluations)"""
+    seconds: float
+    """wall time of training"""
+    timesteps: int
+    """customer-steps taken"""
+
+
 class Agent(ABC):
-    """An agent decides for a batch of customers and learns online.
+    """An agent decides for a batch of customers and learns on its own environment.
 
     ``probabilities`` is what the live agent would do; ``act`` samples from it with the
-    agent's seeded Generator and returns each action's exact probability; ``update`` learns
-    from a :class:`Transition`; ``policy`` returns the framework-free
+    agent's seeded Generator and returns each action's exact probability; ``learn`` collects
+    experience on the population env the agent was built with and trains on it, as
+    stable-baselines3's ``learn`` (collect -> train); ``policy`` returns the framework-free
     :class:`~campaignrl.policies.Policy`, whose probabilities equal the live agent's.
+    Agents that learn from each period (bandits, Q-learning) derive from
+    :class:`~campaignrl.agents.training.OnlineAgent` and also take ``update``.
     """
 
     name: ClassVar[str]
@@ -63,6 +87,9 @@ class Agent(ABC):
 
     rng: np.random.Generator
 
+    env: CampaignVectorEnv | None = None
+    """the population env :meth:`learn` collects experience on"""
+
     @abstractmethod
     def probabilities(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """``(n, A)`` probabilities the live agent gives each action (zero where masked)."""
@@ -72,8 +99,20 @@ class Agent(ABC):
         return sample_actions(self.probabilities(obs, masks), self.rng)
 
     @abstractmethod
-    def update(self, transition: Transition) -> None:
-        """Learn from one period of the population."""
+    def learn(
+        self,
+        total_timesteps: int,
+        *,
+        progress: bool = False,
+        evaluator: PolicyEvaluator | None = None,
+    ) -> TrainingResult:
+        """Collect experience and train for ``total_timesteps`` customer-steps.
+
+        Budgets are rounded up to whole campaigns (PPO: rollouts). A second call goes on
+        from where the first stopped. With ``evaluator``, the learning curve also holds
+        evaluations of the exported policy on a fixed population
+        (:mod:`campaignrl.agents.evaluation`).
+        """
 
     @abstractmethod
     def policy(self) -> Policy:

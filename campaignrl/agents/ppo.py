@@ -11,6 +11,7 @@ Invalid Action Masking in Policy Gradient Algorithms", 2020.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback
 
 from campaignrl._checks import check_choice, check_scalar
-from campaignrl.agents.base import Agent, Transition
+from campaignrl.agents.base import Agent, TrainingResult
 from campaignrl.agents.evaluation import EVAL_COLUMNS, EvaluationSchedule, PolicyEvaluator
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.policies.base import Exploration, Policy
@@ -199,9 +200,10 @@ class _CurveCallback(BaseCallback):
 class PPOAgent(Agent):
     """MaskablePPO on a population env.
 
-    PPO learns from its own rollouts (:meth:`learn`), not from transitions handed to
-    :meth:`update`. :meth:`act` samples from the live network's masked distribution with the
-    agent's seeded Generator, so propensities are exact.
+    PPO learns from its own rollouts (:meth:`learn`: collect ``n_steps`` periods of the
+    whole population, then train ``n_epochs`` on them). :meth:`act` samples from the live
+    network's masked distribution with the agent's seeded Generator, so propensities are
+    exact.
 
     Args:
         env: The population env to train on (its customers are the parallel envs).
@@ -226,6 +228,7 @@ class PPOAgent(Agent):
         torch.set_num_threads(1)  # small networks: one thread is faster on 2 cores
         self.config = config
         self.rng = rng
+        self.env = env
         self.curve: list[dict[str, float]] = []
         venv: Any = VecMonitor(CampaignSB3VecEnv(env))
         if config.normalize_reward:
@@ -258,35 +261,37 @@ class PPOAgent(Agent):
         self,
         total_timesteps: int,
         *,
-        progress_bar: bool = False,
+        progress: bool = False,
         evaluator: PolicyEvaluator | None = None,
-    ) -> pd.DataFrame:
-        """Train for ``total_timesteps`` customer-steps; return the learning curve.
+    ) -> TrainingResult:
+        """Train for ``total_timesteps`` customer-steps (whole rollouts).
 
-        The curve has one row per completed campaign: ``timesteps``, ``episode`` and
-        ``value_per_customer`` (mean unnormalized profit per customer over the campaign,
-        recorded by ``VecMonitor`` while learning), and the evaluation columns
-        (:data:`~campaignrl.agents.evaluation.EVAL_COLUMNS`): with ``evaluator``, the
-        exported policy on a fixed population now and then, else NaN.
+        The learning curve has one row per completed campaign since the agent was built:
+        ``timesteps``, ``episode`` and ``value_per_customer`` (mean unnormalized profit per
+        customer over the campaign, recorded by ``VecMonitor`` while learning), and the
+        evaluation columns (:data:`~campaignrl.agents.evaluation.EVAL_COLUMNS`): with
+        ``evaluator``, the exported policy on a fixed population now and then, else NaN.
+        ``timesteps`` of the result counts every customer-step since the agent was built.
         """
         check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
+        start = time.perf_counter()
         schedule = EvaluationSchedule(evaluator)
         callback = _CurveCallback(schedule, self.policy, len(self.curve))
         self.model.learn(
             total_timesteps=total_timesteps,
             callback=callback,
-            progress_bar=progress_bar,
+            progress_bar=progress,
             reset_num_timesteps=False,
         )
         callback.flush()
         schedule.finish(callback.rows, self.policy)
         self.curve.extend(callback.rows)
         columns = ["timesteps", "episode", "value_per_customer", *EVAL_COLUMNS]
-        return pd.DataFrame(self.curve, columns=columns)
-
-    def update(self, transition: Transition) -> None:
-        """PPO learns from its own rollouts: use :meth:`learn`."""
-        raise NotImplementedError("PPO learns from its own rollouts; call learn(total_timesteps)")
+        return TrainingResult(
+            pd.DataFrame(self.curve, columns=columns),
+            time.perf_counter() - start,
+            int(self.model.num_timesteps),
+        )
 
     def policy(self) -> MLPPolicy:
         """The actor as a numpy MLP (softmax over masked logits, temperature 1)."""

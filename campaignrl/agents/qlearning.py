@@ -10,7 +10,9 @@ from typing import ClassVar
 import numpy as np
 
 from campaignrl._checks import check_scalar
-from campaignrl.agents.base import Agent, Transition
+from campaignrl.agents.base import Transition
+from campaignrl.agents.training import OnlineAgent
+from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.policies.base import Exploration
 from campaignrl.policies.kinds import TabularPolicy
 
@@ -170,7 +172,7 @@ def check_table_size(
         )
 
 
-class QLearningAgent(Agent):
+class QLearningAgent(OnlineAgent):
     """Epsilon-greedy tabular Q-learning, updated on each period's whole batch.
 
     ``Q(s_t, a_t) <- Q(s_t, a_t) + lr * (mean target over the batch's (s, a) rows - Q)`` with
@@ -192,6 +194,8 @@ class QLearningAgent(Agent):
         config: Hyperparameters and discretization.
         total_timesteps: Training budget in customer-steps (for the epsilon schedule).
         rng: Seeded Generator for exploration.
+        env: The population env :meth:`learn` trains on (``None``: only ``update``).
+        seed: Seed of the env's first reset in :meth:`learn`.
     """
 
     name: ClassVar[str] = "qlearning"
@@ -203,8 +207,11 @@ class QLearningAgent(Agent):
         config: QLearningConfig,
         total_timesteps: int,
         rng: np.random.Generator,
+        *,
+        env: CampaignVectorEnv | None = None,
+        seed: int = 0,
     ) -> None:
-        super().__init__(feature_names, action_names)
+        super().__init__(feature_names, action_names, env=env, seed=seed)
         check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
         self.config = config
         self.total_timesteps = total_timesteps

@@ -1,4 +1,4 @@
-"""Agents by command-line name: build one from a settings dict, train it, get its curve."""
+"""Agents by command-line name: build one from a settings dict on its env, train it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import pandas as pd
 
 from campaignrl._checks import check_choice, check_scalar
 from campaignrl.agents.bandits import BANDIT_ALGORITHMS, BanditAgent, BanditConfig
-from campaignrl.agents.base import MAX_CUSTOMERS, MAX_TIMESTEPS, Agent
+from campaignrl.agents.base import MAX_CUSTOMERS, MAX_TIMESTEPS, Agent, TrainingResult
 from campaignrl.agents.evaluation import EVAL_COLUMNS, PolicyEvaluator
 from campaignrl.agents.qlearning import QLearningAgent, QLearningConfig, check_table_size
-from campaignrl.agents.training import TrainingResult, train_online
 from campaignrl.envs.observation import ObservationEncoder
 from campaignrl.envs.vector import CampaignVectorEnv
 from campaignrl.simulators.spec import WorldSpec
@@ -199,7 +198,12 @@ def make_agent(
     total_timesteps: int,
     seed: int,
 ) -> Agent:
-    """A learner called ``name`` with ``params`` (its config fields), seeded by ``seed``."""
+    """A learner called ``name`` with ``params`` (its config fields), seeded by ``seed``.
+
+    The agent learns on ``env`` (``agent.learn(total_timesteps)``): PPO through
+    stable-baselines3 on it, the others online, its first reset seeded by ``seed``.
+    ``total_timesteps`` is the budget schedules are spread over (Q-learning's epsilon).
+    """
     config = build_config(name, params or {})
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
     names, actions = env.encoder.feature_names, env.action_names
@@ -208,8 +212,10 @@ def make_agent(
 
         return PPOAgent(env, config, seed=seed, rng=rng)
     if name == "qlearning":
-        return QLearningAgent(names, actions, config, total_timesteps=total_timesteps, rng=rng)
-    return BanditAgent(names, actions, config, rng)
+        return QLearningAgent(
+            names, actions, config, total_timesteps=total_timesteps, rng=rng, env=env, seed=seed
+        )
+    return BanditAgent(names, actions, config, rng, env=env, seed=seed)
 
 
 def train_agent(
@@ -221,27 +227,18 @@ def train_agent(
     progress: bool,
     evaluator: PolicyEvaluator | None = None,
 ) -> TrainingResult:
-    """Train any learner: PPO through stable-baselines3, the others online.
+    """``agent.learn(...)`` on the env it was built with (kept for callers of 0.x).
 
-    With ``evaluator`` the learning curve also holds evaluations of the policy so far on a
-    fixed population (:mod:`campaignrl.agents.evaluation`).
+    ``env`` and ``seed`` must be those given to :func:`make_agent`: every agent learns on
+    its own env now.
+
+    Raises:
+        ValueError: If ``env`` is not the agent's env.
     """
-    from campaignrl.agents.ppo import PPOAgent
-
-    if isinstance(agent, PPOAgent):
-        import time
-
-        start = time.perf_counter()
-        curve = agent.learn(total_timesteps, progress_bar=progress, evaluator=evaluator)
-        return TrainingResult(curve, time.perf_counter() - start, int(agent.model.num_timesteps))
-    return train_online(
-        agent,
-        env,
-        total_timesteps=total_timesteps,
-        seed=seed,
-        progress=progress,
-        evaluator=evaluator,
-    )
+    if agent.env is not None and agent.env is not env:
+        raise ValueError("`env` must be the env the agent was built with (make_agent's)")
+    del seed  # the agent's own, given when it was built
+    return agent.learn(total_timesteps, progress=progress, evaluator=evaluator)
 
 
 def empty_curve() -> pd.DataFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -11,34 +11,87 @@ import pandas as pd
 
 from campaignrl._checks import check_scalar
 from campaignrl._progress import progress_bar
-from campaignrl.agents.base import Agent, Transition
+from campaignrl.agents.base import Agent, TrainingResult, Transition
 from campaignrl.agents.evaluation import EvaluationSchedule, PolicyEvaluator
 from campaignrl.envs.vector import CampaignVectorEnv
 
-__all__ = ["TrainingResult", "train_online"]
+__all__ = ["OnlineAgent", "TrainingResult", "train_online"]
 
 
-@dataclass(frozen=True)
-class TrainingResult:
-    """What training produced besides the agent itself."""
+class OnlineAgent(Agent):
+    """An agent that learns from every period it decides (bandits, Q-learning).
 
-    learning_curve: pd.DataFrame
-    """one row per episode: ``timesteps`` (customer-steps so far), ``episode``,
-    ``value_per_customer`` (profit per customer over that campaign, while learning) and, with
-    an evaluator, ``eval_value``, ``eval_ci95_low``, ``eval_ci95_high`` (the policy so far on
-    the evaluator's fixed population; NaN between evaluations)"""
-    seconds: float
-    """wall time of training"""
-    timesteps: int
-    """customer-steps taken"""
+    ``learn`` is :func:`train_online` on the population env given at construction (or by
+    :meth:`set_env`): the first call resets it with ``seed``; later calls reset it unseeded,
+    so they draw new customers from the same stream instead of replaying the first ones.
+
+    Args:
+        feature_names: Observation feature names.
+        action_names: Action names.
+        env: The population env :meth:`learn` trains on (``None``: only ``update``).
+        seed: Seed of the env's first reset in :meth:`learn`.
+    """
+
+    def __init__(
+        self,
+        feature_names: tuple[str, ...],
+        action_names: tuple[str, ...],
+        *,
+        env: CampaignVectorEnv | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(feature_names, action_names)
+        self.env = None
+        self._reset_seed: int | None = None
+        if env is not None:
+            self.set_env(env, seed=seed)
+
+    def set_env(self, env: CampaignVectorEnv, *, seed: int) -> None:
+        """Train on ``env`` from now on; its first reset in :meth:`learn` uses ``seed``."""
+        check_scalar(seed, "seed", int, min_val=0)
+        names, actions = tuple(env.encoder.feature_names), tuple(env.action_names)
+        if names != self.feature_names or actions != self.action_names:
+            raise ValueError(
+                "`env` must have the agent's features and actions, got features "
+                f"{list(names)} and actions {list(actions)}"
+            )
+        self.env, self._reset_seed = env, seed
+
+    @abstractmethod
+    def update(self, transition: Transition) -> None:
+        """Learn from one period of the population."""
+
+    def learn(
+        self,
+        total_timesteps: int,
+        *,
+        progress: bool = False,
+        evaluator: PolicyEvaluator | None = None,
+    ) -> TrainingResult:
+        """:func:`train_online` on the agent's env for ``total_timesteps`` customer-steps."""
+        if self.env is None:
+            raise ValueError(
+                f"{type(self).__name__} has no env to learn on: pass `env` when building it "
+                "(make_agent does) or call set_env(env, seed=...)"
+            )
+        result = train_online(
+            self,
+            self.env,
+            total_timesteps=total_timesteps,
+            seed=self._reset_seed,
+            progress=progress,
+            evaluator=evaluator,
+        )
+        self._reset_seed = None  # the next call continues the env's stream
+        return result
 
 
 def train_online(
-    agent: Agent,
+    agent: OnlineAgent,
     env: CampaignVectorEnv,
     *,
     total_timesteps: int,
-    seed: int,
+    seed: int | None,
     progress: bool = False,
     evaluator: PolicyEvaluator | None = None,
 ) -> TrainingResult:
@@ -47,9 +100,11 @@ def train_online(
     Training stops at the first episode end at or after ``total_timesteps`` customer-steps,
     so every episode in the curve is complete. With ``evaluator``, the exported policy is
     evaluated on its fixed population now and then (:class:`EvaluationSchedule`).
+    ``seed`` seeds the env's reset (``None``: it continues its random stream).
     """
     check_scalar(total_timesteps, "total_timesteps", int, min_val=1)
-    check_scalar(seed, "seed", int, min_val=0)
+    if seed is not None:
+        check_scalar(seed, "seed", int, min_val=0)
     start = time.perf_counter()
     obs, _ = env.reset(seed=seed)
     masks = env.action_masks()

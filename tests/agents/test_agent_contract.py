@@ -1,12 +1,13 @@
-"""Every agent through the same checks: act, update/learn, policy parity, artifacts."""
+"""Every agent through the same checks: learn, act, policy parity, artifacts."""
 
 import numpy as np
 import pytest
 from float_bounds import assert_within_bound, mlp_probability_bound
 
 from campaignrl.agents.bandits import BanditAgent, BanditConfig
+from campaignrl.agents.base import TrainingResult
 from campaignrl.agents.qlearning import QLearningAgent, QLearningConfig
-from campaignrl.agents.training import train_online
+from campaignrl.agents.registry import make_agent
 from campaignrl.envs import CampaignVectorEnv
 from campaignrl.policies import MLPPolicy, PolicyArtifactError, load_policy, save_policy
 
@@ -24,7 +25,8 @@ AGENTS = [
 N_TRAIN = 200
 
 
-def make_trained_agent(name: str):
+def make_agent_on_env(name: str):
+    """A fresh agent built on its env (the env reaches every agent at construction)."""
     env = CampaignVectorEnv(N_TRAIN, world="fatigue", horizon=6)
     names, actions = env.encoder.feature_names, env.action_names
     rng = np.random.default_rng(11)
@@ -32,29 +34,28 @@ def make_trained_agent(name: str):
         from campaignrl.agents.ppo import PPOAgent, PPOConfig
 
         activation = "relu" if name == "ppo-relu" else "tanh"
-        config = PPOConfig(n_steps=6, batch_size=600, n_epochs=1, activation=activation)
-        agent = PPOAgent(env, config, seed=3, rng=rng)
-        agent.learn(N_TRAIN * 6)
-        return agent
+        ppo = PPOConfig(n_steps=6, batch_size=600, n_epochs=1, activation=activation)
+        return PPOAgent(env, ppo, seed=3, rng=rng), N_TRAIN * 6
+    total = N_TRAIN * 6 * 3
     if name == "qlearning":
-        total = N_TRAIN * 6 * 3
-        agent = QLearningAgent(
-            names,
-            actions,
-            QLearningConfig(exploration_fraction=0.2),
-            total_timesteps=total,
-            rng=rng,
-        )
-    else:
-        agent = BanditAgent(names, actions, BanditConfig(algorithm=name, alpha=0.5), rng)
-        total = N_TRAIN * 6 * 3
-    train_online(agent, env, total_timesteps=total, seed=5)
-    return agent
+        q = QLearningConfig(exploration_fraction=0.2)
+        agent = QLearningAgent(names, actions, q, total_timesteps=total, rng=rng, env=env, seed=5)
+        return agent, total
+    bandit = BanditConfig(algorithm=name, alpha=0.5)
+    return BanditAgent(names, actions, bandit, rng, env=env, seed=5), total
+
+
+def make_trained_agent(name: str):
+    agent, total = make_agent_on_env(name)
+    result = agent.learn(total)
+    assert isinstance(result, TrainingResult)
+    return agent, total, result
 
 
 @pytest.fixture(scope="module", params=AGENTS)
 def trained(request):
-    return request.param, make_trained_agent(request.param)
+    agent, total, result = make_trained_agent(request.param)
+    return request.param, agent, total, result
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def observations():
 
 
 def test_act_returns_actions_with_their_exact_probabilities(trained, observations):
-    _, agent = trained
+    _, agent, _, _ = trained
     obs, masks = observations
     probs = agent.probabilities(obs, masks)
     assert probs.shape == masks.shape
@@ -82,7 +83,7 @@ def test_act_returns_actions_with_their_exact_probabilities(trained, observation
 def test_exported_policy_matches_the_live_agent_after_save_and_load(
     trained, observations, tmp_path
 ):
-    name, agent = trained
+    name, agent, _, _ = trained
     obs, masks = observations
     path = save_policy(agent.policy(), tmp_path / name, training={"agent": name})
     loaded = load_policy(path)
@@ -103,7 +104,7 @@ def test_exported_policy_matches_the_live_agent_after_save_and_load(
 
 
 def test_tampered_export_is_refused(trained, tmp_path):
-    name, agent = trained
+    name, agent, _, _ = trained
     path = save_policy(agent.policy(), tmp_path / name)
     weights = path / "weights.npz"
     data = bytearray(weights.read_bytes())
@@ -111,3 +112,46 @@ def test_tampered_export_is_refused(trained, tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(PolicyArtifactError, match="does not match its sha256"):
         load_policy(path)
+
+
+def test_learn_trains_the_whole_budget_in_whole_campaigns(trained):
+    _, _, total, result = trained
+    curve = result.learning_curve
+    # N_TRAIN customers x 6 periods per campaign; budgets are whole campaigns here
+    assert result.timesteps == total
+    assert len(curve) == total // (N_TRAIN * 6)
+    assert curve["timesteps"].tolist() == [N_TRAIN * 6 * (k + 1) for k in range(len(curve))]
+    assert np.isfinite(curve["value_per_customer"].to_numpy(dtype=float)).all()
+    assert result.seconds > 0
+
+
+def test_same_seed_learns_the_same_policy(trained, observations):
+    name, agent, total, _ = trained
+    again, _ = make_agent_on_env(name)
+    again.learn(total)
+    obs, masks = observations
+    # same seeds, same process, same kernels: bit-identical
+    np.testing.assert_array_equal(
+        again.policy().probabilities(obs, masks), agent.policy().probabilities(obs, masks)
+    )
+
+
+def test_learn_goes_through_make_agent_for_every_learner():
+    """make_agent gives every learner its env: learn(budget) needs nothing else."""
+    for name, params in (("ucb1", {}), ("qlearning", {}), ("ppo", {"n_steps": 4, "n_epochs": 1})):
+        env = CampaignVectorEnv(50, world="fatigue", horizon=4)
+        agent = make_agent(name, env, params=params, total_timesteps=400, seed=2)
+        assert agent.env is env
+        result = agent.learn(400)
+        assert result.timesteps == 400 and len(result.learning_curve) == 2
+
+
+def test_an_online_agent_without_env_says_how_to_give_one():
+    env = CampaignVectorEnv(10, world="fatigue", horizon=2)
+    names, actions = env.encoder.feature_names, env.action_names
+    agent = BanditAgent(names, actions, BanditConfig(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"no env to learn on: pass `env`"):
+        agent.learn(20)
+    other = BanditAgent((*names, "x"), actions, BanditConfig(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"`env` must have the agent's features and actions"):
+        other.set_env(env, seed=0)
