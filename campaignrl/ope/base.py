@@ -21,7 +21,13 @@ from campaignrl.ope.intervals import (
 from campaignrl.ope.records import Diagnostics, Estimate
 from campaignrl.ope.target import TargetPolicy, as_target
 
-__all__ = ["CLUSTER_CHOICES", "BaseOffPolicyEstimator", "OPEInputs", "resolve_cluster"]
+__all__ = [
+    "CLUSTER_CHOICES",
+    "BaseOffPolicyEstimator",
+    "OPEInputs",
+    "ope_inputs",
+    "resolve_cluster",
+]
 
 INTERVAL_METHODS = ("studentized", "bootstrap", "normal")
 """interval constructions of the bandit estimators (the first is the default)"""
@@ -212,28 +218,63 @@ class BaseOffPolicyEstimator(ABC):
             raise ValueError("`data` must hold at least one logged decision, got 0")
         return as_target(target, data, "target")
 
+    def terms(self, inputs: OPEInputs) -> RoundTerms:
+        """The per-row terms from inputs validated once by :func:`ope_inputs`.
+
+        For callers that run several estimators on the same rows (the streamed evaluation of
+        :mod:`campaignrl.ope.stream`): the weights and model terms are computed once.
+
+        Raises:
+            ValueError: If the estimator needs a reward model and ``inputs`` has none.
+        """
+        if self.needs_reward_model and (inputs.q_factual is None or inputs.q_expected is None):
+            raise ValueError(
+                f"`estimated_rewards` is required by {self.estimator_name}: pass the "
+                "reward model's (n, A) or (n, A, L) predictions"
+            )
+        return self._round_terms(inputs)
+
     def _inputs(
         self, data: LoggedData, target: Any, estimated_rewards: np.ndarray | None
     ) -> OPEInputs:
-        policy = self._target(data, target)
-        weights = importance_weights(policy, data)
-        require_support(weights)
-        q_factual = q_expected = None
-        if self.needs_reward_model:
-            if estimated_rewards is None:
-                raise ValueError(
-                    f"`estimated_rewards` is required by {self.estimator_name}: pass the "
-                    "reward model's (n, A) or (n, A, L) predictions"
-                )
-            q = _check_rewards(estimated_rewards, data)
-            rows = np.arange(data.n_rounds)
-            if q.ndim == 2:
-                q_factual = q[rows, data.actions]
-            else:
-                positions = data.positions if data.positions is not None else 0
-                q_factual = q[rows, data.actions, positions]
-            q_expected = policy.expected(q, data)
-        return OPEInputs(data.rewards, weights, q_factual, q_expected)
+        self._target(data, target)  # the type and emptiness checks come first
+        inputs = ope_inputs(data, target, estimated_rewards if self.needs_reward_model else None)
+        if self.needs_reward_model and estimated_rewards is None:
+            raise ValueError(
+                f"`estimated_rewards` is required by {self.estimator_name}: pass the "
+                "reward model's (n, A) or (n, A, L) predictions"
+            )
+        return inputs
+
+
+def ope_inputs(
+    data: LoggedData, target: Any, estimated_rewards: np.ndarray | None = None
+) -> OPEInputs:
+    """Validated estimator inputs: importance weights and, with a reward model, its terms.
+
+    Args:
+        data: The logged decisions.
+        target: The evaluated policy (see :meth:`BaseOffPolicyEstimator.round_terms`).
+        estimated_rewards: Reward model predictions ``(n, A)`` or ``(n, A, L)``, or ``None``
+            (then ``q_factual`` and ``q_expected`` are ``None``).
+
+    Raises:
+        ValueError: As :meth:`BaseOffPolicyEstimator.round_terms`.
+    """
+    policy = BaseOffPolicyEstimator._target(data, target)
+    weights = importance_weights(policy, data)
+    require_support(weights)
+    q_factual = q_expected = None
+    if estimated_rewards is not None:
+        q = _check_rewards(estimated_rewards, data)
+        rows = np.arange(data.n_rounds)
+        if q.ndim == 2:
+            q_factual = q[rows, data.actions]
+        else:
+            positions = data.positions if data.positions is not None else 0
+            q_factual = q[rows, data.actions, positions]
+        q_expected = policy.expected(q, data)
+    return OPEInputs(data.rewards, weights, q_factual, q_expected)
 
 
 def _check_rewards(estimated_rewards: Any, data: LoggedData) -> np.ndarray:
