@@ -12,7 +12,7 @@ import pandas as pd
 from campaignrl._checks import check_scalar
 from campaignrl._progress import progress_bar
 from campaignrl.envs.vector import CampaignVectorEnv
-from campaignrl.logs.schema import mask_column
+from campaignrl.logs.schema import OUTCOME_COLUMNS, mask_column
 from campaignrl.policies.base import Policy
 from campaignrl.policies.sampling import epsilon_mix, sample_actions
 from campaignrl.simulators.core import CustomerSimulator
@@ -210,7 +210,9 @@ def run_policy(
         horizon: Periods in the campaign.
         seed: Seed of the run.
         epsilon: Share of uniformly random exploration, in [0, 1].
-        record: Keep a decision log with exact propensities.
+        record: Keep a decision log with exact propensities, the allowed actions and the
+            outcome columns (:data:`~campaignrl.logs.schema.OUTCOME_COLUMNS`) of what the
+            simulator drew.
         policy_version: Written to the log's ``policy_version`` column (default: the
             policy's ``name``, else its class name).
         progress: Show a progress bar.
@@ -249,6 +251,12 @@ def run_policy(
                         "reward": reward,
                         "obs": pre_obs,
                         "masks": masks,
+                        # what the simulator drew: the log's outcome columns
+                        "opened": info["opened"],
+                        "purchased": info["purchased"],
+                        "basket_value": info["basket"],
+                        "unsubscribed": info["unsubscribed"],
+                        "churned": info["churned"],
                     }
                 )
             advance(1)
@@ -283,6 +291,8 @@ def _log_frame(
             "policy_version": policy_version,
         }
     )
+    for col in OUTCOME_COLUMNS:
+        frame[col] = np.concatenate([c[col] for c in chunks])
     masks = np.concatenate([c["masks"] for c in chunks])
     allowed = pd.DataFrame(masks, columns=[mask_column(str(a)) for a in names])
     features = np.concatenate([c["obs"] for c in chunks])

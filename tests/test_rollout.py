@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,10 +11,12 @@ from float_bounds import U32
 
 from campaignrl.agents.baselines import make_baseline
 from campaignrl.envs.observation import ObservationEncoder
-from campaignrl.logs.schema import REQUIRED_COLUMNS
+from campaignrl.envs.vector import CampaignVectorEnv
+from campaignrl.logs.schema import BOOL_OUTCOME_COLUMNS, OUTCOME_COLUMNS, REQUIRED_COLUMNS
 from campaignrl.rollout import RolloutResult, mean_ci95, run_policy
 from campaignrl.simulators.core import CustomerSimulator
 from campaignrl.simulators.presets import get_world
+from campaignrl.simulators.spec import WorldSpec
 
 N, T = 400, 6
 
@@ -146,7 +150,7 @@ def test_log_schema(rfm_log_run):
     features = ObservationEncoder(get_world("retail"), T).feature_names
     assert len(log) == N * T
     masks = [f"allowed={a}" for a in get_world("retail").catalog.action_names]
-    assert list(log.columns) == list(REQUIRED_COLUMNS) + masks + list(features)
+    assert list(log.columns) == [*REQUIRED_COLUMNS, *OUTCOME_COLUMNS, *masks, *features]
     assert log["decision_id"].is_unique
     assert log["propensity"].gt(0.0).all() and log["propensity"].le(1.0).all()
     assert set(log["action"]) <= set(get_world("retail").catalog.action_names)
@@ -236,6 +240,143 @@ def test_record_false_keeps_no_log_and_same_values():
     b = run_policy("retail", policy, n_customers=N, horizon=T, seed=10, record=True)
     assert a.log is None
     assert np.array_equal(a.value_per_customer, b.value_per_customer)
+
+
+# ---------------------------------------------------------------------- outcome columns
+
+
+def _with_segments(world: str, **changes) -> WorldSpec:
+    """A preset with every segment changed the same way."""
+    spec = get_world(world)
+    segments = tuple(dataclasses.replace(seg, **changes) for seg in spec.segments)
+    return spec.replace(segments=segments)
+
+
+def _explored_log(seed: int, periods: int = T, eps: float = 0.5):
+    """An rfm-rules log of ``retail`` with ``eps`` exploration: every kind of outcome occurs."""
+    policy = make_baseline("rfm-rules")
+    res = run_policy(
+        "retail", policy, n_customers=N, horizon=periods, seed=seed, epsilon=eps, record=True
+    )
+    assert res.log is not None
+    return res, res.log
+
+
+def test_outcome_columns_are_what_the_simulator_drew():
+    """Replaying the logged actions in a fresh env with the run's seed draws the same step:
+    every outcome column is the simulator's ``StepResult``, row for row."""
+    res, log = _explored_log(seed=12)
+    env = CampaignVectorEnv(N, world="retail", horizon=T)
+    env.reset(seed=12)  # the world's draws come from the env's Generator alone
+    actions = _action_index(log)
+    steps = log["step"].to_numpy()
+    for t in range(T):
+        rows = steps == t
+        result = env.simulator.step(actions[rows], env.np_random)
+        np.testing.assert_array_equal(result.reward, log.loc[rows, "reward"])
+        np.testing.assert_array_equal(result.action, actions[rows])  # nothing was masked
+        for col, field in [
+            ("opened", "opened"),
+            ("purchased", "purchased"),
+            ("basket_value", "basket"),
+            ("unsubscribed", "unsubscribed"),
+            ("churned", "churned"),
+        ]:
+            np.testing.assert_array_equal(log.loc[rows, col].to_numpy(), getattr(result, field))
+    # totals: every kind of outcome happened, and the log counts them as the steps did
+    assert all(log[col].any() for col in OUTCOME_COLUMNS), log[list(OUTCOME_COLUMNS)].sum()
+    np.testing.assert_allclose(log["reward"].sum(), res.value_per_customer.sum(), rtol=1e-12)
+
+
+def test_outcome_columns_obey_their_definitions():
+    _, log = _explored_log(seed=13, periods=10)
+    for col in BOOL_OUTCOME_COLUMNS:
+        assert log[col].dtype == bool
+    idle = (log["action"] == "no_contact").to_numpy()
+    assert idle.any() and (~idle).any()
+    # no contact: nothing to open, no channel to opt out of
+    assert not log.loc[idle, "opened"].any()
+    assert not log.loc[idle, "unsubscribed"].any()
+    # a basket exactly when there is a purchase (lognormal baskets are > 0)
+    bought = log["purchased"].to_numpy()
+    assert (log.loc[~bought, "basket_value"] == 0.0).all()
+    assert (log.loc[bought, "basket_value"] > 0.0).all()
+    # churn: once per customer at most, never in a period with a purchase, and after it the
+    # customer neither buys nor opens
+    by_episode = log.sort_values(["episode_id", "step"]).groupby("episode_id")
+    assert by_episode["churned"].sum().max() == 1
+    assert not (log["churned"] & log["purchased"]).any()
+    gone = (
+        by_episode["churned"].cumsum().to_numpy()
+        - log.sort_values(["episode_id", "step"])["churned"].to_numpy()
+    )  # churned in an earlier period
+    later = log.sort_values(["episode_id", "step"])[gone > 0]
+    assert len(later) > 0
+    assert not later["purchased"].any() and not later["opened"].any()
+
+
+def test_an_opt_out_closes_the_channel_in_later_periods():
+    _, log = _explored_log(seed=14, periods=10, eps=1.0)  # uniform: many sends, many opt-outs
+    spec = get_world("retail")
+    out = log[log["unsubscribed"]]
+    assert len(out) > 0
+    indexed = log.set_index(["episode_id", "step"])
+    for episode, step, action in out[["episode_id", "step", "action"]].itertuples(index=False):
+        channel = action.split("@")[1]
+        later = indexed.loc[episode].loc[step + 1 :]
+        cols = [f"allowed={o.name}@{channel}" for o in spec.catalog.offers]
+        assert not later[cols].to_numpy().any()
+        assert not later["action"].str.endswith("@" + channel).any()
+
+
+def test_the_logged_reward_is_rebuilt_from_the_outcomes():
+    """``reward = margin * basket - redeemed * (discount * basket + fixed) - cost`` with
+    ``redeemed = opened & purchased``: the outcome columns explain every reward."""
+    _, log = _explored_log(seed=15, periods=8)
+    spec = get_world("retail")
+    w = spec.arrays()
+    a = _action_index(log)
+    o, c = np.maximum(w.action_offer[a], 0), np.maximum(w.action_channel[a], 0)
+    basket = log["basket_value"].to_numpy()
+    redeemed = (log["opened"] & log["purchased"]).to_numpy()
+    cost = np.where(a > 0, w.channel_cost[c], 0.0)
+    terms = (
+        spec.margin_rate * basket,
+        redeemed * w.offer_discount[o] * basket,
+        redeemed * w.offer_fixed_cost[o],
+        cost,
+    )
+    rebuilt = terms[0] - terms[1] - terms[2] - cost
+    # float64: each of the ~6 operations rounds by at most 2^-53 of the largest term
+    bound = 8 * 2.0**-53 * np.maximum.reduce([np.abs(x) for x in terms])
+    assert (np.abs(rebuilt - log["reward"].to_numpy()) <= bound).all()
+    assert redeemed.any() and (log["purchased"] & ~log["opened"]).any()  # both kinds of buyer
+
+
+def test_a_world_where_nothing_is_opened_logs_no_opens():
+    world = _with_segments("retail", open_rates=(0.0, 0.0, 0.0))
+    res = run_policy(world, make_baseline("random"), n_customers=N, horizon=T, seed=16, record=True)
+    log = res.log
+    assert (log["action"] != "no_contact").mean() > 0.5
+    assert not log["opened"].any()
+    # buyers are organic only, and a contact earns its cost and nothing else
+    assert log["purchased"].any()
+    spec = world
+    w = spec.arrays()
+    a = _action_index(log)
+    cost = np.where(a > 0, w.channel_cost[np.maximum(w.action_channel[a], 0)], 0.0)
+    expected = spec.margin_rate * log["basket_value"].to_numpy() - cost
+    bound = 4 * 2.0**-53 * (np.abs(expected) + cost)
+    assert (np.abs(expected - log["reward"].to_numpy()) <= bound).all()
+
+
+def test_a_world_without_organic_buying_sells_only_to_openers():
+    world = _with_segments("retail", organic_rate=0.0)
+    res = run_policy(world, make_baseline("random"), n_customers=N, horizon=T, seed=17, record=True)
+    log = res.log
+    assert log["purchased"].any()
+    assert (log.loc[log["purchased"], "opened"]).all()
+    assert not log.loc[log["action"] == "no_contact", "purchased"].any()
 
 
 # ---------------------------------------------------------------------- bad input

@@ -115,8 +115,10 @@ class CampaignVectorEnv(VectorEnv):
             "masked": result.masked,
             "opened": result.opened,
             "purchased": result.purchased,
+            "basket": result.basket,
             "redeemed": result.redeemed,
             "unsubscribed": result.unsubscribed,
+            "churned": result.churned,
         }
 
     def action_masks(self) -> np.ndarray:

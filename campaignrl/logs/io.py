@@ -5,7 +5,8 @@ from __future__ import annotations
 import codecs
 import csv
 import os
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,15 +16,21 @@ import numpy as np
 import pandas as pd
 
 from campaignrl._checks import check_array
-from campaignrl.logs.schema import MASK_PREFIX, REQUIRED_COLUMNS, mask_column
+from campaignrl.logs.schema import (
+    BOOL_OUTCOME_COLUMNS,
+    MASK_PREFIX,
+    OUTCOME_COLUMNS,
+    REQUIRED_COLUMNS,
+    mask_column,
+)
 
 __all__ = ["MAX_ABS_VALUE", "OPE_COLUMNS", "LoggedData", "read_logs"]
 
 OPE_COLUMNS: tuple[str, ...] = ("action", "propensity", "reward")
 """the columns off-policy evaluation cannot do without"""
 
-_OPTIONAL_COLUMNS = ("position",)
-"""known columns that are not features"""
+_OPTIONAL_COLUMNS = ("position", *OUTCOME_COLUMNS)
+"""known columns that are not features (outcomes happen after the decision: never context)"""
 
 MAX_ABS_VALUE = 1e12
 """largest magnitude of a reward or a context feature. Larger values are unit or parsing
@@ -79,6 +86,9 @@ class LoggedData:
     masks: np.ndarray | None = None
     """(n, A) bool actions the world allowed at each decision (``allowed=<action>``), or
     ``None`` when the log does not record them"""
+    outcomes: Mapping[str, np.ndarray] | None = None
+    """the outcome columns the log has (:data:`~campaignrl.logs.schema.OUTCOME_COLUMNS`), by
+    name: (n,) bool arrays, float64 for ``basket_value``; ``None`` when it has none"""
 
     def __post_init__(self) -> None:
         n_actions = len(self.action_names)
@@ -137,6 +147,8 @@ class LoggedData:
             masks = masks.copy()
             masks.setflags(write=False)
             object.__setattr__(self, "masks", masks)
+        if self.outcomes is not None:
+            object.__setattr__(self, "outcomes", _check_outcomes(self.outcomes, n))
 
     @property
     def n_rounds(self) -> int:
@@ -264,6 +276,7 @@ def read_logs(
         episode_ids = codes.astype(np.int64, copy=False)
 
     masks = _read_masks(frame, names, actions)
+    outcomes = _read_outcomes(frame, names, actions)
     features = None
     if feature_columns:
         features = np.empty((n, len(feature_columns)), dtype=np.float64, order="F")
@@ -282,7 +295,112 @@ def read_logs(
         episode_ids=episode_ids,
         steps=steps,
         masks=masks,
+        outcomes=outcomes,
     )
+
+
+def _read_outcomes(
+    frame: pd.DataFrame, names: tuple[str, ...], actions: np.ndarray
+) -> dict[str, np.ndarray] | None:
+    """The outcome columns the log has, validated, or ``None`` if it has none.
+
+    Besides each column's type, two rules that hold by definition are checked, because a
+    break means a misaligned or mislabelled column: a basket without a purchase
+    (``basket_value > 0`` where ``purchased`` is False) and an opened ``no_contact``.
+    """
+    out: dict[str, np.ndarray] = {}
+    for col in OUTCOME_COLUMNS:
+        if col not in frame.columns:
+            continue
+        column = frame[col]
+        if col in BOOL_OUTCOME_COLUMNS:
+            out[col] = _read_bool(column, col)
+        else:
+            _refuse_booleans(column, col, "must be a money amount, not a boolean")
+            values = _read_float(column, col)
+            bad = ~((values >= 0.0) & (values <= MAX_ABS_VALUE))  # NaN fails both
+            if bad.any():
+                _refuse(column, col, bad, f"must be a finite number in [0, {MAX_ABS_VALUE:g}]")
+            out[col] = values
+    if "basket_value" in out and "purchased" in out:
+        bad = (out["basket_value"] != 0.0) & ~out["purchased"]
+        if bad.any():
+            _refuse(
+                frame["basket_value"], "basket_value", bad, "must be 0 where `purchased` is False"
+            )
+    if "opened" in out and "no_contact" in names:
+        bad = out["opened"] & (actions == names.index("no_contact"))
+        if bad.any():
+            _refuse(frame["opened"], "opened", bad, "must be False where `action` is no_contact")
+    return out or None
+
+
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+"""booleans as text (case-insensitive): a CSV column with one stray value is read as text"""
+
+
+def _read_bool(column: pd.Series, name: str) -> np.ndarray:
+    """A column of booleans (True/False, 1/0, or those as text) as bool; refuses anything else.
+
+    Missing values are refused: an outcome that was not observed is not ``False``.
+    """
+    _refuse_nested(column, name)
+    if pd.api.types.is_bool_dtype(column.dtype) and not column.isna().any():
+        return column.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~((values == 0.0) | (values == 1.0))  # NaN fails both
+        if bad.any():
+            _refuse(column, name, bad, "must be a boolean (true/false or 1/0), not missing")
+        return values == 1.0
+    # Text, objects, categoricals, nullable booleans: look up the few distinct values once.
+    codes, uniques = pd.factorize(column, sort=False)  # missing -> code -1
+    looked = [_bool_of(u) for u in uniques.tolist()]
+    valid = np.array([v is not None for v in looked] + [False], dtype=bool)
+    truth = np.array([bool(v) for v in looked] + [False], dtype=bool)
+    bad = ~valid[codes]  # code -1 picks the trailing False
+    if bad.any():
+        _refuse(column, name, bad, "must be a boolean (true/false or 1/0), not missing")
+    return truth[codes]
+
+
+def _bool_of(value: object) -> bool | None:
+    """One distinct value as a boolean, or ``None`` if it is not one."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value == 1)
+    if isinstance(value, str):
+        return _BOOL_TEXT.get(value.strip().casefold())
+    return None
+
+
+def _check_outcomes(outcomes: Mapping[str, np.ndarray], n: int) -> Mapping[str, np.ndarray]:
+    """``LoggedData.outcomes`` checked (names, shapes, dtypes, ranges) and made read-only."""
+    if not isinstance(outcomes, Mapping):
+        raise TypeError(f"`outcomes` must be a mapping of column name to array, got {outcomes!r}")
+    checked: dict[str, np.ndarray] = {}
+    for name, value in outcomes.items():
+        if name not in OUTCOME_COLUMNS:
+            raise ValueError(
+                f"`outcomes` keys must be outcome columns {list(OUTCOME_COLUMNS)}, got {name!r}"
+            )
+        arr = np.asarray(value)
+        if name in BOOL_OUTCOME_COLUMNS:
+            if arr.shape != (n,) or arr.dtype != bool:
+                raise ValueError(
+                    f"`outcomes[{name!r}]` must be a boolean array of shape ({n},), "
+                    f"got {arr.dtype} {arr.shape}"
+                )
+            arr = arr.copy()
+        else:
+            arr = check_array(
+                value, f"outcomes[{name!r}]", shape=(n,), min_val=0.0, max_val=MAX_ABS_VALUE
+            )
+            arr = arr.copy() if arr is value else arr  # never freeze the caller's array
+        arr.setflags(write=False)
+        checked[name] = arr
+    return types.MappingProxyType(checked)
 
 
 def _read_masks(
@@ -409,6 +527,7 @@ def _read_parquet(path: Path, feature_columns: Sequence[str] | None) -> pd.DataF
         wanted += [c for c in schema.names if c not in REQUIRED_COLUMNS and c != "position"]
     else:
         wanted += list(feature_columns)
+        wanted += list(OUTCOME_COLUMNS)
         wanted += [c for c in schema.names if c.startswith(MASK_PREFIX)]
     columns = list(dict.fromkeys(c for c in wanted if c in present))
     # Reading the low-cardinality string columns dictionary-encoded gives pandas categoricals:

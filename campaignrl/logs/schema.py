@@ -14,6 +14,24 @@ One row per decision. Required columns, in this order:
 ``policy_version``  which policy decided
 ==================  ======================================================================
 
+Optional outcome columns (:data:`OUTCOME_COLUMNS`) record what the decision led to, beyond
+the reward; ``campaignrl simulate`` writes them from what the simulator drew, and fitting a
+simulator from logs (``campaignrl fit-sim``) uses them when present:
+
+==================  ======================================================================
+``opened``          bool: the contact was opened (read); False when the action is
+                    ``no_contact``
+``purchased``       bool: the customer bought this period (organic or prompted by the offer)
+``basket_value``    float >= 0: value of that basket (after the offer's effect on it when the
+                    offer was redeemed), 0.0 without a purchase
+``unsubscribed``    bool: the customer opted out of the contacted channel this period
+``churned``         bool: the customer left for good this period (True in that period only)
+==================  ======================================================================
+
+Booleans are written as booleans; :func:`~campaignrl.logs.read_logs` also accepts 1/0 and
+refuses missing values. An offer counts as redeemed when the contact was ``opened`` and the
+customer ``purchased``.
+
 Optional ``allowed=<action>`` columns (one per action, booleans) record which actions the
 rules of the world allowed for that decision (consent, opt-outs, contact caps). Off-policy
 evaluation needs them to evaluate a target policy under the same masks as the logging
@@ -30,7 +48,14 @@ import pandas as pd
 
 from campaignrl._fs import write_table_atomic
 
-__all__ = ["MASK_PREFIX", "REQUIRED_COLUMNS", "mask_column", "write_logs"]
+__all__ = [
+    "BOOL_OUTCOME_COLUMNS",
+    "MASK_PREFIX",
+    "OUTCOME_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "mask_column",
+    "write_logs",
+]
 
 MASK_PREFIX = "allowed="
 """prefix of the optional per-action mask columns"""
@@ -57,6 +82,19 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "reward",
     "policy_version",
 )
+
+
+OUTCOME_COLUMNS: tuple[str, ...] = (
+    "opened",
+    "purchased",
+    "basket_value",
+    "unsubscribed",
+    "churned",
+)
+"""the optional outcome columns, in the order ``campaignrl simulate`` writes them"""
+
+BOOL_OUTCOME_COLUMNS: tuple[str, ...] = ("opened", "purchased", "unsubscribed", "churned")
+"""the outcome columns that hold booleans (``basket_value`` holds money)"""
 
 
 def write_logs(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -103,6 +103,9 @@ class StepResult:
     """(n,) the contact was opened"""
     purchased: np.ndarray
     """(n,) a purchase happened (organic or converted)"""
+    basket: np.ndarray
+    """(n,) value of this period's basket (times the offer's multiplier when redeemed), 0.0
+    without a purchase"""
     redeemed: np.ndarray
     """(n,) the offer was redeemed"""
     unsubscribed: np.ndarray
@@ -326,6 +329,8 @@ class CustomerSimulator:
         )
         reward = np.where(contacted, -w.channel_cost[c], 0.0)
         reward[buyers] += profit_b
+        basket_all = np.zeros(n)
+        basket_all[buyers] = basket
 
         alive = ~st.churned
         p_unsub = w.unsubscribe_base[c] * (1.0 + spec.unsubscribe_fatigue_slope * fatigue)
@@ -351,6 +356,7 @@ class CustomerSimulator:
             masked=~allowed,
             opened=opened,
             purchased=purchased,
+            basket=basket_all,
             redeemed=redeemed,
             unsubscribed=unsub,
             churned=churn,

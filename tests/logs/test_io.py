@@ -13,6 +13,7 @@ import pytest
 from campaignrl.agents.baselines import make_baseline
 from campaignrl.catalog import default_catalog
 from campaignrl.logs import LoggedData, read_logs, write_logs
+from campaignrl.logs.schema import OUTCOME_COLUMNS
 from campaignrl.rollout import run_policy
 
 ROW = 7
@@ -57,8 +58,14 @@ def test_a_simulated_log_round_trips(log, fmt, tmp_path):
     np.testing.assert_allclose(data.propensities, log["propensity"])
     np.testing.assert_allclose(data.rewards, log["reward"])
     mask_cols = [f"allowed={a}" for a in catalog.action_names]
-    features = [c for c in log.columns[9:] if c not in mask_cols]
+    features = [c for c in log.columns[9:] if c not in mask_cols and c not in OUTCOME_COLUMNS]
     assert data.feature_names == tuple(features)
+    # the outcome columns round-trip with their types, and are never features
+    assert data.outcomes is not None and tuple(data.outcomes) == OUTCOME_COLUMNS
+    for col in OUTCOME_COLUMNS:
+        np.testing.assert_array_equal(data.outcomes[col], log[col].to_numpy())
+        assert data.outcomes[col].dtype == (np.float64 if col == "basket_value" else bool)
+        assert not data.outcomes[col].flags.writeable
     # the allowed actions round-trip, and every logged action was allowed
     assert data.masks is not None
     np.testing.assert_array_equal(data.masks, log[mask_cols].to_numpy(dtype=bool))
@@ -103,6 +110,7 @@ def test_only_action_propensity_and_reward_are_required():
     frame = pd.DataFrame({"action": ["no_contact"], "propensity": [1.0], "reward": [2.0]})
     data = read_logs(frame)
     assert data.features is None and data.n_rounds == 1
+    assert data.outcomes is None  # logs written before the outcome columns stay valid
 
 
 @pytest.mark.parametrize("column", ["action", "propensity", "reward"])
@@ -126,6 +134,20 @@ def _set(column: str, value: Any):
 def _duplicate_id(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame.at[ROW, "decision_id"] = frame.at[2, "decision_id"]
+    return frame
+
+
+def _opened_without_contact(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.at[ROW, "action"] = "no_contact"  # always allowed: the masks still hold
+    frame.at[ROW, "opened"] = True
+    return frame
+
+
+def _basket_without_purchase(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.at[ROW, "purchased"] = False
+    frame.at[ROW, "basket_value"] = 12.5
     return frame
 
 
@@ -188,6 +210,33 @@ MALFORMED = [
     ),
     ("step fractional", _set("step", 0.5), "step", "row 7 has 0.5"),
     ("episode missing", _set("episode_id", None), "episode_id", "must not be missing: row 7"),
+    # outcome columns
+    ("opened missing", _set("opened", None), "opened", r"must be a boolean \(true/false or 1/0\)"),
+    ("opened two", _set("opened", 2), "opened", "row 7 has '?2'?"),
+    ("purchased text", _set("purchased", "yes"), "purchased", "row 7 has 'yes'"),
+    ("unsubscribed nan", _set("unsubscribed", np.nan), "unsubscribed", "not missing: row 7"),
+    ("churned half", _set("churned", 0.5), "churned", "row 7 has '?0.5'?"),
+    (
+        "basket negative",
+        _set("basket_value", -3.0),
+        "basket_value",
+        r"must be a finite number in \[0, 1e\+12\]: row 7 has -3.0",
+    ),
+    ("basket inf", _set("basket_value", np.inf), "basket_value", "row 7 has inf"),
+    ("basket missing", _set("basket_value", None), "basket_value", "row 7 has (None|nan)"),
+    ("basket text", _set("basket_value", "big"), "basket_value", "row 7 has 'big'"),
+    (
+        "basket without purchase",
+        _basket_without_purchase,
+        "basket_value",
+        "must be 0 where `purchased` is False: row 7 has 12.5",
+    ),
+    (
+        "opened without contact",
+        _opened_without_contact,
+        "opened",
+        "must be False where `action` is no_contact: row 7 has True",
+    ),
 ]
 
 
@@ -485,6 +534,14 @@ HOSTILE = [
      r"column ` STEP ` .*did you mean 'step'\?"),
     ("Allowed= mask", _frame(lambda f: f.assign(**{"Allowed=no_contact": True})),
      r"column `Allowed=no_contact` .*did you mean 'allowed=no_contact'\?"),
+    ("Churned for churned (Parquet)", _file("parquet", lambda f: f.assign(Churned=False)),
+     r"column `Churned` is not a schema column: did you mean 'churned'\?"),
+    ("boolean basket (frame)", _frame(lambda f: f.assign(basket_value=False)),
+     r"column `basket_value` must be a money amount, not a boolean: row 0 has False"),
+    ("null opened (Parquet)", _file("parquet", _with("opened", None, object, fill=False)),
+     r"column `opened` must be a boolean \(true/false or 1/0\), not missing: row 7 has None"),
+    ("empty opened cell (CSV)", _file("csv", _with("opened", None, object, fill=False)),
+     r"column `opened` must be a boolean .*: row 7 has (None|nan)"),
     # integers beyond int64, slots beyond the actions
     ("step 2**63 (CSV)", _csv_with("step", str(2**63)),
      r"column `step` must hold non-negative integers below 2\*\*63: "
@@ -581,3 +638,127 @@ def test_direct_construction_bounds_slots_and_magnitudes(kwargs, match):
     }
     with pytest.raises(ValueError, match=match):
         LoggedData(**{**base, **kwargs})
+
+
+# --------------------------------------------------------------------------------------------
+# Outcome columns (optional): what the decision led to
+# --------------------------------------------------------------------------------------------
+
+
+def _outcomes_frame() -> pd.DataFrame:
+    """Four decisions with every outcome column, consistent by definition."""
+    return pd.DataFrame(
+        {
+            "action": ["no_contact", "pct10@sms", "content@email", "no_contact"],
+            "propensity": [0.5, 0.25, 0.5, 1.0],
+            "reward": [0.0, 7.0, -0.001, 4.0],
+            "opened": [False, True, True, False],
+            "purchased": [False, True, False, True],
+            "basket_value": [0.0, 20.0, 0.0, 11.5],
+            "unsubscribed": [False, False, True, False],
+            "churned": [True, False, False, False],
+            "x": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+
+
+def _write_plain(frame: pd.DataFrame, fmt: str, tmp_path: Path) -> Any:
+    """``frame`` itself, or written as CSV or Parquet (without the schema's other columns)."""
+    if fmt == "frame":
+        return frame
+    path = tmp_path / f"log.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+EXPECTED_OUTCOMES = {
+    "opened": [False, True, True, False],
+    "purchased": [False, True, False, True],
+    "basket_value": [0.0, 20.0, 0.0, 11.5],
+    "unsubscribed": [False, False, True, False],
+    "churned": [True, False, False, False],
+}
+
+
+@pytest.mark.parametrize("fmt", ["frame", "csv", "parquet"])
+def test_outcome_columns_are_read_and_are_not_features(fmt, tmp_path):
+    data = read_logs(_write_plain(_outcomes_frame(), fmt, tmp_path))
+    assert data.feature_names == ("x",)
+    assert data.outcomes is not None
+    assert {k: v.tolist() for k, v in data.outcomes.items()} == EXPECTED_OUTCOMES
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: int(v) if isinstance(v, bool) else v,  # 1/0
+        lambda v: str(v).lower() if isinstance(v, bool) else v,  # 'true'/'false'
+        lambda v: {True: " TRUE", False: "0"}[v] if isinstance(v, bool) else v,  # mixed text
+    ],
+    ids=["ints", "lowercase text", "mixed text"],
+)
+@pytest.mark.parametrize("fmt", ["frame", "csv", "parquet"])
+def test_booleans_written_as_1_0_or_text_are_read(encode, fmt, tmp_path):
+    frame = _outcomes_frame()
+    for col in ("opened", "purchased", "unsubscribed", "churned"):
+        frame[col] = [encode(v) for v in frame[col]]
+    data = read_logs(_write_plain(frame, fmt, tmp_path))
+    assert data.outcomes is not None
+    assert {k: v.tolist() for k, v in data.outcomes.items()} == EXPECTED_OUTCOMES
+
+
+def test_a_log_may_carry_some_outcome_columns_only():
+    data = read_logs(_outcomes_frame().drop(columns=["opened", "churned", "purchased"]))
+    assert data.outcomes is not None and set(data.outcomes) == {"basket_value", "unsubscribed"}
+    # without `purchased` a basket cannot be checked against it; without `opened` nothing is
+    assert data.outcomes["basket_value"].tolist() == [0.0, 20.0, 0.0, 11.5]
+
+
+def test_outcomes_are_read_from_parquet_when_the_features_are_named(tmp_path):
+    path = tmp_path / "log.parquet"
+    _outcomes_frame().to_parquet(path, index=False)
+    data = read_logs(path, feature_columns=["x"])
+    assert data.outcomes is not None and set(data.outcomes) == set(OUTCOME_COLUMNS)
+
+
+def test_the_no_contact_rule_needs_a_no_contact_action():
+    # with other action names (an item catalog), index 0 is an item: it may be opened
+    frame = _outcomes_frame().assign(action=[0, 1, 2, 0], opened=True)
+    data = read_logs(frame, action_names=["i0", "i1", "i2"])
+    assert data.outcomes is not None and data.outcomes["opened"].all()
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "err", "match"),
+    [
+        ({"clicked": np.array([True, False])}, ValueError, r"keys must be .*'clicked'"),
+        ({"opened": np.array([1, 0])}, ValueError, r"`outcomes\['opened'\]` must be a boolean"),
+        ({"opened": np.array([True])}, ValueError, r"of shape \(2,\), got bool \(1,\)"),
+        ({"basket_value": np.array([1.0, -1.0])}, ValueError, r"`outcomes\['basket_value'\]`"),
+        ({"basket_value": np.array([1.0, np.nan])}, ValueError, r"`outcomes\['basket_value'\]`"),
+        ([("opened", np.array([True, False]))], TypeError, "`outcomes` must be a mapping"),
+    ],
+)  # fmt: skip
+def test_direct_construction_checks_outcomes(outcomes, err, match):
+    with pytest.raises(err, match=match):
+        LoggedData(np.array([0, 1]), np.zeros(2), np.full(2, 0.5), ("a", "b"), outcomes=outcomes)
+
+
+def test_direct_outcomes_are_frozen_copies():
+    opened, basket = np.array([True, False]), np.array([3.0, 0.0])
+    data = LoggedData(
+        np.array([0, 1]),
+        np.zeros(2),
+        np.full(2, 0.5),
+        ("a", "b"),
+        outcomes={"opened": opened, "basket_value": basket},
+    )
+    assert data.outcomes is not None
+    assert opened.flags.writeable and basket.flags.writeable
+    with pytest.raises(ValueError):
+        data.outcomes["basket_value"][0] = 1.0
+    with pytest.raises(TypeError):
+        data.outcomes["churned"] = opened

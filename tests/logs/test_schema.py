@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from campaignrl.agents.baselines import make_baseline
-from campaignrl.logs.schema import REQUIRED_COLUMNS, write_logs
+from campaignrl.logs import read_logs
+from campaignrl.logs.schema import (
+    BOOL_OUTCOME_COLUMNS,
+    OUTCOME_COLUMNS,
+    REQUIRED_COLUMNS,
+    write_logs,
+)
 from campaignrl.rollout import run_policy
 
 
@@ -46,6 +52,39 @@ def test_required_columns_are_the_documented_ones_in_order():
         "reward",
         "policy_version",
     )
+
+
+def test_outcome_columns_are_the_documented_ones_in_order():
+    assert OUTCOME_COLUMNS == ("opened", "purchased", "basket_value", "unsubscribed", "churned")
+    assert set(BOOL_OUTCOME_COLUMNS) == set(OUTCOME_COLUMNS) - {"basket_value"}
+    assert not set(OUTCOME_COLUMNS) & set(REQUIRED_COLUMNS)
+    import campaignrl.logs.schema as schema
+
+    assert "OUTCOME_COLUMNS" in schema.__all__
+    assert schema.__doc__ is not None and all(f"``{c}``" in schema.__doc__ for c in OUTCOME_COLUMNS)
+
+
+def test_a_simulated_log_has_the_outcome_columns_after_the_required_ones(log):
+    columns = list(log.columns)
+    n = len(REQUIRED_COLUMNS)
+    assert tuple(columns[:n]) == REQUIRED_COLUMNS
+    assert tuple(columns[n : n + len(OUTCOME_COLUMNS)]) == OUTCOME_COLUMNS
+    for col in BOOL_OUTCOME_COLUMNS:
+        assert log[col].dtype == bool
+    assert log["basket_value"].dtype == "float64"
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_outcome_columns_survive_the_writer_and_the_reader(log, tmp_path, suffix):
+    out = write_logs(log, tmp_path / f"log{suffix}")
+    back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    for col in BOOL_OUTCOME_COLUMNS:
+        assert back[col].dtype == bool  # CSV writes True/False, which reads back as booleans
+    data = read_logs(out)
+    assert data.outcomes is not None
+    for col in OUTCOME_COLUMNS:
+        # pandas writes the shortest repr that reads back as the same float64: exact
+        assert data.outcomes[col].tolist() == log[col].tolist()
 
 
 def test_parquet_round_trip(log, tmp_path):
