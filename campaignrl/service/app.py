@@ -318,6 +318,7 @@ def create_app(
             app.state.runtime = None
             await run_in_threadpool(runtime.close)
             log.info("store closed")
+            metrics.mark_dead()  # several workers: this one's version sample goes
 
     app = FastAPI(
         title="campaignrl decision service",
@@ -329,6 +330,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # The versions the runtime serves from (the same object): /healthz names the version.
+    app.state.versions = versions
     app.state.runtime = None
     app.state.models = models
     app.include_router(decisions.build_router(models))

@@ -302,7 +302,8 @@ def _sigterm_is_a_clean_exit() -> Iterator[None]:
 def _run(uvicorn: Any, settings: Any, versions: Any, create_app: Any, common: Any) -> None:
     if settings.workers == 1:
         uvicorn.run(create_app(settings, versions=versions), **common)
-    else:
+        return
+    with _multiprocess_metrics():
         # uvicorn's workers import the app by name and build it from the environment.
         for key, value in settings.to_env().items():
             if value is None:
@@ -315,6 +316,44 @@ def _run(uvicorn: Any, settings: Any, versions: Any, create_app: Any, common: An
             workers=settings.workers,
             **common,
         )
+
+
+@contextlib.contextmanager
+def _multiprocess_metrics() -> Iterator[Path]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for the workers, so ``/metrics`` sums over all of them.
+
+    The user's folder if the variable is set (its metric files, ``*.db``, are deleted first:
+    prometheus-client needs an empty folder at start), else a temporary one, deleted after.
+    The workers are started after this is set and import prometheus-client fresh, in its
+    multiprocess mode; this process's own metrics stay in memory (it serves no request).
+
+    Raises:
+        ValueError: If the variable names something that is not a folder.
+    """
+    from campaignrl.service.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        if not folder.is_dir():
+            raise ValueError(
+                f"{MULTIPROC_ENV} {given!r} is not a folder: create it, or unset it and "
+                f"`serve --workers` uses a temporary one"
+            )
+        for stale in folder.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        yield folder
+        return
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="campaignrl-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cmd_logs_export(args: argparse.Namespace) -> int:

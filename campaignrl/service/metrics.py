@@ -1,24 +1,38 @@
 """The service's Prometheus metrics, in a registry of their own (one per app).
 
-Counters are per process (with several workers, Prometheus sums the scrapes of each, or set
-``PROMETHEUS_MULTIPROC_DIR``-style aggregation up yourself); the store's figures (joined,
-late, defaulted...) are read from the store at scrape time, so every worker reports the same
-totals for them. Customer ids never appear: no label holds request data, and the route label
-is the route's template (``/v1/decisions/{decision_id}/activate``), or ``unmatched``.
+**Several workers.** ``campaignrl serve --workers N`` runs prometheus-client's multiprocess
+mode: every worker writes its counters, histograms and gauges to memory-mapped files in
+``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder unless that variable is set), and
+``/metrics``, whichever worker answers it, reads them all with a ``MultiProcessCollector``:
+counters and histograms are summed over the workers (those that exited included, so totals
+never go back), ``campaignrl_policy_version`` has one sample per live worker (label ``pid``:
+a swap has reached every worker when they agree), the learning gauges come from the one
+learner. The mode is the process's: prometheus-client picks it when it is first imported,
+from the environment. The store's figures (joined, late, defaulted...) are read from the
+store at scrape time, so they are the same totals whoever answers.
+
+Customer ids never appear: no label holds request data, and the route label is the route's
+template (``/v1/decisions/{decision_id}/activate``), or ``unmatched``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-__all__ = ["LATENCY_BUCKETS", "ServiceMetrics"]
+__all__ = ["LATENCY_BUCKETS", "MULTIPROC_ENV", "ServiceMetrics", "multiprocess_dir"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's variable: the folder of the workers' metric files"""
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -36,6 +50,18 @@ LATENCY_BUCKETS = (
     10.0,
 )
 """request latency buckets (seconds): the service aims at p99 under 10 ms"""
+
+
+def multiprocess_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` if this process's metrics live in its files, else ``None``.
+
+    prometheus-client chooses memory-mapped values once, when it is imported, if the variable
+    is set then; a variable set later changes nothing in this process (``campaignrl serve``
+    sets it for the workers it starts, after its own import).
+    """
+    if prometheus_values.ValueClass is prometheus_values.MutexValue:
+        return None
+    return os.environ.get(MULTIPROC_ENV)
 
 
 class _StoreCollector(Collector):
@@ -148,7 +174,10 @@ class ServiceMetrics:
             registry=r,
         )
         self.policy_version = Gauge(
-            "campaignrl_policy_version", "the policy version serving now", registry=r
+            "campaignrl_policy_version",
+            "the policy version serving now (several workers: one sample per live worker)",
+            registry=r,
+            multiprocess_mode="liveall",
         )
         self.policy_swaps = Counter(
             "campaignrl_policy_swaps",
@@ -175,14 +204,26 @@ class ServiceMetrics:
             "campaignrl_learn_lag_seconds",
             "time since the last online-learning step read the joined rows",
             registry=r,
+            multiprocess_mode="livemax",  # only the elected learner sets it
         )
         self.learn_pending = Gauge(
             "campaignrl_learn_pending_rows",
             "rows learned and not yet published as a version",
             registry=r,
+            multiprocess_mode="livesum",  # only the elected learner sets it
         )
         self._store = _StoreCollector(store_reader, cache_seconds)
         r.register(self._store)
+        self.multiprocess_dir = multiprocess_dir()
+        """the workers' metric files folder, or ``None`` (one process: :attr:`registry`)"""
+        self._scrape = r
+        if self.multiprocess_dir is not None:
+            # What /metrics shows: every worker's files, and the store read by this one.
+            # auto_describe off: registering must not read the files (a process may build
+            # its metrics before `serve` empties the folder of an earlier run).
+            self._scrape = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(self._scrape, path=self.multiprocess_dir)
+            self._scrape.register(self._store)
 
     def set_store_reader(self, read: Callable[[], dict[str, float]] | None) -> None:
         """Read the store's figures with ``read`` from now on (``None``: report it down)."""
@@ -190,10 +231,19 @@ class ServiceMetrics:
         self._store._cache = None
 
     def render(self) -> bytes:
-        """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
+        """The metrics in Prometheus' text format: every worker's, in multiprocess mode."""
+        return generate_latest(self._scrape)
+
+    def mark_dead(self) -> None:
+        """Drop this process's live gauges from the workers' files (a worker that stops).
+
+        Its counters and histograms stay in the sums; its ``campaignrl_policy_version``
+        sample goes. Nothing to do with one process.
+        """
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
 
     def value(self, name: str, labels: dict[str, Any] | None = None) -> float:
-        """A sample's current value (0 if absent), for tests and health checks."""
+        """A sample's current value in THIS process (0 if absent), for tests and checks."""
         got = self.registry.get_sample_value(name, labels or {})
         return 0.0 if got is None else float(got)

@@ -540,7 +540,7 @@ def test_no_policy_at_all_is_refused(tmp_path):
 
 
 def test_health_readiness_and_metrics(api):
-    assert api.get("/healthz").json() == {"status": "ok", "policy_version": None}
+    assert api.get("/healthz").json() == {"status": "ok", "policy_version": 1}
     assert api.get("/readyz").json() == {"status": "ready", "policy_version": 1}
     decide(api)
     text = api.get("/metrics").text

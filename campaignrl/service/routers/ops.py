@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from campaignrl.service.metrics import ServiceMetrics
 from campaignrl.service.routers.models import HealthOut
 from campaignrl.service.runtime import ServiceRuntime
+from campaignrl.service.versions import PolicyVersions
 
 __all__ = ["router"]
 
@@ -14,9 +15,14 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", response_model=HealthOut, summary="Liveness")
-def healthz() -> HealthOut:
-    """The process answers."""
-    return HealthOut(status="ok")
+def healthz(request: Request) -> HealthOut:
+    """The process answers, with the policy version it serves (the one ``/readyz`` names).
+
+    Liveness never touches the store: the version is this process's, held in memory.
+    """
+    versions: PolicyVersions | None = getattr(request.app.state, "versions", None)
+    version = None if versions is None or versions.empty else versions.current.version
+    return HealthOut(status="ok", policy_version=version)
 
 
 @router.get(
