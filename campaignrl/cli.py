@@ -326,6 +326,16 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the previous run's results in --out (only the files its run.json lists)",
     )
+    xr.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run each (agent, seed) as a Ray task: local (this machine, the default), auto "
+        "(the cluster of `ray start --head` here) or a cluster address; needs "
+        'pip install "campaignrl[ray]"',
+    )
     register_ope(sub, _Parser)
     from campaignrl.service.commands import register as register_service
 
@@ -667,13 +677,22 @@ def _cmd_experiment_run(args: argparse.Namespace) -> int:
 
     from campaignrl.experiments import load_config, run_experiment
 
+    runner = None
+    address = getattr(args, "ray", None)  # `quickstart` has no --ray
+    if address is not None:
+        from campaignrl.scale.ray_runner import ray_runner, require_ray
+
+        if not str(address).strip():
+            raise ValueError("argument --ray: must be local, auto or a cluster address, got ''")
+        require_ray()  # before anything is written: one line saying how to install it
+        runner = ray_runner(address)
     config = load_config(args.config)
     for spec in config.agents:  # say up front how each budget is rounded
         budget = config.budget(spec)
         if budget is not None and budget.timesteps != budget.requested:
             print(f"{spec.name}: {budget.describe()}", flush=True)
     try:
-        summary = run_experiment(config, args.out, overwrite=args.overwrite)
+        summary = run_experiment(config, args.out, overwrite=args.overwrite, runner=runner)
     except FileExistsError as exc:
         raise FileExistsError(f"argument --out: {str(exc).removeprefix('`out` ')}") from None
     except KeyboardInterrupt:

@@ -762,3 +762,28 @@ def test_sigint_stops_an_experiment_with_one_line_and_exit_130(tmp_path):
         "again with --overwrite to replace them\n"
     )
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "run.json"]
+
+
+# ------------------------------------------ issue 13: experiments on Ray (the optional extra)
+
+
+def test_ray_without_ray_installed_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\nagents:\n  - agent: no-contact\n")
+    out = tmp_path / "o"
+    for flag in (["--ray"], ["--ray", "auto"], ["--ray", "10.0.0.1:6379"]):
+        code, text, err = _run(["experiment", "run", str(config), "--out", str(out), *flag], capsys)
+        assert code == 2 and text == ""
+        hint = 'pip install "campaignrl[ray]"'
+        assert err == f"campaignrl: error: argument --ray: Ray is not installed; {hint}\n"
+        assert not out.exists()  # refused before anything was written
+
+
+def test_the_core_package_never_imports_ray():
+    code = (
+        "import sys, campaignrl.cli, campaignrl.experiments, campaignrl.runs, "
+        "campaignrl.scale.ray_runner; campaignrl.cli._build_parser(); print('ray' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
