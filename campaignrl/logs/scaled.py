@@ -5,15 +5,16 @@ of :mod:`campaignrl.logs.schema`, plus ``_manifest.json`` (what was simulated, t
 rows and sha256, the Arrow schema) and an empty ``_SUCCESS``. ``pyarrow.dataset`` reads the
 folder as one table (it skips names that start with ``_`` or ``.``).
 
-The unit of randomness is a *block* of ``block_customers`` customers (8,192 by default):
+The unit of randomness is a *block* of ``block_customers`` customers (10,000 by default):
 block ``b`` of a run with seed ``s`` is one :func:`campaignrl.rollout.run_policy` campaign of
 ``block_customers`` customers seeded by ``SeedSequence([s, b])``, whatever else the run does.
 A *chunk* (one part file, one Ray task) is a whole number of blocks, written one Parquet row
 group per block, so memory is bounded by a block and never grows with the number of
 customers, and the rows never depend on the chunking. The last block is simulated whole and
 cut to the customers asked for, so customer ``i``'s rows depend only on the seed, the block
-size and ``i``: the first ``n`` customers of any larger run are the run of ``n`` customers.
-Every episode (one customer's campaign) lies within one row group.
+size and ``i``: the first ``n`` customers of any larger run are the run of ``n`` customers,
+and when ``n`` is a whole number of blocks its rows are the larger run's first rows. Every
+episode (one customer's campaign) lies within one row group.
 """
 
 from __future__ import annotations
@@ -57,10 +58,13 @@ __all__ = [
     "simulate_dataset",
 ]
 
-BLOCK_CUSTOMERS = 8192
-"""customers in one block, the unit of randomness (recorded in the manifest)"""
-CHUNK_CUSTOMERS = 131_072
-"""default customers per part file (16 blocks; 1.3M rows over 10 periods)"""
+BLOCK_CUSTOMERS = 10_000
+"""customers in one block, the unit of randomness (recorded in the manifest). A round number:
+a run of a round number of customers (1M) is then whole blocks, so it is exactly the first rows
+of any larger run (the first 10M rows of a 10M-customer, 10-period log are the 1M-customer
+log)"""
+CHUNK_CUSTOMERS = 250_000
+"""default customers per part file and Ray task (25 blocks; 2.5M rows over 10 periods)"""
 ID_DIGITS = 10
 """digits of the zero-padded global customer number in ids (``s0-c0000000042``)"""
 MAX_DATASET_CUSTOMERS = 10**ID_DIGITS
@@ -385,6 +389,8 @@ def simulate_dataset(
         manifest = _manifest(run, parts, chunk_blocks, world)
         write_text_atomic(tmp / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
         (tmp / SUCCESS_NAME).touch()
+        # checked again: another process may have made `out_dir` while this one worked
+        check_dataset_out(out, overwrite=overwrite)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

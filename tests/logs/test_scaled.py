@@ -27,7 +27,7 @@ from campaignrl.logs.scaled import (
 from campaignrl.rollout import run_policy
 
 BLOCK = 16
-"""block size of the tests (the default, 8,192, is too slow for unit tests)"""
+"""block size of the tests (the default, 10,000, is too slow for unit tests)"""
 PERIODS = 3
 
 
@@ -116,7 +116,11 @@ def test_prefix_of_a_larger_run(reference: Path, tmp_path: Path) -> None:
     number = big["customer_id"].str[4:].astype(int)
     expected = big[number < 40].reset_index(drop=True)
     pd.testing.assert_frame_equal(_rows(small), expected)
-    # another seed gives other rows: the comparison above can fail
+    # a whole number of blocks: the very first rows of the larger run
+    whole = tmp_path / "whole"
+    _simulate(whole, 2 * BLOCK, BLOCK)
+    pd.testing.assert_frame_equal(_rows(whole), big.iloc[: 2 * BLOCK * PERIODS])
+    # another seed gives other rows: the comparisons above can fail
     other = tmp_path / "other"
     _simulate(other, 40, 2 * BLOCK, seed=8)
     assert not np.array_equal(_rows(other)["reward"], expected["reward"])
