@@ -109,7 +109,14 @@ def resolve_log_files(
         path = Path(item)
         text = str(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+            # As pyarrow.dataset: names starting with "_" or "." are metadata or unfinished
+            # (a dataset's _manifest.json, a writer's hidden temporary folder).
+            found = sorted(
+                p
+                for p in path.rglob("*.parquet")
+                if p.is_file()
+                and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
+            )
             if not found:
                 raise ValueError(f"`logs` folder {text!r} holds no .parquet file")
             files += found
