@@ -140,6 +140,12 @@ def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> No
         help="also publish once this many joined rows are pending",
     )
     p.add_argument(
+        "--refresh-seconds",
+        type=_number(0.0, "a positive number", strict=True),
+        help="with several workers, how soon each serves a version another one swapped in "
+        "(default: 1)",
+    )
+    p.add_argument(
         "--max-body-bytes", type=_integer(1024, None, "an integer >= 1024"), help="413 beyond"
     )
     p.add_argument(
@@ -242,6 +248,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "learn_every_rewards": args.learn_every_rewards,
         "max_body_bytes": args.max_body_bytes,
         "max_batch": args.max_batch,
+        "refresh_seconds": args.refresh_seconds,
         "log_level": args.log_level,
     }
 

@@ -214,8 +214,11 @@ class ServiceSettings(ExportSettings):
     port: int = Field(8000, ge=1, le=65535)
     """TCP port"""
     workers: int = Field(1, ge=1, le=64)
-    """uvicorn worker processes (several need a store every worker shares: PostgreSQL, or
-    SQLite in WAL on one machine)"""
+    """uvicorn worker processes. Every worker writes to the one store (PostgreSQL; or SQLite
+    in WAL on one machine's local disk, where writers take turns) and reads the one
+    ``versions_dir``; ``/metrics`` sums over the workers (prometheus-client's multiprocess
+    mode). A version swapped in through one worker is served by the others within
+    ``refresh_seconds``"""
     exploration_epsilon: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     """uniform exploration share in place of the policy's own; ``None`` keeps the policy's"""
     seed: int | None = Field(None, ge=0)
@@ -242,7 +245,10 @@ class ServiceSettings(ExportSettings):
     max_batch: int = Field(1000, ge=1, le=100_000)
     """most decisions or rewards in one batch request"""
     refresh_seconds: float = Field(1.0, gt=0, allow_inf_nan=False)
-    """how often a worker checks for a version another worker swapped in"""
+    """how often a worker checks ``versions_dir`` for a version another worker swapped in
+    (``PUT /v1/policy``, rollback, online learning): with several workers, the longest a
+    worker keeps serving the previous version after a swap was acknowledged (each decision
+    logs the version that made it)"""
     graceful_timeout_seconds: float = Field(30.0, gt=0, allow_inf_nan=False)
     """on SIGTERM, how long in-flight requests may take to finish"""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

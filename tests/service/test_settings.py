@@ -38,7 +38,10 @@ def test_flags_over_environment_over_file(tmp_path, monkeypatch):
 
 
 def test_environment_round_trip(monkeypatch):
-    s = ServiceSettings.load(hash_key=KEY, port=8123, learn=True, exploration_epsilon=0.25)
+    s = ServiceSettings.load(
+        hash_key=KEY, port=8123, learn=True, exploration_epsilon=0.25, workers=2,
+        refresh_seconds=0.25, store_url="postgresql://app@db/decisions", versions_dir="/srv/v",
+    )  # fmt: skip
     for key, value in s.to_env().items():
         if value is not None:
             monkeypatch.setenv(key, value)
@@ -61,6 +64,10 @@ def test_environment_round_trip(monkeypatch):
         ({"default_reward": float("inf")}, r"`default_reward`.*finite"),
         ({"learn": "maybe"}, r"`learn`"),
         ({"max_batch": 0}, r"`max_batch`"),
+        ({"refresh_seconds": 0}, r"`refresh_seconds` \(CAMPAIGNRL_REFRESH_SECONDS\).*greater"),
+        ({"refresh_seconds": float("inf")}, r"`refresh_seconds`.*finite"),
+        ({"graceful_timeout_seconds": -1}, r"`graceful_timeout_seconds`.*greater than 0"),
+        ({"workers": 65}, r"`workers` \(CAMPAIGNRL_WORKERS\).*less than or equal to 64"),
         ({"signing_key": "  "}, r"`signing_key`.*must not be empty"),
         ({"prot": 1}, r"unknown setting 'prot'; known settings: admin_token"),
     ],
