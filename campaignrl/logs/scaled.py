@@ -508,6 +508,12 @@ def _write_parts_on_ray(
             for ref in pending:  # stop the rest before the caller removes their folder
                 ray.cancel(ref, force=True)
             raise
+        for part in parts.values():
+            if not (folder / str(part["file"])).is_file():
+                raise RuntimeError(
+                    f"a Ray worker wrote {part['file']} where this machine does not see it: "
+                    "`out_dir` must be on storage every node of the Ray cluster sees"
+                )
         return [parts[i] for i in range(len(chunks))]
     finally:
         if started:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,35 @@ def test_same_rows_whatever_the_chunking(
     assert info.parts == math.ceil(4 / chunk_blocks)
     groups = [pq.ParquetFile(p).num_row_groups for p in dataset_parts(out)]
     assert groups == [min(chunk_blocks, 4 - i * chunk_blocks) for i in range(info.parts)]
+
+
+def test_one_block_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part of 4 blocks never holds more than the block being written and the next."""
+    from campaignrl.logs import scaled
+
+    alive: set[int] = set()
+    most = 0
+    build = scaled._block_table
+
+    def tracked(run: Any, block: int) -> Any:
+        nonlocal most
+        table = build(run, block)
+        alive.add(block)
+        weakref.finalize(table, alive.discard, block)
+        most = max(most, len(alive))
+        return table
+
+    monkeypatch.setattr(scaled, "_block_table", tracked)
+    info = _simulate(tmp_path / "logs", 4 * BLOCK, 4 * BLOCK)
+    assert info.parts == 1 and info.rows == 4 * BLOCK * PERIODS
+    assert most <= 2
+
+
+def test_ray_address_without_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'campaignrl\[ray\]'"):
+        _simulate(tmp_path / "logs", 20, BLOCK, ray_address="local")
+    assert os.listdir(tmp_path) == []
 
 
 def test_chunk_rounded_up_to_whole_blocks(tmp_path: Path, reference: Path) -> None:
