@@ -22,7 +22,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from campaignrl.policies.sampling import sample_actions
 __all__ = [
     "Decider",
     "Decision",
+    "DecisionColumns",
     "DecisionInputError",
     "PolicySource",
     "ServedPolicy",
@@ -117,6 +118,34 @@ class Decision:
     """(d,) float64, read-only: the features in the policy's (manifest's) order"""
     mask: np.ndarray | None
     """(A,) bool, read-only: the allowed actions, when the caller passed a mask"""
+
+
+class DecisionColumns(NamedTuple):
+    """A batch of decisions column by column (what :class:`Decision` holds, per row ``i``).
+
+    The service builds its stored records and its answers from these columns: one object
+    per batch instead of one :class:`Decision` per row. Arrays are read-only.
+    """
+
+    policy_version: int
+    """version of the policy that decided"""
+    action_names: tuple[str, ...]
+    """the policy's action names, by index"""
+    actions: np.ndarray
+    """(n,) int64 flat action indexes"""
+    propensities: np.ndarray
+    """(n,) float64: ``probabilities[i, actions[i]]``"""
+    probabilities: np.ndarray
+    """(n, A) float64: the full probability vectors the actions were drawn from"""
+    features: np.ndarray
+    """(n, d) float64 in the policy's order"""
+    masks: np.ndarray | None
+    """(n, A) bool allowed actions, or ``None`` when no row had a mask"""
+    given: list[bool]
+    """per row, whether the caller passed a mask (``masks[i]`` is logged only then)"""
+
+    def __len__(self) -> int:  # the number of decisions, not of fields
+        return int(self.actions.shape[0])
 
 
 MaskInput = np.ndarray | Sequence[bool] | Sequence[str] | None
@@ -414,10 +443,7 @@ class Decider:
         Raises:
             DecisionInputError: See :meth:`feature_matrix` and :meth:`mask_matrix`.
         """
-        served, policy = self._deciding()
-        x = self._features(features, policy.feature_names, batch=False)
-        m, given = self._masks(mask, 1, policy.action_names, batch=False)
-        return self._decide(served, policy, x, m, given)[0]
+        return self._rows(self.decide_columns(features, mask, single=True))[0]
 
     def decide_batch(self, features: Any, masks: Any = None) -> list[Decision]:
         """Decisions for a batch, all from the same policy version.
@@ -431,31 +457,63 @@ class Decider:
         Raises:
             DecisionInputError: See :meth:`feature_matrix` and :meth:`mask_matrix`.
         """
-        served, policy = self._deciding()
-        x = self._features(features, policy.feature_names, batch=True)
-        m, given = self._masks(masks, x.shape[0], policy.action_names, batch=True)
-        return self._decide(served, policy, x, m, given)
+        return self._rows(self.decide_columns(features, masks))
 
-    def _decide(
+    def decide_columns(
+        self, features: Any, masks: Any = None, *, single: bool = False
+    ) -> DecisionColumns:
+        """:meth:`decide_batch` as columns: one probability matrix, one draw for the batch.
+
+        The same decisions as :meth:`decide_batch` (with ``single``: as :meth:`decide`) for
+        the same generator state: those methods are this one, then a :class:`Decision` per
+        row.
+
+        Args:
+            features: As for :meth:`decide_batch`; with ``single``, as for :meth:`decide`
+                (or a ``(1, d)`` array).
+            masks: As for :meth:`decide_batch`; with ``single``, one row's mask.
+            single: One customer: errors name the field without a row number.
+
+        Raises:
+            DecisionInputError: See :meth:`feature_matrix` and :meth:`mask_matrix`.
+        """
+        served, policy = self._deciding()
+        x = self._features(features, policy.feature_names, batch=not single)
+        m, given = self._masks(masks, x.shape[0], policy.action_names, batch=not single)
+        return self._columns(served, policy, x, m, given)
+
+    def _columns(
         self,
         served: ServedPolicy,
         policy: Policy,
         x: np.ndarray,
         m: np.ndarray | None,
         given: list[bool],
-    ) -> list[Decision]:
-        if x.shape[0] == 0:
-            return []
-        probs = np.ascontiguousarray(policy.probabilities(x, m))
-        with self._lock:
-            actions, propensities = sample_actions(probs, self._rng)
-        names = policy.action_names
-        probs.setflags(write=False)
-        x.setflags(write=False)
-        if m is not None:
-            m.setflags(write=False)
+    ) -> DecisionColumns:
+        n = x.shape[0]
+        if n == 0:
+            probs = np.empty((0, policy.n_actions))
+            actions, propensities = np.empty(0, dtype=np.int64), np.empty(0)
+        else:
+            probs = np.ascontiguousarray(policy.probabilities(x, m))
+            with self._lock:
+                actions, propensities = sample_actions(probs, self._rng)
+        for array in (probs, x, m, actions, propensities):
+            if array is not None:
+                array.setflags(write=False)
+        return DecisionColumns(
+            served.version, policy.action_names, actions, propensities, probs, x, m, given
+        )
+
+    @staticmethod
+    def _rows(columns: DecisionColumns) -> list[Decision]:
+        """One :class:`Decision` per row of ``columns``."""
+        names, m, given = columns.action_names, columns.masks, columns.given
+        probs, x, version = columns.probabilities, columns.features, columns.policy_version
         out = []
-        for i, (a, p) in enumerate(zip(actions.tolist(), propensities.tolist(), strict=True)):
+        for i, (a, p) in enumerate(
+            zip(columns.actions.tolist(), columns.propensities.tolist(), strict=True)
+        ):
             name = names[a]
             offer, _, channel = name.partition("@")
             out.append(
@@ -466,7 +524,7 @@ class Decider:
                     channel=channel or None,
                     propensity=float(p),
                     probabilities=probs[i],
-                    policy_version=served.version,
+                    policy_version=version,
                     features=x[i],
                     mask=m[i] if (m is not None and given[i]) else None,
                 )

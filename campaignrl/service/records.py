@@ -50,7 +50,7 @@ class DecisionRecord:
     """
 
     decision_id: str
-    """uuid4 hex from the service"""
+    """32 hex digits from the service (a UUIDv7: time-ordered, see runtime._decision_ids)"""
     event_id: str | None
     """the client's idempotency key (unique when not ``None``)"""
     customer_key: str

@@ -4,17 +4,27 @@ The deciding handlers are coroutines: the decision is drawn on the event loop (m
 and the commit is awaited (group commit, flushed by the store's writer thread), so a store
 commit never blocks the event loop and no request waits for a pool thread. A decision is
 answered only after the store committed it.
+
+The two deciding routes take a fast path (:class:`JSONFastRoute`): a JSON body is validated
+by pydantic straight from its bytes (``TypeAdapter.validate_json``: half the time of Python's
+``json.loads`` then the model's validation) and the answer built by the same function the
+route calls. Any body the fast path does not accept goes the ordinary FastAPI way, which
+gives the same answer as without the fast path: the 422 naming the field, the 400 of a body
+that is not UTF-8, the API key's 401 or 403. The routes declare their models as usual, so the
+OpenAPI schema is unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
 from campaignrl.service.records import DecisionRecord
@@ -32,10 +42,11 @@ from campaignrl.service.routers.models import (
     ErrorOut,
     ValidationErrorOut,
 )
-from campaignrl.service.runtime import DecisionRequest, ServiceRuntime
+from campaignrl.service.runtime import ServiceRuntime
 
 __all__ = [
     "CheckedRuntime",
+    "FastPath",
     "build_router",
     "checked_runtime",
     "decision_json",
@@ -142,20 +153,95 @@ def _feature_reader(models: ApiModels) -> Callable[[Sequence[Any]], np.ndarray]:
     return lambda items: np.array([get(i.features) for i in items], dtype=np.float64)
 
 
-def _requests(items: Sequence[Any], features: Callable[[Sequence[Any]], np.ndarray]) -> list[Any]:
-    x = features(items)
-    return [
-        DecisionRequest(item.customer_id, x[i], item.event_id, item.deferred, item.mask)
-        for i, item in enumerate(items)
-    ]
+class FastPath(NamedTuple):
+    """A route's fast path: how its JSON body is validated, and the answer to a valid one."""
+
+    adapter: TypeAdapter[Any]
+    """validates the raw body (the route's body model)"""
+    answer: Callable[[Any, ServiceRuntime], Awaitable[Response]]
+    """the route's answer for a validated body (the route itself calls the same function)"""
+
+
+def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
+    """An :class:`~fastapi.routing.APIRoute` class whose routes named in ``paths`` go fast.
+
+    A request whose ``Content-Type`` is ``application/json`` and whose body ``validate_json``
+    accepts is answered directly; anything else (another or no content type, a body refused,
+    dependency overrides in place) goes through FastAPI's handler, which reads the same body
+    (the request caches it) and answers as it always did.
+    """
+
+    class JSONFastRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            slow = super().get_route_handler()
+            fast = paths.get(self.name)
+            if fast is None:
+                return slow
+            adapter, answer = fast
+
+            async def handler(request: Request) -> Response:
+                if (
+                    request.headers.get("content-type") != "application/json"
+                    or request.app.dependency_overrides
+                ):
+                    return await slow(request)
+                body = await request.body()
+                try:
+                    parsed = adapter.validate_json(body)
+                except ValidationError:  # FastAPI's own answer: the 422 naming the field
+                    return await slow(request)
+                # The route's dependency, resolved by hand: the same checks, the same errors.
+                runtime = await checked_runtime(request, await _api_key_header(request))
+                return await answer(parsed, runtime)
+
+            return handler
+
+    return JSONFastRoute
+
+
+def _masks(items: Sequence[Any]) -> list[Any] | None:
+    masks = [item.mask for item in items]
+    return None if all(m is None for m in masks) else masks
 
 
 def build_router(models: ApiModels) -> APIRouter:
     """The decisions router for the policy the models were built for."""
-    router = APIRouter(tags=["decisions"])
     decision_in = models.decision_in
     batch_in = models.decision_batch_in
     features = _feature_reader(models)
+
+    async def answer_batch(body: Any, runtime: ServiceRuntime) -> Response:
+        items = body.decisions
+        stored = await runtime.decide_columns_async(
+            [item.customer_id for item in items],
+            features(items),
+            event_ids=[item.event_id for item in items],
+            deferred=[item.deferred for item in items],
+            masks=_masks(items),
+            endpoint="batch",
+        )
+        return json_response({"decisions": [decision_json(r, again) for r, again in stored]})
+
+    async def answer_one(body: Any, runtime: ServiceRuntime) -> Response:
+        ((record, replayed),) = await runtime.decide_columns_async(
+            [body.customer_id],
+            features([body]),
+            event_ids=[body.event_id],
+            deferred=[body.deferred],
+            masks=_masks([body]),
+            endpoint="single",
+        )
+        return json_response(decision_json(record, replayed))
+
+    router = APIRouter(
+        tags=["decisions"],
+        route_class=_json_fast_route(
+            {
+                "decide_batch": FastPath(TypeAdapter(batch_in), answer_batch),
+                "decide": FastPath(TypeAdapter(decision_in), answer_one),
+            }
+        ),
+    )
 
     # The batch route comes first: ``/v1/decisions:batch`` is a path of its own.
     @router.post(
@@ -170,9 +256,7 @@ def build_router(models: ApiModels) -> APIRouter:
         runtime: CheckedRuntime,
     ) -> Response:
         """Every decision is drawn, logged with its propensity and committed together."""
-        requests = _requests(body.decisions, features)
-        stored = await runtime.decide_async(requests, endpoint="batch")
-        return json_response({"decisions": [decision_json(r, again) for r, again in stored]})
+        return await answer_batch(body, runtime)
 
     @router.post(
         "/v1/decisions",
@@ -189,10 +273,7 @@ def build_router(models: ApiModels) -> APIRouter:
 
         The same ``event_id`` again returns the first decision and logs nothing new.
         """
-        ((record, replayed),) = await runtime.decide_async(
-            _requests([body], features), endpoint="single"
-        )
-        return json_response(decision_json(record, replayed))
+        return await answer_one(body, runtime)
 
     @router.post(
         "/v1/decisions/{decision_id}/activate",
@@ -204,7 +285,9 @@ def build_router(models: ApiModels) -> APIRouter:
         summary="Activate a deferred decision",
     )
     def activate(
-        decision_id: Annotated[str, Path(pattern=DECISION_ID_PATTERN, description="uuid4 hex")],
+        decision_id: Annotated[
+            str, Path(pattern=DECISION_ID_PATTERN, description="32 hex digits (a UUIDv7)")
+        ],
         runtime: CheckedRuntime,
     ) -> DecisionOut:
         """A deferred decision counts for learning and OPE from now on (idempotent)."""
