@@ -356,7 +356,15 @@ def simulate_dataset(
         )
     if not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"`out_dir` must be a path, got {type(out_dir).__name__}")
-    out = check_dataset_out(out_dir, overwrite=overwrite)
+    # absolute and normalized: the temporary folder goes beside it, never inside `.`
+    out = Path(os.path.abspath(out_dir))
+    here = Path.cwd()
+    if not out.name or out == here or out in here.parents:
+        raise ValueError(
+            f"`out_dir` must be a new folder, not the current one or one holding it, "
+            f"got {str(out_dir)!r}"
+        )
+    check_dataset_out(out, overwrite=overwrite)
     spec = _resolve_world(world)
     run = _Run(
         world=spec,

@@ -229,6 +229,14 @@ def test_bad_arguments(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("out", [".", "..", "sub/..", "/"])
+def test_refuses_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="`out_dir` must be a new folder, not the current one"):
+        _simulate(Path(out), 20, BLOCK, overwrite=True)
+    assert os.listdir(tmp_path) == [] and Path.cwd() == tmp_path
+
+
 def _escape(text: str) -> str:
     import re
 
