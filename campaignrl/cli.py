@@ -161,7 +161,6 @@ def _cmd_agents(args: argparse.Namespace) -> int:
 def _build_parser() -> argparse.ArgumentParser:
     from campaignrl.agents.baselines import baseline_names
     from campaignrl.agents.registry import LEARNERS
-    from campaignrl.ope.commands import register as register_ope
     from campaignrl.simulators.presets import world_names
 
     worlds, policies, learners = world_names(), baseline_names(), LEARNERS
@@ -336,11 +335,257 @@ def _build_parser() -> argparse.ArgumentParser:
         "(the cluster of `ray start --head` here) or a cluster address; needs "
         'pip install "campaignrl[ray]"',
     )
-    register_ope(sub, _Parser)
+    _register_ope(sub)
     from campaignrl.service.commands import register as register_service
 
     register_service(sub, _Parser)
     return parser
+
+
+def _number(low: float, high: float | None, what: str, *, open_low: bool = False) -> Any:
+    """A finite number in ``[low, high]`` (``(low, high]`` with ``open_low``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if (
+            not np.isfinite(value)
+            or value < low
+            or (open_low and value == low)
+            or (high is not None and value > high)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _register_ope(sub: Any) -> None:
+    """``ope`` and the ``logs`` group (``import-obd`` here, ``export`` from the service)."""
+    from campaignrl.ope.commands import (
+        BANDIT_NAMES,
+        DEFAULT_BANDIT,
+        DEFAULT_SEQUENTIAL,
+        Q_MODELS,
+        REWARD_MODELS,
+        SEQUENTIAL_NAMES,
+    )
+    from campaignrl.ope.intervals import MIN_BOOTSTRAP
+
+    positive = _number(0.0, None, "a positive number", open_low=True)
+    p = sub.add_parser("ope", help="off-policy evaluation of a target policy on decision logs")
+    p.set_defaults(handler=_cmd_ope)
+    p.add_argument("--logs", type=Path, required=True, help="decision log (.parquet or .csv)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--policy", type=Path, help="exported policy directory (the target)")
+    target.add_argument(
+        "--target-probs",
+        type=Path,
+        help="target probabilities: .npy/.parquet of shape (A,), (A, L), (n, A) or (n, A, L)",
+    )
+    p.add_argument(
+        "--estimators",
+        default=None,
+        help=f"comma-separated: {', '.join(BANDIT_NAMES)}; with --sequential "
+        f"{', '.join(SEQUENTIAL_NAMES)} (default: {','.join(DEFAULT_BANDIT)} or "
+        f"{','.join(DEFAULT_SEQUENTIAL)})",
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="trajectory estimators over episodes (needs episode_id and step columns)",
+    )
+    p.add_argument(
+        "--gamma",
+        type=_number(0.0, 1.0, "a number in [0, 1]"),
+        default=1.0,
+        help="discount factor of the sequential estimators (default: 1)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=_integer(
+            MIN_BOOTSTRAP,
+            f"an integer >= {MIN_BOOTSTRAP} (fewer cannot place the 2.5% tails of a 95% "
+            "interval; --interval normal needs no resamples)",
+        ),
+        default=1000,
+        help=f"bootstrap resamples, at least {MIN_BOOTSTRAP} (default: 1000); "
+        "--interval normal uses none",
+    )
+    p.add_argument(
+        "--interval",
+        type=_choice(("studentized", "bootstrap", "normal")),
+        default=None,
+        help="95%% intervals: studentized (bootstrap-t, bandit estimators only; their "
+        "default), bootstrap (percentile; the --sequential default) or normal (delta method)",
+    )
+    p.add_argument(
+        "--cluster",
+        type=_choice(("auto", "episode", "row")),
+        default="auto",
+        help="independent unit of the bandit intervals: episode (a customer's decisions move "
+        "together: cluster-robust), row, or auto (default: episode when the log has "
+        "episode_id)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the folds and the bootstrap (default: 0)",
+    )
+    p.add_argument("--clip", type=positive, help="clip ipw weights at this")
+    p.add_argument("--switch-tau", type=positive, help="weight threshold of switch-dr")
+    p.add_argument("--dros-lambda", type=positive, help="shrinkage of dr-os")
+    p.add_argument(
+        "--wpdis-normalization",
+        type=_choice(("reached", "absorbing")),
+        default="reached",
+        help="wpdis per step among episodes reaching it (reached) or all (absorbing)",
+    )
+    p.add_argument(
+        "--reward-model",
+        type=_choice(REWARD_MODELS),
+        default="hgb",
+        help="cross-fitted reward model of dm and the dr family (default: hgb, gradient boosting)",
+    )
+    p.add_argument(
+        "--q-model",
+        type=_choice(Q_MODELS),
+        default="ridge",
+        help="regressor of fitted Q evaluation (sdr, fqe; default: ridge, per action and step)",
+    )
+    p.add_argument(
+        "--actions",
+        help="comma-separated action names in index order (default: the policy's, the "
+        "log's <stem>.items file, the catalog, or prefix_0..prefix_K inferred from the log)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    logs = sub.add_parser("logs", help="decision-log utilities")
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True, parser_class=_Parser)
+    from campaignrl.service.commands import register_logs_export  # `logs export` (the service)
+
+    register_logs_export(logs_sub, _Parser)
+    imp = logs_sub.add_parser(
+        "import-obd", help="convert an Open Bandit Dataset campaign folder to our log schema"
+    )
+    imp.set_defaults(handler=_cmd_import_obd)
+    imp.add_argument("dir", type=Path, metavar="DIR", help="OBD folder (campaign CSV + items)")
+    imp.add_argument("--out", type=Path, required=True, help="log file (.parquet or .csv)")
+    imp.add_argument("--overwrite", action="store_true", help="replace existing --out files")
+    imp.add_argument("--campaign", help="campaign CSV stem (default: the folder's only one)")
+
+
+_ESTIMATOR_FLAGS: dict[str, dict[str, str]] = {
+    "ipw": {"lambda_": "clip"},
+    "switch-dr": {"tau": "switch_tau"},
+    "dr-os": {"lambda_": "dros_lambda"},
+    "wpdis": {"normalization": "wpdis_normalization"},
+}
+"""which flag (``args`` attribute) sets which field of an estimator, beyond ``gamma``"""
+
+
+def _estimator_names(args: argparse.Namespace) -> list[str]:
+    """``--estimators`` as registry names (aliases resolved), checked against ``--sequential``."""
+    from campaignrl.ope.commands import (
+        BANDIT_NAMES,
+        DEFAULT_BANDIT,
+        DEFAULT_SEQUENTIAL,
+        ESTIMATOR_ALIASES,
+        SEQUENTIAL_NAMES,
+    )
+
+    allowed = SEQUENTIAL_NAMES if args.sequential else BANDIT_NAMES
+    if args.estimators is None:
+        return list(DEFAULT_SEQUENTIAL if args.sequential else DEFAULT_BANDIT)
+    names = [ESTIMATOR_ALIASES.get(s.strip(), s.strip()) for s in str(args.estimators).split(",")]
+    for name in names:
+        if name not in allowed:
+            other = BANDIT_NAMES if args.sequential else SEQUENTIAL_NAMES
+            hint = (
+                f" ({name!r} is a {'bandit' if args.sequential else 'sequential'} estimator: "
+                f"{'drop' if args.sequential else 'add'} --sequential)"
+                if name in other
+                else ""
+            )
+            raise ValueError(
+                f"argument --estimators: unknown estimator {name!r}; choose from "
+                f"{', '.join(allowed)}{hint}"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"argument --estimators: repeated estimator in {args.estimators!r}")
+    return names
+
+
+def _build_estimators(names: list[str], args: argparse.Namespace) -> list[Any]:
+    """Each named estimator from its registry, its fields set from the flags.
+
+    A field without a default (switch-dr's ``tau``, dr-os's ``lambda_``) has no neutral
+    value: its flag is then required.
+    """
+    import dataclasses
+
+    from campaignrl.ope.estimators import ESTIMATORS
+    from campaignrl.ope.sequential import SEQUENTIAL_ESTIMATORS
+
+    registry: dict[str, Any] = SEQUENTIAL_ESTIMATORS if args.sequential else ESTIMATORS
+    out = []
+    for name in names:
+        cls = registry[name]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        if "gamma" in fields and args.sequential:
+            kwargs["gamma"] = args.gamma
+        for field, dest in _ESTIMATOR_FLAGS.get(name, {}).items():
+            value = getattr(args, dest)
+            required = (
+                fields[field].default is dataclasses.MISSING
+                and fields[field].default_factory is dataclasses.MISSING
+            )
+            if value is None and required:
+                flag = f"--{dest.replace('_', '-')}"
+                raise ValueError(f"argument {flag}: required by {name} (no neutral value)")
+            if value is not None:
+                kwargs[field] = value
+        out.append(cls(**kwargs))
+    return out
+
+
+def _cmd_ope(args: argparse.Namespace) -> int:
+    from campaignrl.ope.commands import OPEJob, ope_json, print_ope_table, run_ope
+
+    names = _estimator_names(args)
+    job = OPEJob(
+        logs=args.logs,
+        policy=args.policy,
+        target_probs=args.target_probs,
+        names=tuple(names),
+        estimators=tuple(_build_estimators(names, args)),
+        sequential=args.sequential,
+        gamma=args.gamma,
+        interval=args.interval,
+        bootstrap=args.bootstrap,
+        cluster=args.cluster,
+        seed=args.seed,
+        reward_model=args.reward_model,
+        q_model=args.q_model,
+        actions=args.actions,
+    )
+    result = run_ope(job)
+    if args.json:
+        print(ope_json(result))
+    else:
+        print_ope_table(result, job)
+    return 0
+
+
+def _cmd_import_obd(args: argparse.Namespace) -> int:
+    from campaignrl.ope.commands import import_obd_log
+
+    print(import_obd_log(args.dir, args.out, campaign=args.campaign, overwrite=args.overwrite))
+    return 0
 
 
 def _make_policy(name: str | Path, world: str, periods: int, seed: int) -> Any:

@@ -1,266 +1,91 @@
-"""The ``campaignrl ope`` and ``campaignrl logs import-obd`` commands.
+"""The work of ``campaignrl ope`` and ``campaignrl logs import-obd`` (their flags: ``cli.py``).
 
-``register(subparsers, parser_class)`` adds both to the ``campaignrl`` parser. Handlers raise
-``ValueError`` on bad input (the CLI prints it as one line and exits with code 2).
+:func:`run_ope` reads a log and a target, runs the estimators it is given and returns one
+JSON-able result; :func:`print_ope_table` shows it; :func:`import_obd_log` converts an Open
+Bandit Dataset campaign. Bad input raises ``ValueError`` naming the CLI argument it concerns
+(the CLI prints it as one line and exits with code 2).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from campaignrl._progress import progress_bar
-from campaignrl.ope.intervals import MIN_BOOTSTRAP
 
-__all__ = ["BANDIT_NAMES", "SEQUENTIAL_NAMES", "register"]
+__all__ = [
+    "BANDIT_NAMES",
+    "DEFAULT_BANDIT",
+    "DEFAULT_SEQUENTIAL",
+    "ESTIMATOR_ALIASES",
+    "Q_MODELS",
+    "REWARD_MODELS",
+    "SEQUENTIAL_NAMES",
+    "OPEJob",
+    "import_obd_log",
+    "print_ope_table",
+    "ope_json",
+    "run_ope",
+]
 
 BANDIT_NAMES: tuple[str, ...] = ("ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dr-os")
-"""``--estimators`` names without ``--sequential``: the estimators' own (obp's) names;
-``dros`` is accepted for ``dr-os``"""
+"""``--estimators`` names without ``--sequential``: the estimators' own (obp's) names, the keys
+of :data:`campaignrl.ope.estimators.ESTIMATORS`; ``dros`` is accepted for ``dr-os``"""
 SEQUENTIAL_NAMES: tuple[str, ...] = ("pdis", "wpdis", "sdr", "fqe")
-"""``--estimators`` names with ``--sequential``"""
-_ALIASES = {"dros": "dr-os", "ips": "ipw", "snips": "snipw"}
+"""``--estimators`` names with ``--sequential``: the keys of
+:data:`campaignrl.ope.sequential.SEQUENTIAL_ESTIMATORS`"""
+DEFAULT_BANDIT = ("ipw", "snipw", "dr")
+DEFAULT_SEQUENTIAL = ("pdis", "wpdis", "sdr", "fqe")
+ESTIMATOR_ALIASES = {"dros": "dr-os", "ips": "ipw", "snips": "snipw"}
 
 REWARD_MODELS = ("hgb", "ridge", "logistic")
 Q_MODELS = ("ridge", "hgb")
 
 
-def _number(low: float | None, high: float | None, what: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not np.isfinite(value) or (low is not None and value < low):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
+@dataclass(frozen=True)
+class OPEJob:
+    """One ``campaignrl ope`` evaluation: what to read, which estimators, which intervals."""
 
-    return parse
+    logs: Path
+    """the decision log (.parquet or .csv)"""
+    policy: Path | None
+    """an exported policy directory (the target), or ``None`` with ``target_probs``"""
+    target_probs: Path | None
+    """a target probability table (.npy/.parquet), or ``None`` with ``policy``"""
+    names: tuple[str, ...]
+    """the estimators' names, in the order of the output"""
+    estimators: tuple[Any, ...]
+    """the estimators, built from their registry (bandit or sequential, as ``sequential``)"""
+    sequential: bool = False
+    """trajectory estimators over episodes"""
+    gamma: float = 1.0
+    """discount of the sequential estimators"""
+    interval: str | None = None
+    """studentized, bootstrap or normal (``None``: studentized, or bootstrap if sequential)"""
+    bootstrap: int = 1000
+    """bootstrap resamples"""
+    cluster: str = "auto"
+    """independent unit of the bandit intervals: auto, episode or row"""
+    seed: int = 0
+    """seed of the folds and the bootstrap"""
+    reward_model: str = "hgb"
+    """reward model of dm and the dr family: one of :data:`REWARD_MODELS`"""
+    q_model: str = "ridge"
+    """regressor of fitted Q evaluation: one of :data:`Q_MODELS`"""
+    actions: str | None = None
+    """comma-separated action names in index order (``None``: found as ``--actions`` says)"""
 
-
-def _positive(what: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not (np.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _int_at_least(low: int, what: str) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _one_of(choices: tuple[str, ...]) -> Any:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}; got {text!r}")
-        return text
-
-    return parse
-
-
-def register(subparsers: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """Add ``ope`` and ``logs import-obd`` to the ``campaignrl`` subcommands.
-
-    Args:
-        subparsers: The ``add_subparsers()`` action of the main parser.
-        parser_class: The parser class for nested subcommands (one-line errors, exit 2).
-    """
-    p = subparsers.add_parser(
-        "ope", help="off-policy evaluation of a target policy on decision logs"
-    )
-    p.set_defaults(handler=_cmd_ope)
-    p.add_argument("--logs", type=Path, required=True, help="decision log (.parquet or .csv)")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--policy", type=Path, help="exported policy directory (the target)")
-    target.add_argument(
-        "--target-probs",
-        type=Path,
-        help="target probabilities: .npy/.parquet of shape (A,), (A, L), (n, A) or (n, A, L)",
-    )
-    p.add_argument(
-        "--estimators",
-        default=None,
-        help=f"comma-separated: {', '.join(BANDIT_NAMES)}; with --sequential "
-        f"{', '.join(SEQUENTIAL_NAMES)} (default: ipw,snipw,dr or pdis,wpdis,sdr,fqe)",
-    )
-    p.add_argument(
-        "--sequential",
-        action="store_true",
-        help="trajectory estimators over episodes (needs episode_id and step columns)",
-    )
-    p.add_argument(
-        "--gamma",
-        type=_number(0.0, 1.0, "a number in [0, 1]"),
-        default=1.0,
-        help="discount factor of the sequential estimators (default: 1)",
-    )
-    p.add_argument(
-        "--bootstrap",
-        type=_int_at_least(
-            MIN_BOOTSTRAP,
-            f"an integer >= {MIN_BOOTSTRAP} (fewer cannot place the 2.5% tails of a 95% "
-            "interval; --interval normal needs no resamples)",
-        ),
-        default=1000,
-        help=f"bootstrap resamples, at least {MIN_BOOTSTRAP} (default: 1000); "
-        "--interval normal uses none",
-    )
-    p.add_argument(
-        "--interval",
-        type=_one_of(("studentized", "bootstrap", "normal")),
-        default=None,
-        help="95%% intervals: studentized (bootstrap-t, bandit estimators only; their "
-        "default), bootstrap (percentile; the --sequential default) or normal (delta method)",
-    )
-    p.add_argument(
-        "--cluster",
-        type=_one_of(("auto", "episode", "row")),
-        default="auto",
-        help="independent unit of the bandit intervals: episode (a customer's decisions move "
-        "together: cluster-robust), row, or auto (default: episode when the log has "
-        "episode_id)",
-    )
-    p.add_argument(
-        "--seed",
-        type=_int_at_least(0, "a non-negative integer"),
-        default=0,
-        help="seed of the folds and the bootstrap (default: 0)",
-    )
-    p.add_argument("--clip", type=_positive("a positive number"), help="clip ipw weights at this")
-    p.add_argument(
-        "--switch-tau", type=_positive("a positive number"), help="weight threshold of switch-dr"
-    )
-    p.add_argument("--dros-lambda", type=_positive("a positive number"), help="shrinkage of dr-os")
-    p.add_argument(
-        "--wpdis-normalization",
-        type=_one_of(("reached", "absorbing")),
-        default="reached",
-        help="wpdis per step among episodes reaching it (reached) or all (absorbing)",
-    )
-    p.add_argument(
-        "--reward-model",
-        type=_one_of(REWARD_MODELS),
-        default="hgb",
-        help="cross-fitted reward model of dm and the dr family (default: hgb, gradient boosting)",
-    )
-    p.add_argument(
-        "--q-model",
-        type=_one_of(Q_MODELS),
-        default="ridge",
-        help="regressor of fitted Q evaluation (sdr, fqe; default: ridge, per action and step)",
-    )
-    p.add_argument(
-        "--actions",
-        help="comma-separated action names in index order (default: the policy's, the "
-        "log's <stem>.items file, the catalog, or prefix_0..prefix_K inferred from the log)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-    logs = subparsers.add_parser("logs", help="decision-log utilities")
-    logs_sub = logs.add_subparsers(dest="logs_command", required=True, parser_class=parser_class)
-    from campaignrl.service.commands import register_logs_export  # `logs export` (the service)
-
-    register_logs_export(logs_sub, parser_class)
-    imp = logs_sub.add_parser(
-        "import-obd", help="convert an Open Bandit Dataset campaign folder to our log schema"
-    )
-    imp.set_defaults(handler=_cmd_import_obd)
-    imp.add_argument("dir", type=Path, metavar="DIR", help="OBD folder (campaign CSV + items)")
-    imp.add_argument("--out", type=Path, required=True, help="log file (.parquet or .csv)")
-    imp.add_argument("--overwrite", action="store_true", help="replace existing --out files")
-    imp.add_argument("--campaign", help="campaign CSV stem (default: the folder's only one)")
-
-
-# --------------------------------------------------------------------------------------------
-# ope
-# --------------------------------------------------------------------------------------------
-
-
-def _estimator_names(args: argparse.Namespace) -> list[str]:
-    allowed = SEQUENTIAL_NAMES if args.sequential else BANDIT_NAMES
-    if args.estimators is None:
-        return ["pdis", "wpdis", "sdr", "fqe"] if args.sequential else ["ipw", "snipw", "dr"]
-    names = [_ALIASES.get(s.strip(), s.strip()) for s in str(args.estimators).split(",")]
-    for name in names:
-        if name not in allowed:
-            other = BANDIT_NAMES if args.sequential else SEQUENTIAL_NAMES
-            hint = (
-                f" ({name!r} is a {'bandit' if args.sequential else 'sequential'} estimator: "
-                f"{'drop' if args.sequential else 'add'} --sequential)"
-                if name in other
-                else ""
-            )
-            raise ValueError(
-                f"argument --estimators: unknown estimator {name!r}; choose from "
-                f"{', '.join(allowed)}{hint}"
-            )
-    if len(set(names)) != len(names):
-        raise ValueError(f"argument --estimators: repeated estimator in {args.estimators!r}")
-    return names
-
-
-def _bandit_estimators(names: list[str], args: argparse.Namespace) -> list[Any]:
-    from campaignrl.ope.estimators import DM, DR, IPS, SNDR, SNIPS, DRos, SwitchDR
-
-    out: list[Any] = []
-    for name in names:
-        if name == "ipw":
-            out.append(IPS(lambda_=args.clip))
-        elif name == "snipw":
-            out.append(SNIPS())
-        elif name == "dm":
-            out.append(DM())
-        elif name == "dr":
-            out.append(DR())
-        elif name == "sndr":
-            out.append(SNDR())
-        elif name == "switch-dr":
-            if args.switch_tau is None:
-                raise ValueError("argument --switch-tau: required by switch-dr (no neutral value)")
-            out.append(SwitchDR(tau=args.switch_tau))
-        else:
-            if args.dros_lambda is None:
-                raise ValueError("argument --dros-lambda: required by dr-os (no neutral value)")
-            out.append(DRos(lambda_=args.dros_lambda))
-    return out
-
-
-def _sequential_estimators(names: list[str], args: argparse.Namespace) -> list[Any]:
-    from campaignrl.ope.sequential import FQE, PDIS, WPDIS, SequentialDR
-
-    out: list[Any] = []
-    for name in names:
-        if name == "pdis":
-            out.append(PDIS(gamma=args.gamma))
-        elif name == "wpdis":
-            out.append(WPDIS(gamma=args.gamma, normalization=args.wpdis_normalization))
-        elif name == "sdr":
-            out.append(SequentialDR(gamma=args.gamma))
-        else:
-            out.append(FQE(gamma=args.gamma))
-    return out
+    @property
+    def method(self) -> str:
+        """The interval method: ``interval``, or the default of the estimators' kind."""
+        if self.interval is not None:
+            return self.interval
+        return "bootstrap" if self.sequential else "studentized"
 
 
 def _log_action_values(path: Path) -> tuple[list[Any], int]:
@@ -299,7 +124,7 @@ def _table_actions(table: np.ndarray, n_rows: int) -> int | None:
 
 
 def _action_names(
-    args: argparse.Namespace, policy: Any, table: np.ndarray | None
+    args: OPEJob, policy: Any, table: np.ndarray | None
 ) -> tuple[tuple[str, ...], bool]:
     """The log's action space, and whether it was guessed from the log's values.
 
@@ -366,14 +191,22 @@ def _reward_model(name: str) -> Any:
     return HistGradientBoostingRegressor(max_iter=100, random_state=0)
 
 
-def _cmd_ope(args: argparse.Namespace) -> int:
+def run_ope(args: OPEJob) -> dict[str, Any]:
+    """Evaluate the job's target on its log; the result as JSON-able data.
+
+    Returns ``estimates`` (one dict per estimator: value, interval, ...), ``diagnostics``,
+    ``warnings``, ``logs``, ``target`` and ``sequential``.
+
+    Raises:
+        ValueError: Naming the CLI argument at fault (``argument --logs: ...``).
+    """
     from campaignrl.logs.io import read_logs
     from campaignrl.ope.diagnostics import diagnose, importance_weights, require_support
     from campaignrl.ope.target import as_target, load_target_table
 
-    names = _estimator_names(args)
+    names = list(args.names)
     if args.interval is None:
-        args.interval = "bootstrap" if args.sequential else "studentized"
+        args = _replace(args, interval=args.method)
     elif args.interval == "studentized" and args.sequential:
         raise ValueError(
             "argument --interval: studentized is for bandit estimators; "
@@ -387,6 +220,8 @@ def _cmd_ope(args: argparse.Namespace) -> int:
 
         policy = load_policy(args.policy)
     else:
+        if args.target_probs is None:
+            raise ValueError("argument --target-probs: give --policy or --target-probs")
         _check_file(args.target_probs, "--target-probs")
         try:
             table = load_target_table(args.target_probs)
@@ -443,22 +278,31 @@ def _cmd_ope(args: argparse.Namespace) -> int:
         "target": target_label,
         "sequential": bool(args.sequential),
     }
-    if args.json:
-        # An unbounded side of an interval (a studentized bound from a log with a handful of
-        # informative rows) is infinite: JSON has no infinity, so it is written as null.
-        for row in [*estimates, diagnostics]:
-            for key, value in row.items():
-                if isinstance(value, float) and not np.isfinite(value):
-                    row[key] = None
-        print(json.dumps(result, allow_nan=False))
-    else:
-        _print_table(result, args)
-    return 0
+    return result
+
+
+def ope_json(result: dict[str, Any]) -> str:
+    """``result`` as one line of JSON.
+
+    An unbounded side of an interval (a studentized bound from a log with a handful of
+    informative rows) is infinite: JSON has no infinity, so it is written as null.
+    """
+    for row in [*result["estimates"], result["diagnostics"]]:
+        for key, value in row.items():
+            if isinstance(value, float) and not np.isfinite(value):
+                row[key] = None
+    return json.dumps(result, allow_nan=False)
+
+
+def _replace(job: OPEJob, **changes: Any) -> OPEJob:
+    import dataclasses
+
+    return dataclasses.replace(job, **changes)
 
 
 def _run_bandit(
     names: list[str],
-    args: argparse.Namespace,
+    args: OPEJob,
     data: Any,
     target: Any,
     model_seed: int,
@@ -467,7 +311,7 @@ def _run_bandit(
     from campaignrl.ope.evaluate import evaluate
     from campaignrl.ope.reward_model import CrossFittedRewardModel
 
-    estimators = _bandit_estimators(names, args)
+    estimators = list(args.estimators)
     q_hat = None
     if any(e.needs_reward_model for e in estimators):
         model = CrossFittedRewardModel(_reward_model(args.reward_model))
@@ -481,7 +325,7 @@ def _run_bandit(
             target,
             estimators,
             estimated_rewards=q_hat,
-            method=args.interval,
+            method=args.method,
             n_bootstrap=args.bootstrap,
             rng=boot_seed,
             cluster=args.cluster,
@@ -498,7 +342,7 @@ def _run_bandit(
 
 def _run_sequential(
     names: list[str],
-    args: argparse.Namespace,
+    args: OPEJob,
     data: Any,
     target: Any,
     model_seed: int,
@@ -510,7 +354,7 @@ def _run_sequential(
         trajectories,
     )
 
-    estimators = _sequential_estimators(names, args)
+    estimators = list(args.estimators)
     episodes = diagnose_trajectories(data, target)
     q_hat = None
     if any(e.needs_q_model for e in estimators):
@@ -529,12 +373,12 @@ def _run_sequential(
     rows = []
     what = "estimating" + ("" if args.interval == "normal" else f" ({args.bootstrap} resamples)")
     with progress_bar(what, total=len(estimators)) as advance:
-        for est in estimators:
+        for est in estimators:  # names and estimators go together (OPEJob)
             row = est.estimate_interval(
                 data,
                 target,
                 estimated_q=q_hat,
-                method=args.interval,
+                method=args.method,
                 n_bootstrap=args.bootstrap,
                 rng=np.random.default_rng(boot_seed),
             ).to_dict()
@@ -545,7 +389,8 @@ def _run_sequential(
     return rows, {**episodes, "q_model": args.q_model if q_hat is not None else None}
 
 
-def _print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
+def print_ope_table(result: dict[str, Any], args: OPEJob) -> None:
+    """The result of :func:`run_ope` as a rich table, then diagnostics and warnings."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -578,26 +423,35 @@ def _print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _cmd_import_obd(args: argparse.Namespace) -> int:
+def import_obd_log(
+    folder: Path, out: Path, *, campaign: str | None = None, overwrite: bool = False
+) -> str:
+    """Convert an Open Bandit Dataset campaign folder to a decision log; say what was written.
+
+    Writes the log to ``out`` (.parquet or .csv) and its items beside it (``<stem>.items``).
+
+    Raises:
+        ValueError: Naming ``--out`` or the OBD file at fault.
+        FileExistsError: If ``out`` or its items file exists and ``overwrite`` is false.
+    """
     from campaignrl._fs import write_table_atomic
     from campaignrl.logs.io import read_logs
     from campaignrl.logs.schema import write_logs
     from campaignrl.ope.obd import import_obd, items_path, obd_action_names
 
-    suffix = Path(args.out).suffix.lower()
+    suffix = Path(out).suffix.lower()
     if suffix not in (".parquet", ".csv"):
-        raise ValueError(f"argument --out: must end in .parquet or .csv, got {str(args.out)!r}")
+        raise ValueError(f"argument --out: must end in .parquet or .csv, got {str(out)!r}")
     from campaignrl._fs import check_new_file
 
-    check_new_file(args.out, "--out", overwrite=args.overwrite)
-    check_new_file(items_path(args.out), "--out", overwrite=args.overwrite)  # the sidecar
-    log, items = import_obd(args.dir, campaign=args.campaign)
+    check_new_file(out, "--out", overwrite=overwrite)
+    check_new_file(items_path(out), "--out", overwrite=overwrite)  # the sidecar
+    log, items = import_obd(folder, campaign=campaign)
     n_items = int(items["item_id"].max()) + 1 if len(items) else 0
     read_logs(log, action_names=obd_action_names(n_items))  # refuse what OPE would refuse
-    path = write_logs(log, args.out)
-    sidecar = write_table_atomic(items, items_path(args.out))
-    print(
+    path = write_logs(log, out)
+    sidecar = write_table_atomic(items, items_path(out))
+    return (
         f"wrote {len(log):,} decisions ({log['policy_version'].iloc[0] if len(log) else '-'}, "
         f"{n_items} items, {log['position'].nunique()} positions) to {path}; items to {sidecar}"
     )
-    return 0

@@ -568,3 +568,23 @@ def test_progress_covers_the_reward_model_and_the_intervals(sim_log, uniform, mo
     assert code == 0
     assert [b[0] for b in bars] == ["fitting Q (ridge, 3 folds)", "estimating (100 resamples)"]
     assert bars[0][1] == 3 * 4 and all(done == total for _, total, done in bars)
+
+
+def test_the_cli_builds_every_estimator_of_the_registries(sim_log, uniform, capsys):
+    from campaignrl.ope.commands import BANDIT_NAMES, SEQUENTIAL_NAMES
+    from campaignrl.ope.estimators import ESTIMATORS
+    from campaignrl.ope.sequential import SEQUENTIAL_ESTIMATORS
+
+    assert set(BANDIT_NAMES) == set(ESTIMATORS) and set(SEQUENTIAL_NAMES) == set(
+        SEQUENTIAL_ESTIMATORS
+    )
+    code, out, _ = run(["ope", "--help"], capsys)
+    assert code == 0 and "--estimators" in out and "dr-os" in out
+    # flags reach the estimator's fields: clipping at 1e-9 makes every ipw weight tiny
+    argv = ["ope", "--logs", str(sim_log), "--target-probs", str(uniform), "--json"]
+    argv += ["--estimators", "ipw", "--interval", "normal"]
+    code, out, err = run([*argv, "--clip", "1e-9"], capsys)
+    assert code == 0, err
+    clipped = json.loads(out)["estimates"][0]["value"]
+    code, out, _ = run(argv, capsys)
+    assert abs(clipped) < 1e-6 < abs(json.loads(out)["estimates"][0]["value"])
