@@ -1,0 +1,158 @@
+"""The Ray Tune side of a sweep: the trainable each trial runs and the progress callback.
+
+Imported only when a sweep runs (it imports Ray); :mod:`campaignrl.scale.sweep` plans the
+trials and writes the results.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import tune
+
+from campaignrl.experiments import ExperimentConfig
+
+__all__ = ["METRICS", "ProgressCallback", "plain", "run_trial"]
+
+METRICS = (
+    "value_per_customer",
+    "ci95_low",
+    "ci95_high",
+    "seed_sd",
+    "contact_rate",
+    "timesteps",
+    "n_seeds",
+    "eval_customers",
+)
+"""what each trial reports for the table (all deterministic: no timings, so tables compare
+exactly)"""
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as a Python one (Tune keeps metrics as JSON)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def run_trial(config: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Tune's trainable: one planned trial, :func:`~campaignrl.runs.run_one` for every seed.
+
+    Reports the trial's row of :func:`~campaignrl.runs.summarize` (value per customer pooled
+    over the seeds' evaluation customers, its 95% interval...), the per-seed values, and a
+    Tune checkpoint holding each seed's exported policy (``seed<k>/<file>``), which Tune
+    persists in the sweep's storage and the driver copies for the best trial.
+
+    Args:
+        config: Tune's trial config: ``{"trial": index}``.
+        plan: ``experiment`` (the config without its agents), ``trials`` (each trial's agent
+            entry) and ``session`` (an id of the driver's run, reported back so the driver
+            tells trials run now from those restored finished).
+    """
+    from campaignrl.runs import run_one, summarize
+
+    index = int(config["trial"])
+    entry = plan["trials"][index]
+    experiment = ExperimentConfig.model_validate({**plan["experiment"], "agents": [entry]})
+    agent = experiment.agents[0]
+    results = [run_one(agent, seed, experiment) for seed in experiment.seeds]
+    row = summarize(results, experiment).iloc[0]
+    metrics: dict[str, Any] = {name: plain(row[name]) for name in METRICS}
+    metrics.update(
+        trial=index,
+        session=plan["session"],
+        seed_values=[float(r.value_per_customer) for r in results],
+    )
+    with tempfile.TemporaryDirectory(prefix="campaignrl-trial-") as tmp:
+        for r in results:
+            for name, data in r.artifact.items():
+                folder = Path(tmp) / f"seed{r.seed}"
+                folder.mkdir(exist_ok=True)
+                (folder / name).write_bytes(data)
+        has_files = any(Path(tmp).iterdir())
+        checkpoint = tune.Checkpoint.from_directory(tmp) if has_files else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+class ProgressCallback(tune.Callback):
+    """Trials done / running / queued on stderr: a bar on a terminal, else a line per trial.
+
+    Tune pickles its run config (callbacks included) and unpickles it on restore, so this
+    keeps only plain settings; the bar is made in :meth:`setup`.
+    """
+
+    def __init__(self, total: int, labels: dict[int, str], enabled: bool = True) -> None:
+        self.total, self.labels, self.enabled = total, labels, enabled
+        self._bar: Any = None
+        self._task: Any = None
+        self._done: set[int] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"total": self.total, "labels": self.labels, "enabled": self.enabled}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.total, self.labels, self.enabled = state["total"], state["labels"], state["enabled"]
+        self._bar = self._task = None
+        self._done = set()
+
+    def _counts(self, trials: Sequence[Any]) -> tuple[int, int, int]:
+        # Tune creates trials as slots free up and marks one finished only after its
+        # callbacks ran: count against the plan's total and this callback's own record.
+        finished = {int(t.config["trial"]) for t in trials if t.status in ("TERMINATED", "ERROR")}
+        done = len(finished | self._done)
+        running = sum(
+            t.status == "RUNNING" and int(t.config["trial"]) not in self._done for t in trials
+        )
+        return done, running, self.total - done - running
+
+    def setup(self, *args: Any, **info: Any) -> None:
+        """Open the bar on a terminal."""
+        from rich.console import Console
+        from rich.progress import Progress
+
+        console = Console(stderr=True)
+        if self.enabled and console.is_terminal:
+            self._bar = Progress(console=console, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("sweep", total=self.total)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        """Redraw the bar (Tune has saved its state this step)."""
+        if self._bar is None:
+            return
+        done, running, queued = self._counts(trials)
+        self._bar.update(
+            self._task,
+            completed=done,
+            description=f"sweep: {done} done, {running} running, {queued} queued",
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Without a bar, one line per finished trial."""
+        if not self.enabled or self._bar is not None:
+            return
+        index = int(trial.config["trial"])
+        self._done.add(index)
+        done, running, queued = self._counts(trials)
+        result = trial.last_result or {}
+        shown = ""
+        if isinstance(result.get("value_per_customer"), float):
+            shown = (
+                f": {result['value_per_customer']:.2f} "
+                f"[{result['ci95_low']:.2f}, {result['ci95_high']:.2f}]"
+            )
+        print(
+            f"sweep: trial {index} ({self.labels.get(index, '?')}) done{shown}; "
+            f"{done} of {self.total} done, {running} running, {queued} queued",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Close the bar."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

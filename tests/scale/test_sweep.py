@@ -1,0 +1,368 @@
+"""Sweeps on Ray Tune: the plan, its checks, the table against serial runs, kill and resume."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from campaignrl.experiments import AgentSpec
+from campaignrl.policies.artifacts import load_policy
+from campaignrl.runs import run_one, summarize
+from campaignrl.scale.sweep import (
+    DONE,
+    SweepSpec,
+    load_sweep,
+    plan_trials,
+    sweep_experiment,
+)
+
+TINY: dict[str, Any] = {
+    "name": "tiny-sweep",
+    "world": "retail",
+    "horizon": 4,
+    "seeds": [0, 1],
+    "eval_customers": 300,
+    "training_evals": 0,
+    "agents": [
+        {"agent": "no-contact"},
+        {
+            "agent": "ucb1",
+            "timesteps": 800,
+            "train_customers": 200,
+            "params": {"epsilon": 0.05, "alpha": 1.0},
+        },
+    ],
+    "sweep": {"agents": {"ucb1": {"grid": {"epsilon": [0.0, 0.1, 0.3], "alpha": [0.5, 2.0]}}}},
+}
+"""6 trials of a cheap bandit on a 4-period world (the baseline is not swept: not run)"""
+
+
+def _write(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _serial_row(config: Any, spec: dict[str, Any]) -> pd.Series:
+    """The trial's row as an experiment of that one setting gives it: the known answer."""
+    experiment = config.model_copy(update={"agents": [AgentSpec.model_validate(spec)]})
+    agent = experiment.agents[0]
+    return summarize([run_one(agent, s, experiment) for s in experiment.seeds], experiment).iloc[0]
+
+
+# ------------------------------------------------------------------------------- the plan
+
+
+def test_plan_crosses_grid_with_seeded_draws(tmp_path: Path) -> None:
+    raw = {
+        **TINY,
+        "sweep": {
+            "seed": 7,
+            "agents": {
+                "ucb1": {
+                    "grid": {"epsilon": [0.0, 0.2]},
+                    "random": {
+                        "alpha": {"loguniform": [0.1, 10.0]},
+                        "warmup_periods": {"integers": [1, 3]},
+                        "per_segment": {"choices": [True, False]},
+                    },
+                    "samples": 5,
+                }
+            },
+        },
+    }
+    config, _, trials = load_sweep(_write(tmp_path / "s.yaml", raw))
+    assert [t.index for t in trials] == list(range(10))
+    assert [t.settings["epsilon"] for t in trials] == [0.0, 0.2] * 5  # the grid varies fastest
+    draws = [trials[2 * k].settings for k in range(5)]
+    for k in range(5):  # one draw per sample, shared by its grid points
+        assert {**trials[2 * k + 1].settings, "epsilon": 0.0} == draws[k]
+    # the draws are numpy's, from default_rng([seed, agent position]), in the order written
+    rng = np.random.default_rng([7, 1])
+    for d in draws:
+        assert d["alpha"] == float(np.exp(rng.uniform(np.log(0.1), np.log(10.0))))
+        assert d["warmup_periods"] == int(rng.integers(1, 3, endpoint=True))
+        assert d["per_segment"] == [True, False][int(rng.integers(2))]
+    assert all(t.spec["params"]["alpha"] == t.settings["alpha"] for t in trials)
+    assert all(t.spec["timesteps"] == 800 for t in trials)  # unswept fields kept
+    again = plan_trials(config, SweepSpec.model_validate(raw["sweep"]))
+    assert again == trials
+    other = plan_trials(config, SweepSpec.model_validate({**raw["sweep"], "seed": 8}))
+    assert [t.settings for t in other] != [t.settings for t in trials]
+
+
+_BAD = [
+    ({"grid": {"epsilon": [0.1, 1.5]}}, "sweep.agents.ucb1.grid.epsilon: must be <= 1.0, got 1.5"),
+    ({"grid": {"epsilon": ["a"]}}, "sweep.agents.ucb1.grid.epsilon: must be of type int or float"),
+    ({"grid": {"epsilonx": [0.1]}}, "sweep.agents.ucb1.grid.epsilonx: unknown setting for agent"),
+    ({"grid": {"timesteps": [-5]}}, "sweep.agents.ucb1.grid.timesteps: Input should be greater"),
+    ({"grid": {"epsilon": []}}, "sweep.agents.ucb1.grid.epsilon: List should have at least 1"),
+    (
+        {"random": {"alpha": {"uniform": [-1, 2]}}},
+        "sweep.agents.ucb1.random.alpha: uniform allows -1: must be >= 0.0, got -1",
+    ),
+    (
+        {"random": {"alpha": {"loguniform": [0, 1]}}},
+        "sweep.agents.ucb1.random.alpha.loguniform: needs 0 < low, got [0, 1]",
+    ),
+    (
+        {"random": {"alpha": {"uniform": [1, 2], "choices": [1]}}},
+        "sweep.agents.ucb1.random.alpha: give exactly one of choices, uniform",
+    ),
+    ({"random": {"alpha": {"normal": [0, 1]}}}, "sweep.agents.ucb1.random.alpha.normal: unknown"),
+    (
+        {"grid": {"epsilon": [0.1]}, "random": {"epsilon": {"uniform": [0, 1]}}},
+        "sweep.agents.ucb1.random.epsilon: also in grid",
+    ),
+    ({"grid": {"epsilon": [0.1]}, "samples": 3}, "sweep.agents.ucb1.samples: 3 repeats random"),
+    ({}, "sweep.agents.ucb1: give a grid and/or random settings to sweep"),
+    ({"grid": {"epsilon": [0.1]}, "smaples": 3}, "sweep.agents.ucb1.smaples: unknown key"),
+    (
+        {"grid": {"epsilon": list(np.linspace(0, 1, 101)), "alpha": list(range(100))}},
+        "sweep.agents: 10,100 trials planned, over 10,000",
+    ),
+]
+
+
+@pytest.mark.parametrize(("entry", "message"), _BAD)
+def test_bad_sweep_names_the_key_and_value(
+    tmp_path: Path, entry: dict[str, Any], message: str
+) -> None:
+    raw = {**TINY, "sweep": {"agents": {"ucb1": entry}}}
+    path = _write(tmp_path / "bad.yaml", json.loads(json.dumps(raw, default=float)))
+    with pytest.raises(ValueError, match=re.escape(f"experiment file {str(path)!r}: {message}")):
+        load_sweep(path)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        (None, "sweep: missing; a sweep needs a `sweep:` section"),
+        ({"agents": {"ppo": {"grid": {"epsilon": [0.1]}}}}, "sweep.agents.ppo: no agent labelled"),
+        ({"agents": {"no-contact": {"grid": {"x": [1]}}}}, "sweep.agents.no-contact.grid.x: unk"),
+        ({"agents": {}}, "sweep.agents: Dictionary should have at least 1 item"),
+        ({"agents": {"ucb1": {"grid": {"epsilon": [0.1]}}}, "sed": 1}, "sweep.sed: unknown key"),
+        ({"agents": {"ucb1": {"grid": {"epsilon": [0.1]}}}, "seed": -1}, "sweep.seed: Input"),
+    ],
+)
+def test_bad_sweep_section(tmp_path: Path, sweep: Any, message: str) -> None:
+    raw = {k: v for k, v in TINY.items() if k != "sweep"}
+    if sweep is not None:
+        raw["sweep"] = sweep
+    path = _write(tmp_path / "bad.yaml", raw)
+    with pytest.raises(ValueError, match=re.escape(f"experiment file {str(path)!r}: {message}")):
+        load_sweep(path)
+
+
+def test_experiment_errors_keep_their_names(tmp_path: Path) -> None:
+    raw = {**TINY, "horizon": 0}
+    with pytest.raises(ValueError, match=r"'\S+': horizon: Input should be greater than or"):
+        load_sweep(_write(tmp_path / "bad.yaml", raw))
+
+
+def test_sweep_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from campaignrl import cli
+
+    parser = cli._build_parser()
+    commands: Any = next(a for a in parser._actions if a.dest == "command").choices
+    experiment = commands["experiment"]
+    sub: Any = next(a for a in experiment._actions if a.dest == "experiment_command").choices
+    if "sweep" not in sub:
+        pytest.skip("`campaignrl experiment sweep` is not registered in campaignrl/cli.py yet")
+    path = _write(tmp_path / "bad.yaml", {**TINY, "sweep": {"agents": {"ucb1": {"grid": {}}}}})
+    code = cli.main(["experiment", "sweep", str(path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [
+        f"campaignrl: error: experiment file {str(path)!r}: sweep.agents.ucb1: give a grid "
+        "and/or random settings to sweep"
+    ]
+
+
+def test_core_does_not_import_ray() -> None:
+    code = (
+        "import sys, campaignrl.cli, campaignrl.experiments, campaignrl.scale.sweep; "
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_out_holding_another_plan_or_other_files_is_refused(tmp_path: Path) -> None:
+    config, sweep, _ = load_sweep(_write(tmp_path / "s.yaml", TINY))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds no campaignrl sweep"):
+        sweep_experiment(config, sweep, other)
+    assert (other / "notes.txt").read_text() == "mine"
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    manifest = {"format": "campaignrl-sweep", "plan": "0" * 64, "files": ["sweep.json"]}
+    (previous / "sweep.json").write_text(json.dumps(manifest))
+    with pytest.raises(FileExistsError, match=r"holds a sweep of another plan.*--overwrite"):
+        sweep_experiment(config, sweep, previous)
+
+
+# ------------------------------------------------------------------------------ on Ray
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.tune")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=100 * 1024**2,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write(tmp_path_factory.mktemp("cfg") / "tiny.yaml", TINY)
+
+
+@pytest.fixture(scope="module")
+def unkilled(local_ray: Any, tiny_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    config, sweep, _ = load_sweep(tiny_file)
+    return sweep_experiment(config, sweep, tmp_path_factory.mktemp("sweep") / "out")
+
+
+def test_sweep_table_equals_serial_runs(unkilled: Any, tiny_file: Path) -> None:
+    config, _, trials = load_sweep(tiny_file)
+    table = unkilled.table
+    assert table.trial.tolist() == list(range(6))
+    assert table.epsilon.tolist() == [0.0, 0.0, 0.1, 0.1, 0.3, 0.3]
+    assert table.alpha.tolist() == [0.5, 2.0] * 3
+    assert (table.n_seeds == 2).all() and (table.eval_customers == 600).all()
+    for t in trials:  # the same code on the same inputs, one BLAS thread: the same digits
+        want = _serial_row(config, t.spec)
+        got = table.loc[t.index]
+        for col in ("value_per_customer", "ci95_low", "ci95_high", "seed_sd", "contact_rate"):
+            assert got[col] == want[col], (t.index, col)
+    assert sorted(unkilled.ran) == list(range(6)) and not unkilled.failed
+    best = int(table.value_per_customer.idxmax())
+    assert unkilled.best == {"ucb1": best}
+    assert table.best.tolist() == [i == best for i in range(6)]
+    out = unkilled.out
+    assert pd.read_csv(out / "sweep.csv").trial.tolist() == list(range(6))
+    info = json.loads((out / "best" / "ucb1" / "best.json").read_text())
+    assert info["trial"] == best and info["spec"] == trials[best].spec
+    spec = AgentSpec.model_validate(trials[best].spec)
+    for seed in (0, 1):  # the exported policy is the best trial's, byte for byte
+        folder = out / "best" / "ucb1" / f"seed{seed}"
+        load_policy(folder)
+        result = run_one(spec, seed, config.model_copy(update={"agents": [spec]}))
+        for name, data in result.artifact.items():
+            if name != "manifest.json":  # the manifest records when it was made
+                assert (folder / name).read_bytes() == data
+    assert (out / "sweep_ucb1.png").stat().st_size > 1000
+    assert (out / DONE).is_file()
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Processes of session ``sid`` (the killed sweep's Ray, started in its own session)."""
+    pids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after ") ": state, ppid, pgrp, session
+            pids.append(int(Path(stat).parent.name))
+    return pids
+
+
+def _finished_in_state(experiment_dir: Path) -> set[int]:
+    """Trials Tune's saved experiment state lists as finished."""
+    (state,) = glob.glob(str(experiment_dir / "experiment_state-*.json"))
+    data = json.loads(Path(state).read_text())
+    finished = set()
+    for entry, _ in data["trial_data"]:
+        trial = json.loads(entry)
+        if trial["status"] == "TERMINATED":
+            finished.add(int(trial["config"]["trial"]))
+    return finished
+
+
+_KILLED_RUN = """
+import sys, ray
+ray.init(address=sys.argv[3], log_to_driver=False)  # the test's local Ray, as a second job
+from campaignrl.scale.sweep import load_sweep, sweep_experiment
+config, sweep, _ = load_sweep(sys.argv[1])
+sweep_experiment(config, sweep, sys.argv[2])
+"""
+
+
+def test_killed_sweep_resumes_with_the_same_table(
+    unkilled: Any, tiny_file: Path, tmp_path: Path, local_ray: Any
+) -> None:
+    out = tmp_path / "killed"
+    address = local_ray.get_runtime_context().gcs_address
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(tiny_file), str(out), address],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # whatever it starts shares its session: all killed below
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read(stream: Any) -> None:
+        for x in stream:
+            lines.put(x)
+
+    threading.Thread(target=read, args=(proc.stderr,), daemon=True).start()
+    seen: list[str] = []
+    done, deadline = 0, time.monotonic() + 300  # generous: a loaded CI machine
+    try:
+        while done < 2:  # kill -9 once two trials have finished
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail("no two trials finished in time; the sweep said:\n" + "".join(seen))
+            seen.append(line)
+            done += line.startswith("sweep: trial ")
+        time.sleep(0.3)  # Tune saves its state every step; let it write the second one
+    finally:
+        for pid in _session_processes(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / DONE).exists()
+    before = _finished_in_state(out / "tune" / "trials")
+    assert 2 <= len(before) < 6, before
+
+    config, sweep, _ = load_sweep(tiny_file)
+    resumed = sweep_experiment(config, sweep, out)  # the same folder: Tuner.restore
+    assert sorted(resumed.ran) == sorted(set(range(6)) - before)  # finished ones not rerun
+    pd.testing.assert_frame_equal(resumed.table, unkilled.table)
+    assert (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
+    assert resumed.best == unkilled.best and (out / DONE).is_file()
+
+    again = sweep_experiment(config, sweep, out)  # a finished sweep: nothing runs
+    assert (
+        again.ran == ()
+        and (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
+    )
