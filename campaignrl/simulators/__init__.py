@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from campaignrl.simulators.core import CustomerSimulator, CustomerState, StepResult
-from campaignrl.simulators.presets import WORLDS, get_world, world_names
+from campaignrl.simulators.presets import WORLDS, get_world, load_world, world_names
 from campaignrl.simulators.spec import SegmentSpec, WorldArrays, WorldSpec
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "WorldArrays",
     "WorldSpec",
     "get_world",
+    "load_world",
     "world_names",
 ]

@@ -1,16 +1,21 @@
-"""Preset worlds: ``retail`` (default), ``fatigue`` and ``sparse``."""
+"""Preset worlds: ``retail`` (default), ``fatigue`` and ``sparse``.
+
+:func:`load_world` also reads fitted simulator directories.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from campaignrl._checks import check_choice
 from campaignrl.catalog import default_catalog
 from campaignrl.simulators.spec import SegmentSpec, WorldSpec
 
-__all__ = ["WORLDS", "get_world", "world_names"]
+__all__ = ["WORLDS", "get_world", "load_world", "world_names"]
 
 # Channels are (email, sms, push). Open rates follow DESIGN.md's calibration table: email
 # 15-35%, SMS ~90%, push 5-12%; per-period (weekly) organic purchase rates and basket sizes
@@ -180,4 +185,41 @@ def get_world(name: str = "retail", **overrides: Any) -> WorldSpec:
     """
     check_choice(name, "world", world_names())
     spec = WORLDS[name]()
+    return spec.replace(**overrides) if overrides else spec
+
+
+def load_world(name_or_dir: str | os.PathLike[str], **overrides: Any) -> WorldSpec:
+    """A preset by name (as :func:`get_world`) or a fitted simulator directory (SIMDIR).
+
+    A SIMDIR is what ``campaignrl fit-sim`` writes (``manifest.json`` + ``arrays.npz``); its
+    checksums are verified before the world is returned. Overrides apply to either source,
+    validated as :meth:`WorldSpec.replace` does: downstream code cannot tell the two apart.
+
+    Raises:
+        ValueError: If ``name_or_dir`` is neither a preset name nor a simulator directory, or
+            the directory is malformed or tampered with (naming the file and the defect).
+
+    Examples:
+        >>> load_world("fatigue").fatigue_decay
+        0.85
+        >>> load_world("nowhere")
+        Traceback (most recent call last):
+        ...
+        ValueError: `world` must be a preset (retail, fatigue, sparse) or a simulator ...
+    """
+    if isinstance(name_or_dir, str) and name_or_dir in WORLDS:
+        return get_world(name_or_dir, **overrides)
+    if not isinstance(name_or_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"`world` must be a preset name or a directory path, got {type(name_or_dir).__name__}"
+        )
+    path = Path(name_or_dir)
+    if not path.is_dir():
+        raise ValueError(
+            f"`world` must be a preset ({', '.join(world_names())}) or a simulator directory "
+            f"written by `campaignrl fit-sim`, got {str(name_or_dir)!r}"
+        )
+    from campaignrl.simulators.fit.artifact import read_world
+
+    spec = read_world(path)
     return spec.replace(**overrides) if overrides else spec
