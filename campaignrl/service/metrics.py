@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -62,6 +63,25 @@ def multiprocess_dir() -> str | None:
     if prometheus_values.ValueClass is prometheus_values.MutexValue:
         return None
     return os.environ.get(MULTIPROC_ENV)
+
+
+def _forget_dead_workers(folder: str) -> None:
+    """Drop the live gauges of workers that are gone without saying so (``kill -9``).
+
+    A worker that stops cleanly drops its own (:meth:`ServiceMetrics.mark_dead`); one that
+    was killed would otherwise keep its last policy version in ``/metrics`` forever. The
+    folder is this machine's, so its pids are this machine's processes.
+    """
+    pids = {p.stem.rsplit("_", 1)[-1] for p in Path(folder).glob("gauge_live*_*.db")}
+    for text in pids:
+        if not text.isdigit():
+            continue
+        try:
+            os.kill(int(text), 0)
+        except ProcessLookupError:
+            mark_process_dead(int(text), folder)
+        except OSError:  # alive, another user's: leave it
+            continue
 
 
 class _StoreCollector(Collector):
@@ -232,6 +252,8 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text format: every worker's, in multiprocess mode."""
+        if self.multiprocess_dir is not None:
+            _forget_dead_workers(self.multiprocess_dir)
         return generate_latest(self._scrape)
 
     def mark_dead(self) -> None:

@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from campaignrl.cli import main
 from campaignrl.policies import ConstantPolicy, Exploration, save_policy
 from campaignrl.service.app import create_app
+from campaignrl.service.metrics import _forget_dead_workers
 from campaignrl.service.settings import ServiceSettings
 from campaignrl.service.store import open_store
 
@@ -107,6 +108,22 @@ def test_a_metrics_folder_that_is_not_a_folder_is_one_line_and_exit_2(
     assert "PROMETHEUS_MULTIPROC_DIR" in err and "is not a folder" in err, err
     # Nothing was set for workers that never started.
     assert {k: v for k, v in os.environ.items() if k.startswith("CAMPAIGNRL_")} == before
+
+
+def test_metrics_forget_the_version_of_a_worker_killed_without_notice(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no process holds any more (reuse within the test: negligible)
+    for pid in (gone.pid, os.getpid()):
+        for mode in ("liveall", "livemax"):
+            (tmp_path / f"gauge_{mode}_{pid}.db").write_bytes(b"")
+    (tmp_path / f"counter_{gone.pid}.db").write_bytes(b"")
+    _forget_dead_workers(str(tmp_path))
+    left = sorted(p.name for p in tmp_path.iterdir())
+    alive = os.getpid()
+    # The dead worker's counts stay in the sums; only its live gauges go.
+    assert left == sorted(
+        [f"counter_{gone.pid}.db", f"gauge_liveall_{alive}.db", f"gauge_livemax_{alive}.db"]
+    )
 
 
 # ------------------------------------------------------------------ the real server
@@ -251,7 +268,6 @@ def serve_workers(tmp_path: Path) -> Iterator[Any]:
             **os.environ,
             "CAMPAIGNRL_HASH_KEY": HASH_KEY,
             "CAMPAIGNRL_ADMIN_TOKEN": ADMIN,
-            "CAMPAIGNRL_REFRESH_SECONDS": str(REFRESH_SECONDS),
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if metrics_dir is not None:
@@ -262,7 +278,8 @@ def serve_workers(tmp_path: Path) -> Iterator[Any]:
             [sys.executable, "-m", "campaignrl.cli", "serve",
              "--policy", str(_policy(tmp_path / "policy")), "--store", store_url,
              "--versions-dir", str(tmp_path / "versions"), "--port", str(port),
-             "--workers", str(workers), "--seed", "0", "--log-level", "warning"],
+             "--workers", str(workers), "--refresh-seconds", str(REFRESH_SECONDS),
+             "--seed", "0", "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         started.append(proc)
