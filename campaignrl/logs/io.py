@@ -178,9 +178,11 @@ def read_logs(
 
     OPE needs the ``action``, ``propensity`` and ``reward`` columns; ``decision_id`` (checked
     for uniqueness), ``position`` (slot, 0-based), ``episode_id`` and ``step`` (sequential
-    estimators) are read when present. Every check is vectorized: a defect is reported with the
-    column, the first offending row (0-based, counting data rows of the file, header excluded)
-    and its value (a short repr).
+    estimators) are read when present, and so are the outcome columns (``opened``,
+    ``purchased``, ``basket_value``, ``unsubscribed``, ``churned``: :data:`LoggedData.outcomes`;
+    never features). Every check is vectorized: a defect is reported with the column, the first
+    offending row (0-based, counting data rows of the file, header excluded) and its value (a
+    short repr).
 
     Args:
         source: Path to a ``.parquet`` or ``.csv`` file (UTF-8), or a DataFrame in the schema
@@ -188,7 +190,8 @@ def read_logs(
         action_names: Action names in index order. Default: the default catalog's actions.
             The ``action`` column may hold these names or integer indices into them.
         feature_columns: Context feature columns. Default: every column that is neither a
-            schema column nor ``position``; an empty list reads no features.
+            schema column, ``position``, an outcome nor an ``allowed=`` mask column; an empty
+            list reads no features.
 
     Returns:
         The validated :class:`LoggedData`.
@@ -201,7 +204,10 @@ def read_logs(
             where a single value belongs; a non-finite reward or feature, or one beyond
             :data:`MAX_ABS_VALUE`; a duplicate ``decision_id``; a ``position`` or ``step``
             that is not a non-negative integer (a ``position`` must be below the number of
-            actions, a ``step`` below 2**63).
+            actions, a ``step`` below 2**63); an outcome flag that is missing or not a boolean
+            (true/false, 1/0); a ``basket_value`` that is negative, non-finite or beyond
+            :data:`MAX_ABS_VALUE`, or above 0 where ``purchased`` is False; an ``opened``
+            ``no_contact``.
 
     Examples:
         >>> frame = pd.DataFrame({
@@ -212,6 +218,9 @@ def read_logs(
         >>> data = read_logs(frame)
         >>> data.actions.tolist(), data.n_actions
         ([0, 5], 19)
+        >>> with_outcomes = frame.assign(opened=[False, True], basket_value=[0.0, 20.0])
+        >>> read_logs(with_outcomes).outcomes["basket_value"].tolist()
+        [0.0, 20.0]
         >>> read_logs(frame.assign(propensity=[0.5, 0.0]))
         Traceback (most recent call last):
         ...
