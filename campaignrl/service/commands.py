@@ -294,7 +294,9 @@ def _sigterm_is_a_clean_exit() -> Iterator[None]:
     uvicorn handles SIGTERM by draining the requests in flight, then raises the signal again
     under the handler it found at start so the process still dies of it (code -15). A drained
     shutdown is what an orchestrator asked for: with this no-op handler in place, the
-    re-raised signal does nothing and ``serve`` returns 0.
+    re-raised signal does nothing and ``serve`` returns 0. With several workers uvicorn's
+    supervisor takes SIGTERM over: it passes it to every worker (each drains its requests
+    and closes its store) and returns once they all exited, and ``serve`` returns 0.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
