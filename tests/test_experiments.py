@@ -513,3 +513,26 @@ def test_ctrl_c_exits_130_with_one_line_and_nothing_looks_finished(tmp_path, cap
     assert left == ["config.json", "policies", "run.json"]  # no results, no marker, no temps
     monkeypatch.setattr(experiments, "plot_learning_curves", real)
     assert run_fast(tmp_path, out, "--overwrite") == 0 and (out / "DONE.json").is_file()
+
+
+def test_a_runner_only_places_work_the_order_of_results_changes_no_file(tmp_path):
+    """run_experiment writes the same files whatever order its runner yields the runs in."""
+    from campaignrl.experiments import serial_runs
+
+    config = load_config(write(tmp_path, TINY))
+    results = list(serial_runs(config, progress=False))
+    run_experiment(config, tmp_path / "a", progress=False, runner=lambda c, progress: results)
+    run_experiment(config, tmp_path / "b", progress=False, runner=lambda c, progress: results[::-1])
+    for name in ("runs.csv", "summary.csv", "learning_curves.csv", "report.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    for r in results:
+        if r.artifact:
+            folder = tmp_path / "b" / "policies" / r.agent / f"seed{r.seed}"
+            assert (folder / "weights.npz").read_bytes() == r.artifact["weights.npz"]
+    # a runner that loses a run is refused before any result is written
+    with pytest.raises(ValueError, match=r"miss 1 run\(s\) of 'tiny'"):
+        run_experiment(
+            config, tmp_path / "c", progress=False, runner=lambda c, progress: results[1:]
+        )
+    assert not (tmp_path / "c" / "summary.csv").exists()
+    assert not (tmp_path / "c" / "DONE.json").exists()
