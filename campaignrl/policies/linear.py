@@ -18,6 +18,10 @@ from campaignrl.policies.base import Exploration, Policy, SavedArrays
 
 __all__ = ["LinearPolicy", "check_covariances"]
 
+_FEW_ROWS = 4
+"""up to this many rows, greedy probabilities come from float64 scores directly (measured
+faster than the float32 pass and its check)"""
+
 
 def check_covariances(a_inv: np.ndarray, name: str = "a_inv") -> None:
     """Refuse ``(A, k, k)`` blocks that are not symmetric positive semi-definite (to rounding).
@@ -193,7 +197,8 @@ class LinearPolicy(Policy):
         x = self._check_features(features)
         m = self._check_masks(masks, x.shape[0])
         if self.exploration.kind == "greedy":
-            best = self._greedy_best(x, m)
+            few = x.shape[0] <= _FEW_ROWS
+            best = self._greedy_best_few(x, m) if few else self._greedy_best(x, m)
             if best is not None:
                 return self.exploration.greedy_probabilities(best, m)
         return self.exploration.probabilities(self.scores(x), m)
@@ -343,6 +348,34 @@ class LinearPolicy(Policy):
             exact = self._scores64(x[near], which[near], weight[near])
             best[near] = np.where(masks[near], exact, -np.inf).argmax(axis=1)
         return best
+
+    def _greedy_best_few(self, x: np.ndarray, masks: np.ndarray) -> np.ndarray | None:
+        """:meth:`_greedy_best` for a few rows (a single decision): float64 scores directly.
+
+        The float32 pass and its error bound pay off over many rows; for a few, a dozen
+        numpy calls on float64 scores (:meth:`_scores64`, the scores the float32 pass checks
+        its near ties with) cost a fifth of the time. The same best actions: where the
+        float32 pass decides a row, its two best scores are further apart than any rounding
+        of the float64 ones, and it scores every other row with :meth:`_scores64` too.
+        ``None`` in the same cases (no per-group form, a row in several groups, products
+        beyond float32's range), up to the rounding of ``|z|`` at that last bound.
+        """
+        form = self._greedy32
+        if form is None:
+            return None
+        groups = x[:, form.groups]
+        nonzero = groups != 0
+        if (nonzero.sum(axis=1) > 1).any():
+            return None
+        which = nonzero.argmax(axis=1)  # the non-zero group column (0 for rows in none)
+        weight = groups[np.arange(x.shape[0]), which]
+        with np.errstate(over="ignore", invalid="ignore"):
+            size = np.hypot(np.linalg.norm(x[:, form.shared], axis=1), weight) * np.abs(weight)
+            size = (size + form.size_floor) * form.scale[which]
+        if not size.max(initial=0.0) <= 1e16:
+            return None
+        scores = self._scores64(x, which, weight)
+        return np.where(masks, scores, -np.inf).argmax(axis=1)
 
     def _scores64(self, x: np.ndarray, which: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """float64 scores ``(n, A)`` of rows of known groups and weights, for a few rows.

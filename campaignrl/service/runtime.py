@@ -658,16 +658,21 @@ class ServiceRuntime:
         self, records: list[DecisionRecord], stored: list[DecisionRecord], endpoint: str
     ) -> list[tuple[DecisionRecord, bool]]:
         out = []
-        counts = {"true": 0, "false": 0, "replayed": 0}  # one metric update per batch
+        counts = {True: 0, False: 0}  # deferred or not; one metric update per batch
+        replays = 0
         for made, kept in zip(records, stored, strict=True):
-            replayed = kept.decision_id != made.decision_id
-            counts["replayed" if replayed else "true" if kept.deferred else "false"] += 1
+            # The store returns the record it was given unless the event_id was seen before.
+            replayed = kept is not made and kept.decision_id != made.decision_id
+            if replayed:
+                replays += 1
+            else:
+                counts[kept.deferred] += 1
             out.append((kept, replayed))
-        if counts["replayed"]:
-            self.metrics.replayed.inc(counts["replayed"])
-        for deferred in ("true", "false"):
+        if replays:
+            self.metrics.replayed.inc(replays)
+        for deferred, label in ((True, "true"), (False, "false")):
             if counts[deferred]:
-                self.metrics.decisions.labels(endpoint, deferred).inc(counts[deferred])
+                self.metrics.decisions.labels(endpoint, label).inc(counts[deferred])
         return out
 
     def activate(self, decision_id: str) -> DecisionRecord:

@@ -351,6 +351,57 @@ def test_linear_grouped_greedy_falls_back_to_float64(case):
     np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_linear_grouped_greedy_few_rows_equal_the_batch_answer(seed):
+    # A single decision (up to _FEW_ROWS rows) skips the float32 pass: each row gets the
+    # probabilities it gets inside a large batch, which are the float64 scores' answer; rows
+    # with near-tied and tied actions, in no group, of several weights, masked.
+    rng = np.random.default_rng(200 + seed)
+    d, a, groups = int(rng.integers(3, 9)), int(rng.integers(2, 20)), int(rng.integers(1, 4))
+    groups = min(groups, d - 1)
+    alpha = [0.0, 0.3, 4.0][seed % 3]
+    pol = _grouped_linear(rng, d, a, groups, alpha, epsilon=[0.0, 0.1][seed % 2])
+    beta = pol.beta.copy()
+    a_inv = None if pol.a_inv is None else pol.a_inv.copy()
+    if a > 3:
+        beta[1] = beta[0]
+        beta[3] = beta[2] * (1.0 + 1e-12)
+        if a_inv is not None:
+            a_inv[1], a_inv[3] = a_inv[0], a_inv[2]
+    pol = _with_parameters(pol, beta, a_inv, alpha)
+    n = 300
+    x = _grouped_rows(rng, n, d, groups, weights=(1.0, 1.0, 0.5, -2.0, 1e-3, 1e-30))
+    masks = random_masks(rng, n, a, p_allowed=0.6)
+    whole = pol.probabilities(x, masks)
+    np.testing.assert_array_equal(whole, _float64_greedy(pol, x, masks))
+    start, sizes = 0, [1, 2, 3, 4]
+    while start < n:
+        k = min(sizes[start % 4], n - start)
+        rows = slice(start, start + k)
+        few = pol._greedy_best_few(pol._check_features(x[rows]), pol._check_masks(masks[rows], k))
+        assert few is not None
+        np.testing.assert_array_equal(pol.probabilities(x[rows], masks[rows]), whole[rows])
+        start += k
+
+
+@pytest.mark.parametrize("case", ["two-groups", "huge", "beyond-float32"])
+def test_linear_grouped_greedy_few_rows_fall_back_to_float64(case):
+    rng = np.random.default_rng(36)
+    d, a, groups = 5, 4, 2
+    pol = _grouped_linear(rng, d, a, groups, alpha=1.0)
+    x = _grouped_rows(rng, 1, d, groups)
+    x[0, :groups] = [1.0, 0.0]
+    if case == "two-groups":
+        x[0, :groups] = 1.0
+    elif case == "huge":
+        x[0, -1] = 1e30
+    else:
+        x[0, -1] = -1e50
+    masks = np.ones((1, a), dtype=bool)
+    assert pol._greedy_best_few(pol._check_features(x), pol._check_masks(masks, 1)) is None
+    np.testing.assert_array_equal(pol.probabilities(x, masks), _float64_greedy(pol, x, masks))
+
+
 @pytest.mark.parametrize(("alpha", "l2_lambda"), [(0.5, 1.0), (1.7, 0.3)])
 def test_linear_matches_mabwiser_linucb(alpha, l2_lambda):
     d, arms = 5, [0, 1, 2, 3]

@@ -17,8 +17,8 @@ OpenAPI schema is unchanged.
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from itertools import chain
 from typing import Annotated, Any, NamedTuple
 
 import numpy as np
@@ -144,13 +144,19 @@ def _feature_reader(models: ApiModels) -> Callable[[Sequence[Any]], np.ndarray]:
 
     The model's fields are ``f0 ... f{d-1}`` (the names are aliases), already checked by
     pydantic (finite, bounded, strict numbers): the decider gets them as one array and does
-    not look them up by name again.
+    not look them up by name again. A validated model's ``__dict__`` holds its fields in
+    their declared order, whatever the order of the JSON keys, so the values are read as
+    they are (twice as fast as by name).
     """
     d = len(models.feature_names)
-    get = operator.attrgetter(*(f"f{i}" for i in range(d)))
-    if d == 1:  # attrgetter of one name gives the value, not a tuple
-        return lambda items: np.array([[get(i.features)] for i in items], dtype=np.float64)
-    return lambda items: np.array([get(i.features) for i in items], dtype=np.float64)
+    if list(models.features.model_fields) != [f"f{i}" for i in range(d)]:  # pragma: no cover
+        raise ValueError("the features model must declare f0 ... f{d-1} in order")
+
+    def read(items: Sequence[Any]) -> np.ndarray:
+        values = chain.from_iterable(item.features.__dict__.values() for item in items)
+        return np.fromiter(values, np.float64, count=len(items) * d).reshape(len(items), d)
+
+    return read
 
 
 class FastPath(NamedTuple):
