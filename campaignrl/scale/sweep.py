@@ -22,11 +22,14 @@ cluster has CPUs), retries a trial lost with its worker, and keeps its experimen
 under ``--out/tune``; running the same command again with the same ``--out`` restores it
 (``Tuner.restore``): finished trials are kept, the others run.
 
-``--out`` receives ``sweep.json`` (the plan, written first), ``tune/`` (Tune's state and
-each trial's exported policies), ``sweep.csv`` (one row per trial), ``sweep_<agent>.png``
-(value with its interval against each swept setting), ``best/<agent>/`` (``best.json``: the
-best setting and its spec to paste into an experiment, and its policies ``seed<k>/``) and,
-last, ``DONE.json``.
+``--out`` receives ``sweep.json`` (the plan, written first), ``tune/`` (Tune's state),
+``sweep.csv`` (one row per trial), ``sweep_<agent>.png`` (value with its interval against
+each swept setting), ``best/<agent>/`` (``best.json``: the best setting and its agent entry
+to paste into an experiment; ``seed<k>/``: its policies, made by running that setting again,
+which gives the same policies as the trial since runs are deterministic) and, last,
+``DONE.json``. The best value is the highest of many estimates on the same evaluation
+customers, so it is optimistic (the winner's curse): confirm it with an experiment on other
+seeds.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -68,9 +71,6 @@ from campaignrl.agents.baselines import baseline_settings
 from campaignrl.agents.registry import LEARNERS, SettingError, check_sizes, config_class
 from campaignrl.experiments import AgentSpec, ExperimentConfig, _error_lines
 
-if TYPE_CHECKING:
-    import argparse
-
 __all__ = [
     "DONE",
     "MAX_TRIALS",
@@ -80,7 +80,6 @@ __all__ = [
     "SweepOutcome",
     "SweepSpec",
     "Trial",
-    "add_sweep_parser",
     "load_sweep",
     "plan_trials",
     "run_sweep",
@@ -624,7 +623,6 @@ def sweep_experiment(
                         storage_path=str(storage),
                         verbose=0,
                         failure_config=tune.FailureConfig(max_failures=1),
-                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                         callbacks=[ProgressCallback(len(trials), labels, progress)],
                     ),
                 )
@@ -692,13 +690,8 @@ def _write_results(
         sub = table[table.agent == label]
         names = [n for n in setting_names if sub[n].notna().any()]
         plot_sweep(sub, names, out_dir / f"sweep_{label}.png", f"{config.name}: {label}")
-    for label, index in best.items():
-        _export_best(
-            trials[index],
-            table.loc[table.trial == index].iloc[0],
-            by_index[index],
-            out_dir / "best" / label,
-        )
+    if best:
+        _export_best(config, trials, table, out_dir)
     if not failed:
         done_info = {
             "complete": True,
@@ -711,39 +704,59 @@ def _write_results(
     return SweepOutcome(table, best, tuple(ran), failed, out_dir)
 
 
-def _export_best(trial: Trial, row: pd.Series, result: Any, target: Path) -> None:
-    """``best/<agent>/``: ``best.json`` and the trial's policies ``seed<k>/``, swapped in whole."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        os.chmod(tmp, ordinary_mode(directory=True))
-        info = {
-            "agent": trial.agent,
-            "trial": trial.index,
-            "settings": trial.settings,
-            "spec": trial.spec,
-            **{name: _plain(row[name]) for name in _METRICS},
-        }
-        (tmp / "best.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp / "best.json", ordinary_mode())
-        checkpoint = result.checkpoint
-        if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                for seed_dir in sorted(Path(folder).iterdir()):
-                    if not (seed_dir.is_dir() and seed_dir.name.startswith("seed")):
-                        continue  # Tune's own bookkeeping files
-                    dest = tmp / seed_dir.name
-                    dest.mkdir()
-                    os.chmod(dest, ordinary_mode(directory=True))
-                    for f in sorted(seed_dir.iterdir()):
-                        shutil.copyfile(f, dest / f.name)
-                        os.chmod(dest / f.name, ordinary_mode())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _export_best(
+    config: ExperimentConfig, trials: Sequence[Trial], table: pd.DataFrame, out_dir: Path
+) -> None:
+    """``best/<agent>/``: ``best.json`` and the best trial's policies ``seed<k>/``.
+
+    The trials ship no files (see :func:`~campaignrl.scale.sweep_tune.run_trial`): the best
+    setting of every agent is run again for every seed as Ray tasks
+    (:func:`~campaignrl.scale.ray_runner.ray_runs`), which gives the very policies the trial
+    evaluated (:func:`~campaignrl.runs.run_one` is deterministic). Each folder is built
+    beside its place and swapped in whole.
+    """
+    from campaignrl.scale.ray_runner import ray_runs
+
+    best = [trials[int(i)] for i in table.loc[table.best, "trial"]]
+    specs = [AgentSpec.model_validate(t.spec) for t in best]
+    rerun = config.model_copy(update={"agents": specs})
+    artifacts: dict[tuple[str, int], dict[str, bytes]] = {}
+    for result in ray_runs(rerun, progress=False):
+        artifacts[(result.agent, result.seed)] = result.artifact
+    for trial in best:
+        row = table.loc[table.trial == trial.index].iloc[0]
+        target = out_dir / "best" / trial.agent
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            os.chmod(tmp, ordinary_mode(directory=True))
+            info = {
+                "agent": trial.agent,
+                "trial": trial.index,
+                "settings": trial.settings,
+                "spec": trial.spec,
+                **{name: _plain(row[name]) for name in _METRICS},
+            }
+            (tmp / "best.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            os.chmod(tmp / "best.json", ordinary_mode())
+            for seed in config.seeds:
+                files = artifacts[(trial.agent, seed)]
+                if not files:  # a baseline: nothing to export
+                    continue
+                folder = tmp / f"seed{seed}"
+                folder.mkdir()
+                os.chmod(folder, ordinary_mode(directory=True))
+                for name, data in files.items():
+                    if Path(name).name != name or name in ("", ".", ".."):
+                        raise ValueError(f"policy file names must be plain, got {name!r}")
+                    (folder / name).write_bytes(data)
+                    os.chmod(folder / name, ordinary_mode())
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 # ---------------------------------------------------------------------------- the CLI
@@ -766,12 +779,14 @@ def run_sweep(
         FileExistsError: ``argument --out: ...`` (see :func:`sweep_experiment`).
     """
     config, sweep, trials = load_sweep(config_path)
+    from campaignrl.scale.ray_runner import INSTALL_HINT
+
     try:
         import ray
         from ray import tune  # noqa: F401  (Tune ships separately: ray[tune])
     except ImportError:
         raise ValueError(
-            "sweeps run on Ray Tune, which is not installed: pip install 'campaignrl[ray]'"
+            f"sweeps run on Ray Tune, which is not installed; {INSTALL_HINT}"
         ) from None
     started = False
     if not ray.is_initialized():
@@ -799,8 +814,8 @@ def run_sweep(
         for index, error in outcome.failed.items():
             print(f"trial {index} failed: {error}", file=sys.stderr)
         print(
-            f"{len(outcome.failed)} of {len(trials)} trials failed; run the same command again "
-            "to retry them (finished trials are kept)",
+            f"{len(outcome.failed)} of {len(trials)} trials did not finish (failed or "
+            "interrupted); run the same command again to run them (finished trials are kept)",
             file=sys.stderr,
         )
         return 1
@@ -836,32 +851,3 @@ def _print_table(config: ExperimentConfig, outcome: SweepOutcome) -> None:
         f"wrote {outcome.out / 'sweep.csv'}, plots sweep_<agent>.png and the best settings' "
         f"policies in {outcome.out / 'best'}"
     )
-
-
-def add_sweep_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
-    """Register ``sweep`` under ``campaignrl experiment`` (``subparsers``: its sub-commands)."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "sweep",
-        help="sweep agents' settings (the config's sweep: section) on Ray Tune; resumable",
-    )
-    p.add_argument("config", type=Path, help="experiment YAML with a sweep: section")
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="sweep folder: new or empty, or this sweep's (to resume it after a kill)",
-    )
-    p.add_argument(
-        "--ray",
-        metavar="ADDRESS",
-        default=None,
-        help="Ray cluster to run on: local (default: start Ray on this machine), auto "
-        "(the cluster `ray start` made here) or HOST:PORT / ray://HOST:PORT",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a sweep of another config in --out (or start this one over)",
-    )
-    p.set_defaults(handler=lambda a: run_sweep(a.config, a.out, a.ray, a.overwrite))
-    return p

@@ -7,9 +7,7 @@ trials and writes the results.
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,9 +40,10 @@ def run_trial(config: dict[str, Any], plan: dict[str, Any]) -> None:
     """Tune's trainable: one planned trial, :func:`~campaignrl.runs.run_one` for every seed.
 
     Reports the trial's row of :func:`~campaignrl.runs.summarize` (value per customer pooled
-    over the seeds' evaluation customers, its 95% interval...), the per-seed values, and a
-    Tune checkpoint holding each seed's exported policy (``seed<k>/<file>``), which Tune
-    persists in the sweep's storage and the driver copies for the best trial.
+    over the seeds' evaluation customers, its 95% interval...) and the per-seed values, and
+    no files: Tune then needs no storage shared between the nodes (metrics travel to the
+    driver, which writes them), and the driver exports the best trials' policies by running
+    them again (:func:`~campaignrl.runs.run_one` is deterministic).
 
     Args:
         config: Tune's trial config: ``{"trial": index}``.
@@ -66,15 +65,7 @@ def run_trial(config: dict[str, Any], plan: dict[str, Any]) -> None:
         session=plan["session"],
         seed_values=[float(r.value_per_customer) for r in results],
     )
-    with tempfile.TemporaryDirectory(prefix="campaignrl-trial-") as tmp:
-        for r in results:
-            for name, data in r.artifact.items():
-                folder = Path(tmp) / f"seed{r.seed}"
-                folder.mkdir(exist_ok=True)
-                (folder / name).write_bytes(data)
-        has_files = any(Path(tmp).iterdir())
-        checkpoint = tune.Checkpoint.from_directory(tmp) if has_files else None
-        tune.report(metrics, checkpoint=checkpoint)
+    tune.report(metrics)
 
 
 class ProgressCallback(tune.Callback):

@@ -193,10 +193,29 @@ def test_sweep_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
     ]
 
 
+def test_sweep_parser() -> None:
+    import argparse
+
+    from campaignrl.scale.sweep_cli import add_sweep_parser
+
+    parser = argparse.ArgumentParser()
+    add_sweep_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["sweep", "c.yaml", "--out", "o", "--ray", "auto"])
+    assert (args.config, args.out, args.ray, args.overwrite) == (
+        Path("c.yaml"),
+        Path("o"),
+        "auto",
+        False,
+    )
+    assert callable(args.handler)
+    with pytest.raises(SystemExit):  # --out is required
+        parser.parse_args(["sweep", "c.yaml"])
+
+
 def test_core_does_not_import_ray() -> None:
     code = (
-        "import sys, campaignrl.cli, campaignrl.experiments, campaignrl.scale.sweep; "
-        "print('ray' in sys.modules)"
+        "import sys, campaignrl.cli, campaignrl.experiments, campaignrl.scale.sweep, "
+        "campaignrl.scale.sweep_cli; print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -360,9 +379,3 @@ def test_killed_sweep_resumes_with_the_same_table(
     pd.testing.assert_frame_equal(resumed.table, unkilled.table)
     assert (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
     assert resumed.best == unkilled.best and (out / DONE).is_file()
-
-    again = sweep_experiment(config, sweep, out)  # a finished sweep: nothing runs
-    assert (
-        again.ran == ()
-        and (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
-    )
