@@ -759,3 +759,83 @@ def test_fuzz_policy_uploads_never_fail(fuzz_api, tmp_path):
         assert fuzz_api.get("/v1/policy").json()["version"] == 1
 
     run()
+
+
+# ---------------------------------------------------------------------------- the fast path
+
+# The deciding routes validate a JSON body straight from its bytes and fall back to FastAPI's
+# own handling for anything they do not accept. "application/json; charset=utf-8" is JSON to
+# FastAPI but not taken by the fast path: the same body both ways must get the same answer.
+_FASTAPI_WAY = {"content-type": "application/json; charset=utf-8"}
+_FAST_WAY = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def greedy_api(tmp_path_factory):
+    # Greedy without exploration: the same body gets the same action whichever way it goes.
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
+        artifact(Path(tmp) / "policy", constant(epsilon=0.0))
+        app = make_app(Path(tmp), max_batch=5, max_body_bytes=4096)
+        with TestClient(app) as client:
+            yield CheckedClient(client, app)
+
+
+def _comparable(response: Any) -> tuple[int, Any]:
+    """Status and body, without what differs between two posts (new id, replayed or not)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.status_code, response.text
+    if response.status_code == 200:
+        rows = body["decisions"] if "decisions" in body else [body]
+        for row in rows:
+            row.pop("decision_id")
+            row.pop("replayed")
+    return response.status_code, body
+
+
+@pytest.mark.parametrize("path", ["/v1/decisions", "/v1/decisions:batch"])
+def test_fuzz_the_fast_path_answers_as_fastapi_does(greedy_api, path):
+    @_FUZZ
+    @given(body=_BODIES[path] | st.binary(max_size=64))
+    def run(body: Any) -> None:
+        content = body if isinstance(body, bytes) else _encode(body)
+        slow = greedy_api.post(path, content=content, headers=_FASTAPI_WAY)
+        fast = greedy_api.post(path, content=content, headers=_FAST_WAY)
+        assert _comparable(fast) == _comparable(slow)
+
+    run()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"customer_id": "c1", "features": {"recency": 1, "segment=new": 0}}',  # valid
+        b'{"customer_id": "c1", "customer_id": "c2", "features": {"recency": 1, "segment=new": 0}}',
+        b'\xef\xbb\xbf{"customer_id": "c1", "features": {"recency": 1, "segment=new": 0}}',
+        '{"customer_id": "c1", "features": {"recency": 1, "segment=new": 0}}'.encode("utf-16"),
+        b'{"customer_id": "c\\ud800", "features": {"recency": 1, "segment=new": 0}}',
+        b'{"customer_id": "c\xff", "features": {"recency": 1, "segment=new": 0}}',
+        b'{"customer_id": "c1", "features": {"recency": 1e400, "segment=new": 0}}',
+        b'{"customer_id": "c1", "features": {"recency": NaN, "segment=new": 0}}',
+        b'{"customer_id": "c1", "features": {"recency": 1, "segment=new": 0}} x',
+        b"",
+    ],
+)
+def test_the_fast_path_answers_edge_bodies_as_fastapi_does(greedy_api, raw):
+    slow = greedy_api.post("/v1/decisions", content=raw, headers=_FASTAPI_WAY)
+    fast = greedy_api.post("/v1/decisions", content=raw, headers=_FAST_WAY)
+    assert _comparable(fast) == _comparable(slow)
+
+
+def test_features_are_stored_in_the_policy_order_whatever_the_json_order(api):
+    raw = b'{"features": {"segment=new": 1.0, "recency": 2.5}, "customer_id": "c1"}'
+    batch = b'{"decisions": [' + raw + b", " + raw.replace(b"2.5", b"-7") + b"]}"
+    one = api.post("/v1/decisions", content=raw, headers=_FAST_WAY).json()
+    both = api.post("/v1/decisions:batch", content=batch, headers=_FAST_WAY).json()["decisions"]
+    ids = [one["decision_id"]] + [d["decision_id"] for d in both]
+    stored = api.runtime.store.get_decisions(ids)
+    np.testing.assert_array_equal(stored[one["decision_id"]].features, [2.5, 1.0])
+    np.testing.assert_array_equal(stored[both[0]["decision_id"]].features, [2.5, 1.0])
+    np.testing.assert_array_equal(stored[both[1]["decision_id"]].features, [-7.0, 1.0])
