@@ -32,8 +32,11 @@ from __future__ import annotations
 import glob
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -200,25 +203,41 @@ class FittedRewardModel:
             folds: ``(n,)`` fold of each row's customer.
         """
         n, n_a = data.n_rounds, self.n_actions
-        out = np.empty((n, n_a))
         feats = data.features if data.features is not None else np.zeros((n, 0))
+        linear = self._linear()
+        if linear is not None:
+            # A linear model predicts design @ coef + intercept: with a one-hot action block
+            # that is the features' part plus one coefficient per action. All folds at once,
+            # without building the (n A, A + d) design: (n, K) feature parts, then each row
+            # takes its fold's part and its fold's action coefficients.
+            feature_coef, action_coef = linear
+            base = (feats @ feature_coef)[np.arange(n), folds]
+            return action_coef[folds] + base[:, None]
+        out = np.empty((n, n_a))
         for k, model in enumerate(self.models):
             rows = np.flatnonzero(folds == k)
             if rows.size == 0:
                 continue
             x = feats[rows]
-            coef = getattr(model, "coef_", None)
-            if not self.classify and coef is not None and np.ndim(coef) == 1:
-                # A linear model predicts design @ coef + intercept: with a one-hot action
-                # block that is the features' part plus one coefficient per action, without
-                # building the (n A, A + d) design.
-                coef = np.asarray(coef, dtype=np.float64)
-                base = x @ coef[n_a:] + float(np.asarray(model.intercept_))
-                out[rows] = base[:, None] + coef[None, :n_a]
-                continue
             design = np.hstack([np.repeat(np.eye(n_a), rows.size, axis=0), np.tile(x, (n_a, 1))])
             out[rows] = _predict(model, design, self.classify).reshape(n_a, rows.size).T
         return out
+
+    def _linear(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The coefficients of linear regressors, ``None`` for other models.
+
+        ``(d, K)`` feature coefficients and ``(K, A)`` action coefficients plus intercept:
+        one column or row per fold.
+        """
+        if self.classify:
+            return None
+        coefs = [getattr(m, "coef_", None) for m in self.models]
+        if any(c is None or np.ndim(c) != 1 for c in coefs):
+            return None
+        n_a = self.n_actions
+        stacked = np.asarray(coefs, dtype=np.float64)  # (K, A + d)
+        intercepts = np.array([float(np.asarray(m.intercept_)) for m in self.models])
+        return stacked[:, n_a:].T.copy(), stacked[:, :n_a] + intercepts[:, None]
 
 
 def _predict(model: Any, x: np.ndarray, classify: bool) -> np.ndarray:
@@ -390,7 +409,7 @@ def _column_floats(batch: pa.RecordBatch, name: str, where: str) -> np.ndarray:
 
 
 def _batch_data(
-    path: Path, start: int, batch: pa.RecordBatch, spec: _Spec
+    path: Path, start: int, batch: pa.RecordBatch, spec: _Spec, hashed: bool = True
 ) -> tuple[LoggedData, np.ndarray]:
     """The batch as a validated :class:`LoggedData`, and each row's 64-bit cluster hash."""
     where = f"of {str(path)!r} (rows from {start})"
@@ -432,6 +451,8 @@ def _batch_data(
         )
     except ValueError as exc:
         raise ValueError(f"{exc} {where}") from None
+    if not hashed:
+        return data, np.zeros(0, dtype=np.uint64)
     return data, hash_ids(batch.column(spec.cluster), _BUCKET_SALT, spec.cluster)
 
 
@@ -500,11 +521,12 @@ def file_partial(path: Path, spec: _Spec) -> Partial:
         out.max_weight = max(out.max_weight, float(w.max()))
         out.n_supported += int(np.count_nonzero(w > 0))
         out.seen += np.bincount(data.actions, minlength=n_a)
+        out.allowed_mass += probs.sum(axis=0)
         if data.masks is not None:
-            out.allowed_mass += np.where(data.masks, probs, 0.0).sum(axis=0)
-            out.blocked_mass += float(np.where(data.masks, 0.0, probs).sum())
-        else:
-            out.allowed_mass += probs.sum(axis=0)
+            # Mass on actions the logger could not take: not allowed at this decision.
+            blocked = np.where(data.masks, 0.0, probs).sum(axis=0)
+            out.allowed_mass -= blocked
+            out.blocked_mass += float(blocked.sum())
         out.masks_ignored = out.masks_ignored or ignored
     return out
 
@@ -523,10 +545,19 @@ def file_sample(path: Path, spec: _Spec) -> _Sample:
     """The reward-model sample rows of one file (customers whose hash is below the rate)."""
     parts = []
     for start, batch in _batches(path, spec):
-        data, hashes = _batch_data(path, start, batch, spec)
-        keep = uniform_of(mix64(hashes ^ np.uint64(_SAMPLE_SALT))) < spec.sample_rate
+        all_hashes = hash_ids(batch.column(spec.cluster), _BUCKET_SALT, spec.cluster)
+        keep = uniform_of(mix64(all_hashes ^ np.uint64(_SAMPLE_SALT))) < spec.sample_rate
         if not keep.any():
             continue
+        # Only the sampled rows are converted (Arrow filters the rest away in C++); their
+        # checks name rows of the filtered batch, so a defect is reported from the whole one.
+        try:
+            data, _ = _batch_data(path, start, batch.filter(pa.array(keep)), spec, False)
+        except ValueError:
+            _batch_data(path, start, batch, spec)
+            raise
+        hashes = all_hashes[keep]
+        keep = np.ones(data.n_rounds, dtype=bool)
         feats = data.features[keep] if data.features is not None else np.zeros((int(keep.sum()), 0))
         actions, rewards = data.actions[keep], data.rewards[keep]
         key = mix64(hashes[keep] ^ actions.astype(np.uint64))
@@ -547,11 +578,25 @@ def _map_files(
     files: list[Path],
     spec: _Spec,
     ray_address: str | None,
+    workers: int = 1,
 ) -> Iterator[Any]:
-    """``fn(file, spec)`` for every file, yielded in file order (serially or on Ray)."""
-    if ray_address is None:
+    """``fn(file, spec)`` for every file, yielded in file order (threads or Ray tasks)."""
+    if ray_address is None and (workers <= 1 or len(files) == 1):
         for path in files:
             yield fn(path, spec)
+        return
+    if ray_address is None:
+        # Threads: numpy and Arrow release the GIL in their array work. Results are taken in
+        # file order, so the sums are added in the serial order (identical results).
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = iter(files)
+            futures = deque(pool.submit(fn, f, spec) for f in islice(pending, 2 * workers))
+            while futures:
+                result = futures.popleft().result()
+                following = next(pending, None)
+                if following is not None:
+                    futures.append(pool.submit(fn, following, spec))
+                yield result
         return
     ray = _ray(ray_address)
     remote = ray.remote(num_cpus=1, max_retries=3)(fn)
@@ -627,6 +672,7 @@ def evaluate_stream(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     n_buckets: int = N_BUCKETS,
     ray_address: str | None = None,
+    workers: int | None = None,
     progress: bool = False,
 ) -> StreamEvaluation:
     r"""Evaluate ``target`` on a Parquet log read in record batches, with bounded memory.
@@ -662,8 +708,10 @@ def evaluate_stream(
         batch_rows: Rows per record batch (memory is about ``batch_rows`` x (3 x actions +
             features) x 8 bytes per worker).
         n_buckets: Buckets of clusters (a power of two, at least 2^8).
-        ray_address: ``None`` (serial), ``"local"`` (a local Ray, or the one already
+        ray_address: ``None`` (this process), ``"local"`` (a local Ray, or the one already
             initialized), ``"auto"`` or a Ray address: one task per file.
+        workers: Threads over files without Ray (default: the CPUs, at most 8; 1: serial).
+            Results do not depend on it.
         progress: Show progress bars.
 
     Returns:
@@ -692,6 +740,9 @@ def evaluate_stream(
     check_scalar(n_buckets, "n_buckets", int, min_val=256)
     if n_buckets & (n_buckets - 1):
         raise ValueError(f"`n_buckets` must be a power of two, got {n_buckets}")
+    if workers is not None:
+        check_scalar(workers, "workers", int, min_val=1)
+    n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     files = resolve_log_files(logs)
     schema, file_rows = _read_schemas(files)
     columns = set(schema.names)
@@ -791,7 +842,7 @@ def evaluate_stream(
         sample_spec = _replace(spec, sample_rate=rate)
         with progress_bar("reward-model sample", total=len(files), enabled=progress) as advance:
             parts = []
-            for part in _map_files(file_sample, files, sample_spec, ray_address):
+            for part in _map_files(file_sample, files, sample_spec, ray_address, n_workers):
                 parts.append(part)
                 advance(1)
         sample = _Sample.concat(parts, len(features))
@@ -799,11 +850,10 @@ def evaluate_stream(
         spec = _replace(spec, model=fitted)
     totals = Partial.empty(n_columns, n_buckets, len(names))
     with progress_bar(f"streaming {total:,} rows", total=total, enabled=progress) as advance:
-        for path, part in zip(
-            files, _map_files(file_partial, files, spec, ray_address), strict=True
-        ):
-            totals.add(part)
-            advance(file_rows[files.index(path)])
+        parts_sums = _map_files(file_partial, files, spec, ray_address, n_workers)
+        for rows, part_sums in zip(file_rows, parts_sums, strict=True):
+            totals.add(part_sums)
+            advance(rows)
     return _finish(totals, spec, alpha, n_bootstrap, boot_seed, len(files), fitted)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from sklearn.linear_model import Ridge
+from sklearn.tree import DecisionTreeRegressor
 
 from campaignrl.logs.io import read_logs
 from campaignrl.logs.schema import mask_column
@@ -169,6 +170,35 @@ def test_reward_model_sample_is_cross_fitted(tmp_path: Path, log: pd.DataFrame) 
     # One customer, one fold.
     per_customer = pd.Series(folds).groupby(log["customer_id"].to_numpy()).nunique()
     assert (per_customer == 1).all()
+
+
+@pytest.mark.parametrize("model", [Ridge(alpha=2.0), DecisionTreeRegressor(max_depth=4)])
+def test_fold_models_predict_as_scikit_learn(
+    tmp_path: Path, log: pd.DataFrame, model: object
+) -> None:
+    folder = write_parts(log, tmp_path / "log", [1000])
+    result = evaluate_stream(
+        folder,
+        TARGET,
+        [DR()],
+        reward_model=model,
+        model_sample=1500,
+        n_bootstrap=100,
+        n_buckets=BUCKETS,
+    )
+    fitted = result.reward_model
+    assert fitted is not None and len(fitted.models) == 2
+    data = read_logs(log, action_names=ACTIONS)
+    folds = cluster_folds(log["customer_id"], 2)
+    q = fitted.predict(data, folds)
+    assert data.features is not None
+    for a in range(len(ACTIONS)):
+        design = np.hstack([np.eye(len(ACTIONS))[np.full(len(log), a)], data.features])
+        for k in (0, 1):
+            rows = folds == k
+            expected = fitted.models[k].predict(design[rows])
+            # a linear model's prediction summed in another order: |x| <= 10, |coef| <= 10
+            np.testing.assert_allclose(q[rows, a], expected, rtol=0, atol=1e-10)
 
 
 def test_interval_independent_of_partitioning_and_order(tmp_path: Path, log: pd.DataFrame) -> None:
