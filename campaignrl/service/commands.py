@@ -265,6 +265,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"`campaignrl serve` needs the service extra: pip install 'campaignrl[service]' ({exc})"
         ) from None
     settings = ServiceSettings.load(args.config, **_serve_overrides(args))
+    if settings.workers == 1:
+        # A PROMETHEUS_MULTIPROC_DIR set for one process: emptied before it makes metrics.
+        _empty_metrics_folder()
     # Several workers: SQLite is allowed (WAL; writers take turns across processes, on one
     # machine), PostgreSQL is the better fit. Online learning runs in one worker only, the one
     # holding a lock file in the versions folder (runtime.LearnerElection); if it dies another
@@ -327,14 +330,11 @@ def _run(uvicorn: Any, settings: Any, versions: Any, create_app: Any, common: An
         )
 
 
-@contextlib.contextmanager
-def _multiprocess_metrics() -> Iterator[Path]:
-    """``PROMETHEUS_MULTIPROC_DIR`` for the workers, so ``/metrics`` sums over all of them.
+def _empty_metrics_folder() -> Path | None:
+    """Delete the metric files (``*.db``) in ``PROMETHEUS_MULTIPROC_DIR``, if it is set.
 
-    The user's folder if the variable is set (its metric files, ``*.db``, are deleted first:
-    prometheus-client needs an empty folder at start), else a temporary one, deleted after.
-    The workers are started after this is set and import prometheus-client fresh, in its
-    multiprocess mode; this process's own metrics stay in memory (it serves no request).
+    prometheus-client needs an empty folder at start: files of an earlier run would be
+    summed in (and their processes' gauges shown).
 
     Raises:
         ValueError: If the variable names something that is not a folder.
@@ -342,20 +342,40 @@ def _multiprocess_metrics() -> Iterator[Path]:
     from campaignrl.service.metrics import MULTIPROC_ENV
 
     given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        folder = Path(given)
-        if not folder.is_dir():
-            raise ValueError(
-                f"{MULTIPROC_ENV} {given!r} is not a folder: create it, or unset it and "
-                f"`serve --workers` uses a temporary one"
-            )
-        for stale in folder.glob("*.db"):
-            stale.unlink(missing_ok=True)
-        yield folder
-        return
+    if not given:
+        return None
+    folder = Path(given)
+    if not folder.is_dir():
+        raise ValueError(
+            f"{MULTIPROC_ENV} {given!r} is not a folder: create it, or unset it and "
+            f"`serve --workers` uses a temporary one"
+        )
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def _multiprocess_metrics() -> Iterator[Path]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for the workers, so ``/metrics`` sums over all of them.
+
+    The user's folder if the variable is set (emptied first, after this process's checks
+    made their metrics), else a temporary one, deleted after. The workers are started after
+    this is set and import prometheus-client fresh, in its multiprocess mode; this process
+    serves no request, and its own metrics are not in the sums.
+
+    Raises:
+        ValueError: If the variable names something that is not a folder.
+    """
     import shutil
     import tempfile
 
+    from campaignrl.service.metrics import MULTIPROC_ENV
+
+    given = _empty_metrics_folder()
+    if given is not None:
+        yield given
+        return
     folder = Path(tempfile.mkdtemp(prefix="campaignrl-metrics-"))
     os.environ[MULTIPROC_ENV] = str(folder)
     try:

@@ -328,7 +328,7 @@ def _sigterm_under_load(
         seen = clients.counts()[0]
         _wait_until("the load runs", lambda: clients.counts()[0] >= seen + 30)
         flying = [_in_flight(port, f"flying-{i}") for i in range(4)]
-        time.sleep(0.5)  # accepted by the workers, their bodies awaited
+        time.sleep(1.0)  # accepted by the workers, their bodies awaited
         proc.send_signal(signal.SIGTERM)
         time.sleep(1.5)  # several workers: the parent passes it on (it polls every 0.5 s)
         for sock, rest in flying:
@@ -354,8 +354,14 @@ def _sigterm_under_load(
 
 
 def test_one_worker_drains_on_sigterm_under_load(tmp_path: Path, serve_workers: Any) -> None:
+    # PROMETHEUS_MULTIPROC_DIR set for one worker: emptied at start, then used.
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"left over from an earlier run")
     store_url = f"sqlite:///{tmp_path / 'decisions.db'}"
-    url, proc = serve_workers(store_url, 1)
+    url, proc = serve_workers(store_url, 1, metrics_dir)
+    assert not (metrics_dir / "counter_1.db").exists()
+    assert _scrape(url)["campaignrl_policy_version"] == [({"pid": str(proc.pid)}, 1.0)]
     _sigterm_under_load(url, proc, store_url, {}, [])
 
 
@@ -376,7 +382,8 @@ def test_two_workers_share_the_store_metrics_and_versions_and_drain_on_sigterm(
             per = _per_worker(metrics_dir, "campaignrl_decisions_total")
             return clients.counts()[0] >= 60 and len([v for v in per.values() if v > 0]) == 2
 
-        _wait_until("both workers answered decisions", both_answered)
+        # The second worker may still be starting when the first one answers /readyz.
+        _wait_until("both workers answered decisions", both_answered, timeout=120.0)
     assert not clients.failures, clients.failures[:5]
     assert clients.cut_off == 0
     decisions, rewards = dict(clients.decisions), list(clients.rewards)
