@@ -318,6 +318,12 @@ def test_ray_tasks_write_the_same_files(reference: Path, tmp_path: Path) -> None
     )
     try:
         info = _simulate(tmp_path / "logs", 50, BLOCK, ray_address="local")
+        # a task that fails: its error reaches the caller, and nothing is left behind
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
+        with pytest.raises(RuntimeError, match="failed in block 2"):
+            failing = _FailsAtBlock()
+            _simulate(tmp_path / "failed", 64, 4 * BLOCK, policy=failing, ray_address="local")
+        assert sorted(os.listdir(tmp_path)) == ["logs"]
     finally:
         ray.shutdown()
     # sha256 of every part equal: the very same bytes, not only the same rows
