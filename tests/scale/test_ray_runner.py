@@ -94,6 +94,16 @@ def test_an_error_inside_a_run_stops_the_experiment_with_its_message(local_ray):
         list(ray_runs(broken, progress=False))
 
 
+def test_progress_says_runs_done_running_and_queued(local_ray, monkeypatch, capsys):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws bars only on a terminal
+    small = TINY.model_copy(update={"agents": TINY.agents[:1], "seeds": [0, 1, 2]})
+    results = list(ray_runs(small, progress=True))
+    assert sorted(r.seed for r in results) == [0, 1, 2]
+    err = capsys.readouterr().err
+    assert "runs on Ray: 0 done, 0 running, 3 queued" in err  # before the first poll
+    assert "runs on Ray: 3 done, 0 running, 0 queued" in err
+
+
 def test_a_node_killed_mid_experiment_and_the_results_are_the_same(local_ray, serial_tiny):
     from ray.cluster_utils import Cluster
 
