@@ -2,7 +2,7 @@
 
     python benchmarks/sim_fidelity.py [--worlds retail,fatigue] [--customers 20000]
         [--periods 12] [--epsilon 0.3] [--eval-customers 20000] [--seed 0]
-        [--variants] [--drop-features] [--json out.json]
+        [--variants] [--drop-features] [--feedback-ari] [--json out.json]
 
 For each world (a preset, or ``preset:field=value,...`` with ``world_overrides``):
 
@@ -23,7 +23,9 @@ For each world (a preset, or ``preset:field=value,...`` with ``world_overrides``
 ``--variants`` adds worlds with parameters the fit was not tuned on; ``--drop-features`` also
 fits each log without its ``segment=`` and ``affinity=`` columns (segments from RFM, consent
 and outcome rates only; tastes from response rates), the harder case of a log without a
-segment model or recommender scores.
+segment model or recommender scores. ``--feedback-ari`` instead measures segment recovery
+(adjusted Rand index against the true segments) of such a log fitted without and with
+synthetic feedback text whose topics depend on the true segment.
 """
 
 from __future__ import annotations
@@ -203,6 +205,43 @@ def run_world(label: str, true: WorldSpec, args: argparse.Namespace, drop: bool)
     }
 
 
+def feedback_ari(label: str, true: WorldSpec, args: argparse.Namespace) -> dict[str, Any]:
+    """Segment recovery with and without feedback text (adjusted Rand index).
+
+    A log without its ``segment=`` and ``affinity=`` columns is fitted without and with
+    synthetic feedback text whose topics depend on the true segment.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    from campaignrl.simulators.fit.feedback import synthetic_feedback
+
+    log = run_policy(
+        true,
+        Logging(args.epsilon),
+        n_customers=args.customers,
+        horizon=args.periods,
+        seed=args.seed,
+        record=True,
+    ).log
+    assert log is not None
+    first = log[log["step"] == 0]
+    seg_cols = [f"segment={s}" for s in true.segment_names]
+    truth = dict(zip(first["customer_id"], first[seg_cols].to_numpy().argmax(axis=1), strict=True))
+    bare = log.drop(columns=[c for c in log.columns if c.startswith(("segment=", "affinity="))])
+    feedback = synthetic_feedback(
+        first[seg_cols].to_numpy().argmax(axis=1),
+        np.random.default_rng(args.seed),
+        customer_ids=list(first["customer_id"]),
+    )
+    out: dict[str, Any] = {"world": label}
+    for k in (len(true.segments), "auto"):
+        for name, fb in (("without text", None), ("with text", feedback)):
+            fitted = fit_simulator(bare, feedback=fb, segments=k, seed=args.seed)
+            ari = adjusted_rand_score([truth[c] for c in fitted.customer_ids], fitted.segment)
+            out[f"K={k}, {name}"] = {"ari": float(ari), "k": len(fitted.spec.segments)}
+    return out
+
+
 def print_result(res: dict[str, Any]) -> None:
     print(f"\n== {res['world']}: fit {res['fit_seconds']:.1f} s, segments {res['segments']}")
     print(f"{'policy':<34}{'true':>10}{'fitted':>10}{'rel.err':>9}")
@@ -243,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", action="store_true")
     p.add_argument("--drop-features", action="store_true")
+    p.add_argument("--feedback-ari", action="store_true")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     worlds = [w for w in args.worlds.split(",") if w]
@@ -251,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for text in worlds:
         label, spec = parse_world(text)
+        if args.feedback_ari:
+            res = feedback_ari(label, spec, args)
+            print(f"\n== {label}: segment recovery (ARI vs true segments), no segment columns")
+            for key, val in res.items():
+                if key != "world":
+                    print(f"  {key:<28} ARI {val['ari']:.3f}  ({val['k']} segments)")
+            results.append(res)
+            continue
         for drop in (False, True) if args.drop_features else (False,):
             res = run_world(label, spec, args, drop)
             print_result(res)

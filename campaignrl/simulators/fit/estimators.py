@@ -24,11 +24,13 @@ __all__ = [
     "ConversionFit",
     "OpenFit",
     "OrganicFit",
+    "ProductFit",
     "UnsubscribeFit",
     "fit_churn",
     "fit_conversion",
     "fit_open",
     "fit_organic",
+    "fit_response_product",
     "fit_unsubscribe",
 ]
 
@@ -45,6 +47,11 @@ def _bernoulli(p: np.ndarray, k: np.ndarray, m: np.ndarray) -> tuple[float, np.n
     p = np.clip(p, _EPS, 1.0 - _EPS)
     nll = -float(np.sum(k * np.log(p) + (m - k) * np.log1p(-p)))
     return nll, -(k - m * p) / (p * (1.0 - p))
+
+
+def _round_affinity(affinity: np.ndarray) -> np.ndarray:
+    """Affinities to 0.01: a log-odds error of at most 0.005 x the weight, and rows pool."""
+    return np.round(affinity, 2)
 
 
 def _pool(
@@ -244,7 +251,7 @@ def fit_conversion(
     """
     n_rows = int(y.size)
     (seg_f, ch_f, affinity, incentive, p_org), k, m = _pool(
-        [seg, channel, affinity, incentive, p_org], y
+        [seg, channel, _round_affinity(affinity), incentive, p_org], y
     )
     seg, channel = seg_f.astype(np.int64), ch_f.astype(np.int64)
     ten_inc = 10.0 * incentive
@@ -279,6 +286,121 @@ def fit_conversion(
     x, _ = _maximize(objective, x0, bounds, max(n_rows, 1))
     logit, ds, w, cc = unpack(x)
     return ConversionFit(logit.copy(), ds.copy(), w, cc, n_rows)
+
+
+@dataclass(frozen=True)
+class ProductFit:
+    """Buying after a send when opens are not logged: open x conversion as one product."""
+
+    conversion: ConversionFit
+    """the conversion part, with the open rate folded into it (open rates taken as 1)"""
+    fatigue_sensitivity: np.ndarray
+    """(S,) fatigue's effect on responding"""
+    winback: float
+    """multiplier of the response of lapsing customers"""
+    lapse_after: int
+    """periods without purchase from which a customer is lapsing"""
+
+
+def fit_response_product(
+    seg: np.ndarray,
+    channel: np.ndarray,
+    affinity: np.ndarray,
+    incentive: np.ndarray,
+    p_org: np.ndarray,
+    fatigue: np.ndarray,
+    recency: np.ndarray,
+    y: np.ndarray,
+    n_seg: int,
+    n_channels: int,
+    lapse_grid: tuple[int, ...],
+) -> ProductFit:
+    """Response to a send without logged opens, by maximum likelihood.
+
+    Without ``opened`` a send's purchase chance is ``p_org + (1 - p_org) * open * conv`` and
+    only the product ``open * conv`` is identified, so the open rate is taken as 1 and
+    ``p_i = p_org,i + (1 - p_org,i) exp(-fs[s_i] F_i) winback^[r_i >= L] cc[c_i]
+    sigmoid(eta_i)`` is fitted (``eta`` as in :func:`fit_conversion`; ``L`` by profile
+    likelihood). Gradients: ``dp/d(log-multiplier) = (1 - p_org) q`` with ``q`` the product.
+    """
+    n_rows = int(y.size)
+    (seg_f, ch_f, affinity, incentive, p_org, fatigue, recency), k, m = _pool(
+        [
+            seg,
+            channel,
+            _round_affinity(affinity),
+            incentive,
+            p_org,
+            fatigue,
+            np.minimum(recency, max(lapse_grid)),
+        ],
+        y,
+    )
+    seg, channel = seg_f.astype(np.int64), ch_f.astype(np.int64)
+    ten_inc = 10.0 * incentive
+    n_cc = n_channels - 1
+    best: tuple[float, np.ndarray, int] | None = None
+    for lapse in lapse_grid:
+        lapsing = (recency >= lapse).astype(np.float64)
+
+        def objective(x: np.ndarray, lapsing: np.ndarray = lapsing) -> tuple[float, np.ndarray]:
+            logit, ds, w = x[:n_seg], x[n_seg : 2 * n_seg], x[2 * n_seg]
+            cc = np.r_[1.0, x[2 * n_seg + 1 : 2 * n_seg + 1 + n_cc]]
+            fs, lwb = x[2 * n_seg + 1 + n_cc : -1], x[-1]
+            eta = logit[seg] + w * affinity + ds[seg] * ten_inc
+            sig = 1.0 / (1.0 + np.exp(-eta))
+            reach = np.exp(-fs[seg] * fatigue + lwb * lapsing)
+            q = reach * cc[channel] * sig
+            p = p_org + (1.0 - p_org) * q
+            nll, dp = _bernoulli(p, k, m)
+            d_eta = dp * (1.0 - p_org) * reach * cc[channel] * sig * (1.0 - sig)
+            d_log = dp * (1.0 - p_org) * q  # d nll / d log(multiplier)
+            grad = np.empty_like(x)
+            grad[:n_seg] = np.bincount(seg, d_eta, minlength=n_seg)
+            grad[n_seg : 2 * n_seg] = np.bincount(seg, d_eta * ten_inc, minlength=n_seg)
+            grad[2 * n_seg] = float(np.sum(d_eta * affinity))
+            grad[2 * n_seg + 1 : 2 * n_seg + 1 + n_cc] = np.bincount(
+                channel, dp * (1.0 - p_org) * reach * sig, minlength=n_channels
+            )[1:]
+            grad[2 * n_seg + 1 + n_cc : -1] = -np.bincount(seg, d_log * fatigue, minlength=n_seg)
+            grad[-1] = float(np.sum(d_log * lapsing))
+            return nll, grad
+
+        x0 = np.r_[
+            np.full(n_seg, -4.0),
+            np.full(n_seg, 0.3),
+            0.5,
+            np.full(n_cc, 0.7),
+            np.zeros(n_seg),
+            np.log(0.7),
+        ]
+        bounds = (
+            [(-15.0, 15.0)] * n_seg
+            + [(0.0, 5.0)] * n_seg
+            + [(0.0, 10.0)]
+            + [(1e-3, 1.0)] * n_cc
+            + [(0.0, 10.0)] * n_seg
+            + [(-5.0, 0.0)]
+        )
+        x, nll = _maximize(objective, x0, bounds, max(n_rows, 1))
+        if best is None or nll < best[0] - 1e-9:
+            best = (nll, x, int(lapse))
+    if best is None:
+        raise ValueError("`lapse_grid` must hold at least one threshold")
+    _, x, lapse_after = best
+    conv = ConversionFit(
+        conversion_logit=x[:n_seg].copy(),
+        discount_sensitivity=x[n_seg : 2 * n_seg].copy(),
+        affinity_weight=float(x[2 * n_seg]),
+        channel_conversion=np.r_[1.0, x[2 * n_seg + 1 : 2 * n_seg + 1 + n_cc]],
+        n_rows=n_rows,
+    )
+    return ProductFit(
+        conversion=conv,
+        fatigue_sensitivity=x[2 * n_seg + 1 + n_cc : -1].copy(),
+        winback=float(np.exp(x[-1])),
+        lapse_after=lapse_after,
+    )
 
 
 @dataclass(frozen=True)

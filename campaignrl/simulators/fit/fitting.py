@@ -47,6 +47,7 @@ from campaignrl.simulators.fit.estimators import (
     fit_conversion,
     fit_open,
     fit_organic,
+    fit_response_product,
     fit_unsubscribe,
 )
 from campaignrl.simulators.fit.segments import cluster, factorize
@@ -481,6 +482,8 @@ def _fit_response(
         basket = traj.outcomes["basket_value"]
         buy = buy & (basket > 0)
         mult = np.array([o.basket_multiplier for o in cat.offers])
+        if not has_open:  # who redeemed is unknown: baskets of customers not contacted only
+            buy = buy & ~contacted
         logb = np.log(basket[buy]) - np.where(opened[buy], np.log(mult[offer[buy]]), 0.0)
         sb = seg[buy]
         k = np.maximum(np.bincount(sb, minlength=n_seg), 1)
@@ -488,7 +491,9 @@ def _fit_response(
         var = np.bincount(sb, (logb - mu[sb]) ** 2, minlength=n_seg) / k
         out.update(basket_mu=mu, basket_sigma=np.sqrt(var))
         # margin: profit = margin * basket on purchases without a redeemed offer
-        plain = buy & ~opened
+        # profit = margin * basket where no offer was redeemed (not opened; without `opened`,
+        # not contacted)
+        plain = buy & ~opened if has_open else buy & ~contacted
         cost = np.r_[0.0, [c.cost_per_contact for c in cat.channels]][traj.channel + 1]
         out["margin"] = float(
             np.sum(traj.reward[plain] + cost[plain]) / max(np.sum(basket[plain]), 1e-12)
@@ -509,6 +514,7 @@ def _fit_response(
 
     p_org_all = org.organic[seg] * np.exp(-org.penalty * fatigue)
     send = alive & contacted
+    inc = np.array([o.incentive for o in cat.offers])
     if has_open:
         op = fit_open(
             seg[send],
@@ -528,25 +534,43 @@ def _fit_response(
         )
         out["rows_used"]["open"] = op.n_rows
         conv_rows = alive & opened
+        cv = fit_conversion(
+            seg[conv_rows],
+            channel[conv_rows],
+            affinity[conv_rows],
+            inc[offer[conv_rows]],
+            p_org_all[conv_rows],
+            purchased[conv_rows],
+            n_seg,
+            n_ch,
+        )
     else:
         notes.append(
             "the log has no `opened` column: open and conversion rates are not separately "
-            "identifiable; open rates are set to 1 and the conversion model fits their product "
-            "(fatigue sensitivity and the win-back factor are not fitted: 0 and 1)"
+            "identifiable; open rates are set to 1 and the response model fits their product "
+            "(with its fatigue and win-back effects); an organic buyer who gets a message is "
+            "then counted as redeeming it, which overstates the cost of offers to organic buyers"
         )
-        out.update(open=np.ones((n_seg, n_ch)), fs=np.zeros(n_seg), winback=1.0, lapse_after=8)
-        conv_rows = send
-    inc = np.array([o.incentive for o in cat.offers])
-    cv = fit_conversion(
-        seg[conv_rows],
-        channel[conv_rows],
-        affinity[conv_rows],
-        inc[offer[conv_rows]],
-        p_org_all[conv_rows],
-        purchased[conv_rows],
-        n_seg,
-        n_ch,
-    )
+        pr = fit_response_product(
+            seg[send],
+            channel[send],
+            affinity[send],
+            inc[offer[send]],
+            p_org_all[send],
+            fatigue[send],
+            recency[send],
+            purchased[send],
+            n_seg,
+            n_ch,
+            LAPSE_GRID,
+        )
+        cv = pr.conversion
+        out.update(
+            open=np.ones((n_seg, n_ch)),
+            fs=pr.fatigue_sensitivity,
+            winback=pr.winback,
+            lapse_after=pr.lapse_after,
+        )
     out.update(
         logit=cv.conversion_logit,
         ds=cv.discount_sensitivity,
@@ -563,11 +587,12 @@ def _fit_response(
         out["rows_used"]["unsubscribe"] = un.n_rows
     else:
         notes.append(
-            "the log has no `unsubscribed` column: opt-outs are read from masks that close a "
-            "channel for good is not implemented; unsubscribe_base and its slope keep the defaults"
+            "the log has no `unsubscribed` column: opt-out rates are not fitted; "
+            "unsubscribe_base and unsubscribe_fatigue_slope keep the WorldSpec defaults"
         )
+        base = (0.002, 0.012, 0.010)  # the WorldSpec defaults (email, SMS, push)
         out.update(
-            unsub_base=np.array([0.002, 0.012, 0.010][:n_ch] + [0.01] * max(0, n_ch - 3)),
+            unsub_base=np.array(base[:n_ch] + (base[-1],) * max(0, n_ch - len(base))),
             unsub_slope=0.3,
         )
 
