@@ -236,6 +236,7 @@ def test_all_files_written(report: FidelityReport) -> None:
     for heading in ("## 1.", "## 2.", "## 3.", "## 5."):
         assert heading in text
     assert "Spearman" in text and "![policies](policies.png)" in text
+    assert "## 4." not in text  # no feedback, no topics section
     # the fit's own notes are in "what could not be fitted"
     assert fitted_note_in(text, report)
     assert not [p for p in report.paths["report"].parent.parent.iterdir() if p.name.startswith(".")]
@@ -312,3 +313,28 @@ def test_bad_inputs_are_refused(fitted: FittedSimulator, log: pd.DataFrame, tmp_
         fidelity_report(fitted, other, tmp_path / "r", progress=False)
     with pytest.raises(ValueError, match="recency"):
         fidelity_report(fitted, log.drop(columns=["recency"]), tmp_path / "r", progress=False)
+
+
+def test_feedback_topics_listed_per_segment(
+    fitted: FittedSimulator, log: pd.DataFrame, tmp_path: Path
+) -> None:
+    from campaignrl.simulators.fit.feedback import synthetic_feedback
+
+    ids = fitted.customer_ids.astype(str)
+    feedback = synthetic_feedback(fitted.segment, np.random.default_rng(0), customer_ids=list(ids))
+    rep = fidelity_report(
+        fitted,
+        log,
+        tmp_path / "r",
+        policies=("no-contact",),
+        seed=3,
+        logging_policy=Logging(),
+        feedback=feedback,
+        reward_model="ridge",
+        progress=False,
+    )
+    assert rep.topics is not None
+    assert set(rep.topics["segment"]) == set(fitted.spec.segment_names)
+    text = rep.paths["report"].read_text(encoding="utf-8")
+    assert "## 4. Feedback topics by segment" in text
+    assert str(rep.topics["words"].iloc[0]) in text
