@@ -9,7 +9,7 @@ The unit of randomness is a *block* of ``block_customers`` customers (10,000 by 
 block ``b`` of a run with seed ``s`` is one :func:`campaignrl.rollout.run_policy` campaign of
 ``block_customers`` customers seeded by ``SeedSequence([s, b])``, whatever else the run does.
 A *chunk* (one part file, one Ray task) is a whole number of blocks, written one Parquet row
-group per block, so memory is bounded by a block and never grows with the number of
+group per block, so memory is bounded by two blocks and never grows with the number of
 customers, and the rows never depend on the chunking. The last block is simulated whole and
 cut to the customers asked for, so customer ``i``'s rows depend only on the seed, the block
 size and ``i``: the first ``n`` customers of any larger run are the run of ``n`` customers,
@@ -71,7 +71,7 @@ ID_DIGITS = 10
 MAX_DATASET_CUSTOMERS = 10**ID_DIGITS
 """most customers one dataset holds (ids have :data:`ID_DIGITS` digits)"""
 MAX_BLOCK_CUSTOMERS = 1 << 20
-"""largest block (one block's log is held in memory)"""
+"""largest block (up to two blocks' logs are held in memory)"""
 MANIFEST_NAME = "_manifest.json"
 """the dataset's manifest; written last, so a folder without it is not a finished dataset"""
 SUCCESS_NAME = "_SUCCESS"
