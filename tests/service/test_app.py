@@ -839,3 +839,39 @@ def test_features_are_stored_in_the_policy_order_whatever_the_json_order(api):
     np.testing.assert_array_equal(stored[one["decision_id"]].features, [2.5, 1.0])
     np.testing.assert_array_equal(stored[both[0]["decision_id"]].features, [2.5, 1.0])
     np.testing.assert_array_equal(stored[both[1]["decision_id"]].features, [-7.0, 1.0])
+
+
+def test_the_runtime_records_equal_checked_ones(api):
+    from campaignrl.service.records import DecisionRecord
+    from campaignrl.service.runtime import DecisionRequest
+
+    requests = [
+        DecisionRequest("c1", ROW, event_id="e-9", deferred=True, mask=["bundle@sms"]),
+        DecisionRequest("c2", ROW),
+    ]
+    stored = api.runtime.decide(requests, endpoint="batch")
+    for (record, replayed), request in zip(stored, requests, strict=True):
+        assert not replayed
+        fields = {name: getattr(record, name) for name in record.__dataclass_fields__}
+        fields["activated_at"] = None
+        assert DecisionRecord(**fields) == record  # what the constructor makes of them
+        assert api.runtime.store.get_decision(record.decision_id) == record
+        assert record.activated_at == (None if request.deferred else record.created_at)
+        assert not record.probabilities.flags.writeable and not record.features.flags.writeable
+    assert stored[0][0].mask is not None and stored[1][0].mask is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"event_id": 5}, "`event_id` must be a non-empty str or None, got 5"),
+        ({"event_id": ""}, "`event_id` must be a non-empty str or None, got ''"),
+        ({"deferred": "yes"}, "`deferred` must be a bool, got 'yes'"),
+    ],
+)
+def test_the_runtime_refuses_wrong_types_by_field(api, change, message):
+    from campaignrl.service.runtime import DecisionRequest
+
+    with pytest.raises(TypeError, match=message):
+        api.runtime.decide([DecisionRequest("c1", ROW, **change)])
+    assert api.runtime.store.counts().decisions == 0

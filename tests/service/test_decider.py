@@ -94,6 +94,47 @@ def test_masks_are_respected():
         np.testing.assert_array_equal(d.mask, m)
 
 
+def test_columns_hold_the_decisions_row_by_row():
+    # The service builds its records from the columns: the same draws as decide_batch, with
+    # masks logged only for the rows that gave one, and nothing writable.
+    rng = np.random.default_rng(2)
+    n = 500
+    x = np.column_stack([np.arange(n) % 10, np.zeros(n)]).astype(np.float64)
+    masks: list[object] = [None] * n
+    for i in range(0, n, 3):
+        masks[i] = [True, bool(rng.random() < 0.5), True]
+    rows = Decider(tabular(), seed=9, policy_version=4).decide_batch(x, masks)
+    columns = Decider(tabular(), seed=9, policy_version=4).decide_columns(x, masks)
+    assert len(columns) == n and columns.policy_version == 4
+    assert columns.action_names == ACTIONS
+    assert columns.actions.tolist() == [d.action for d in rows]
+    assert columns.propensities.tolist() == [d.propensity for d in rows]
+    np.testing.assert_array_equal(columns.probabilities, [d.probabilities for d in rows])
+    np.testing.assert_array_equal(
+        columns.propensities, columns.probabilities[np.arange(n), columns.actions]
+    )
+    assert columns.given == [m is not None for m in masks]
+    assert columns.masks is not None
+    for i, d in enumerate(rows):
+        assert (d.mask is None) == (masks[i] is None)
+        if d.mask is not None:
+            np.testing.assert_array_equal(columns.masks[i], d.mask)
+    for array in (columns.actions, columns.probabilities, columns.features, columns.masks):
+        assert not array.flags.writeable
+    empty = Decider(tabular(), seed=9).decide_columns(np.empty((0, 2)))
+    assert len(empty) == 0 and empty.probabilities.shape == (0, 3)
+
+
+def test_a_single_decision_as_columns_names_fields_without_a_row():
+    decider = Decider(constant(0.3), seed=0)
+    one = decider.decide_columns(ROW, ["bundle@sms"], single=True)
+    assert one.actions.tolist() == [2] and one.propensities.tolist() == [1.0]
+    with pytest.raises(DecisionInputError, match=r"^`features.frequency` must be a finite"):
+        decider.decide_columns({"recency": 1.0, "frequency": True}, single=True)
+    with pytest.raises(DecisionInputError, match=r"^`\[0\].features.frequency` must be"):
+        decider.decide_columns([{"recency": 1.0, "frequency": True}])
+
+
 def test_the_same_seed_and_calls_give_the_same_decisions():
     def run(seed: int) -> list[int]:
         decider = Decider(constant(0.9), seed=seed)

@@ -429,3 +429,23 @@ def test_group_commit_error_goes_only_to_its_caller(tmp_path: Path) -> None:
 def test_group_commit_refuses_a_bad_batch_size(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`max_batch` must be an int >= 1, got 0"):
         GroupCommitStore(open_store(f"sqlite:///{tmp_path / 'd.db'}"), max_batch=0)
+
+
+def test_decision_ids_are_time_ordered_uuid7s():
+    # The decisions table's primary key then grows at its end (a page or two per commit).
+    import uuid
+
+    from campaignrl.service.runtime import _decision_ids
+
+    before = time.time_ns() // 1_000_000
+    first, second = _decision_ids(500), _decision_ids(500)
+    after = time.time_ns() // 1_000_000
+    ids = first + second
+    assert len(set(ids)) == 1_000 and _decision_ids(0) == []
+    assert first == sorted(first) and second == sorted(second)
+    assert max(first)[:12] <= min(second)[:12]  # by millisecond across calls
+    for text in ids:
+        assert len(text) == 32 and text == text.lower()
+        value = uuid.UUID(text)
+        assert value.version == 7 and value.variant == uuid.RFC_4122
+        assert before <= int(text[:12], 16) <= after
