@@ -157,3 +157,21 @@ def test_notes_say_what_is_missing(fit_log: pd.DataFrame):
     assert "no `opened` column" in text and "not separately identifiable" in text
     assert "no `churned` column" in text
     assert all(r == 1.0 for s in fitted.spec.segments for r in s.open_rates)
+
+
+def test_customer_table_and_feedback_join_the_segmentation(fit_log: pd.DataFrame):
+    from campaignrl.simulators.fit.feedback import synthetic_feedback
+
+    small = fit_log[fit_log["customer_id"] < fit_log["customer_id"].iloc[1500]]
+    first = small[small["step"] == 0]
+    ids = first["customer_id"].astype(str).tolist()
+    true_seg = _segment(first, TRUE)
+    feedback = synthetic_feedback(true_seg, np.random.default_rng(0), customer_ids=ids)
+    customers = pd.DataFrame({"customer_id": ids, "age": np.arange(len(ids)) % 70 + 18.0})
+    fitted = fit_simulator(small, customers, feedback, segments=5, seed=0, n_topics=4)
+    columns = fitted.diagnostics["segments"]["columns"]
+    assert "customer:age" in columns
+    assert [c for c in columns if c.startswith("topic")] == ["topic0", "topic1", "topic2", "topic3"]
+    assert any(note.startswith("feedback: ") for note in fitted.notes)
+    with pytest.raises(ValueError, match="`customers` must have a customer_id column"):
+        fit_simulator(small, customers.drop(columns=["customer_id"]), segments=5)
