@@ -69,6 +69,7 @@ __all__ = [
     "StreamEvaluation",
     "cluster_folds",
     "evaluate_stream",
+    "is_stream_source",
     "resolve_log_files",
 ]
 
@@ -133,6 +134,17 @@ def resolve_log_files(
         else:
             raise ValueError(f"`logs` path {text!r} does not exist")
     return sorted(dict.fromkeys(files))
+
+
+def is_stream_source(logs: str | os.PathLike[str]) -> bool:
+    """Whether ``campaignrl ope --logs PATH`` should stream: a folder or a glob, not a file.
+
+    Examples:
+        >>> is_stream_source("logs/*.parquet"), is_stream_source("missing-file.parquet")
+        (True, False)
+    """
+    text = str(logs)
+    return Path(text).is_dir() or (glob.has_magic(text) and not Path(text).exists())
 
 
 def _read_schemas(files: list[Path]) -> tuple[pa.Schema, list[int]]:
