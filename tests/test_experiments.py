@@ -39,6 +39,8 @@ def test_run_writes_every_result_and_is_repeatable(tmp_path):
         first.drop(columns=["train_seconds"]), second.drop(columns=["train_seconds"])
     )
     out = tmp_path / "a"
+    # summary.csv holds no wall-clock column: two runs of one config write the same bytes.
+    assert (out / "summary.csv").read_bytes() == (tmp_path / "b" / "summary.csv").read_bytes()
     for name in (
         "config.json",
         "runs.csv",
