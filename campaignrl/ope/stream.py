@@ -851,7 +851,13 @@ def evaluate_stream(
     fitted = None
     if needs_model:
         rate = min(1.0, model_sample / total)
-        sample_spec = _replace(spec, sample_rate=rate)
+        # The sample needs no masks (the main pass checks them): 19 columns fewer to read.
+        sample_spec = _replace(
+            spec,
+            sample_rate=rate,
+            has_masks=False,
+            columns=tuple(c for c in spec.columns if not c.startswith(MASK_PREFIX)),
+        )
         with progress_bar("reward-model sample", total=len(files), enabled=progress) as advance:
             parts = []
             for part in _map_files(file_sample, files, sample_spec, ray_address, n_workers):
