@@ -242,7 +242,7 @@ def _known_settings(agent: str) -> list[str]:
 
 
 def _check_trial(
-    config: ExperimentConfig, base: AgentSpec, settings: dict[str, Any]
+    config: ExperimentConfig, world: Any, base: AgentSpec, settings: dict[str, Any]
 ) -> dict[str, Any] | str:
     """The entry of ``base`` with ``settings`` applied, or the problem (``"field: why"``)."""
     raw = base.model_dump(exclude_none=True)
@@ -267,7 +267,7 @@ def _check_trial(
             check_sizes(
                 spec.agent,
                 build_config(spec.agent, spec.params),
-                world=config.spec(),
+                world=world,
                 n_customers=spec.train_customers,
                 horizon=config.horizon,
             )
@@ -295,6 +295,7 @@ def plan_trials(config: ExperimentConfig, sweep: SweepSpec) -> list[Trial]:
                 f"sweep.agents.{label}: no agent labelled {label!r}; agents are {', '.join(labels)}"
             )
     trials: list[Trial] = []
+    world = config.spec()  # built once: a plan may check thousands of trials
     for i, base in enumerate(config.agents):
         swept = sweep.agents.get(base.name)
         if swept is None:
@@ -316,12 +317,12 @@ def plan_trials(config: ExperimentConfig, sweep: SweepSpec) -> list[Trial]:
         # Each value alone first: the error then names the one value that is refused.
         for name, values in swept.grid.items():
             for value in values:
-                checked = _check_trial(config, base, {name: value})
+                checked = _check_trial(config, world, base, {name: value})
                 if isinstance(checked, str):
                     raise ValueError(_locate(where, swept, checked, {name: value}))
         for name, dist in swept.random.items():
             for value in dist.extremes():
-                checked = _check_trial(config, base, {name: value})
+                checked = _check_trial(config, world, base, {name: value})
                 if isinstance(checked, str):
                     raise ValueError(
                         f"{where}.random.{name}: {dist.kind} allows {value!r}: "
@@ -338,7 +339,7 @@ def plan_trials(config: ExperimentConfig, sweep: SweepSpec) -> list[Trial]:
         for drawn in draws:
             for combo in combos:
                 settings = {**combo, **drawn}
-                checked = _check_trial(config, base, settings)
+                checked = _check_trial(config, world, base, settings)
                 if isinstance(checked, str):
                     raise ValueError(_locate(where, swept, checked, settings))
                 trials.append(Trial(len(trials), base.name, settings, checked))
@@ -630,7 +631,7 @@ def sweep_experiment(
     finally:
         if started_ray:
             ray.shutdown()
-    return _write_results(config, trials, grid, out_dir, session)
+    return _write_results(config, sweep, trials, grid, out_dir, session)
 
 
 def _plain(value: Any) -> Any:
@@ -651,7 +652,12 @@ def _cell(value: Any) -> Any:
 
 
 def _write_results(
-    config: ExperimentConfig, trials: Sequence[Trial], grid: Any, out_dir: Path, session: str
+    config: ExperimentConfig,
+    sweep: SweepSpec,
+    trials: Sequence[Trial],
+    grid: Any,
+    out_dir: Path,
+    session: str,
 ) -> SweepOutcome:
     """The table, plots and best policies from Tune's results; ``DONE.json`` if all ran."""
     by_index: dict[int, Any] = {}
@@ -686,10 +692,20 @@ def _write_results(
     write_table_atomic(table, out_dir / "sweep.csv")
     from campaignrl.scale.sweep_plots import plot_sweep
 
+    log_settings = {
+        label: [k for k, d in swept.random.items() if d.loguniform is not None]
+        for label, swept in sweep.agents.items()
+    }
     for label in dict.fromkeys(t.agent for t in trials):
         sub = table[table.agent == label]
         names = [n for n in setting_names if sub[n].notna().any()]
-        plot_sweep(sub, names, out_dir / f"sweep_{label}.png", f"{config.name}: {label}")
+        plot_sweep(
+            sub,
+            names,
+            out_dir / f"sweep_{label}.png",
+            f"{config.name}: {label}",
+            log_settings=log_settings.get(label, ()),
+        )
     if best:
         _export_best(config, trials, table, out_dir)
     if not failed:
@@ -788,6 +804,7 @@ def run_sweep(
         raise ValueError(
             f"sweeps run on Ray Tune, which is not installed; {INSTALL_HINT}"
         ) from None
+    print(f"{config.name}: {len(trials)} trials x {len(config.seeds)} seed(s)", flush=True)
     started = False
     if not ray.is_initialized():
         address = None if ray_address in (None, "local") else ray_address
@@ -802,7 +819,6 @@ def run_sweep(
             raise ValueError(f"argument --ray: cannot connect to {ray_address!r}: {exc}") from None
         started = True
     try:
-        print(f"{config.name}: {len(trials)} trials x {len(config.seeds)} seed(s)", flush=True)
         outcome = sweep_experiment(config, sweep, out, overwrite=overwrite)
     except FileExistsError as exc:
         raise FileExistsError(f"argument --out: {str(exc).removeprefix('`out` ')}") from None

@@ -28,11 +28,19 @@ def _numeric(values: pd.Series) -> np.ndarray | None:
     return np.asarray(out)
 
 
-def plot_sweep(table: pd.DataFrame, settings: Sequence[str], path: str | Path, title: str) -> Path:
+def plot_sweep(
+    table: pd.DataFrame,
+    settings: Sequence[str],
+    path: str | Path,
+    title: str,
+    *,
+    log_settings: Sequence[str] = (),
+) -> Path:
     """One panel per swept setting: each trial's value per customer and 95% interval.
 
-    Numeric settings go on a numeric axis (logarithmic when all are positive and span a
-    factor of 100 or more, as learning rates do); others (true/false, names, lists) are
+    Numeric settings go on a numeric axis (logarithmic for ``log_settings``, e.g. those
+    drawn ``loguniform``, and when all are positive and span a factor of 100 or more, as
+    learning rates do); others (true/false, names, lists) are
     categories in the order first seen. Trials that vary other settings too share an x
     position, so every trial is a point; the best trial (``best``) is drawn in orange.
     Failed trials (no value) are left out.
@@ -43,6 +51,7 @@ def plot_sweep(table: pd.DataFrame, settings: Sequence[str], path: str | Path, t
         settings: The swept settings of that agent.
         path: The PNG to write (atomically).
         title: The figure title.
+        log_settings: Settings to show on a logarithmic axis (if all their values are > 0).
     """
     done = table.dropna(subset=["value_per_customer"])
     n = max(1, len(settings))
@@ -54,7 +63,7 @@ def plot_sweep(table: pd.DataFrame, settings: Sequence[str], path: str | Path, t
             labels = list(dict.fromkeys(str(v) for v in x_raw))
             x = np.array([labels.index(str(v)) for v in x_raw], dtype=float)
             ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
-        elif len(x) and x.min() > 0 and x.max() / x.min() >= 100:
+        elif len(x) and x.min() > 0 and (name in log_settings or x.max() / x.min() >= 100):
             ax.set_xscale("log")
         y = done.value_per_customer.to_numpy(float)
         lo = done.ci95_low.to_numpy(float)
