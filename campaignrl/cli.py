@@ -335,6 +335,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "(the cluster of `ray start --head` here) or a cluster address; needs "
         'pip install "campaignrl[ray]"',
     )
+    from campaignrl.scale.sweep_cli import add_sweep_parser
+
+    add_sweep_parser(xsub)
     _register_ope(sub)
     from campaignrl.service.commands import register as register_service
 

@@ -241,6 +241,11 @@ class ExperimentConfig(BaseModel):
         description="customers of the during-training evaluations",
     )
     agents: list[AgentSpec] = Field(min_length=1, max_length=100)
+    sweep: dict[str, Any] | None = Field(
+        default=None,
+        description="hyperparameter sweep, run by `campaignrl experiment sweep` (checked "
+        "there); `experiment run` ignores it",
+    )
 
     @field_validator("world")
     @classmethod
