@@ -8,7 +8,8 @@ segments, shares            K-Means on each customer's features at the first dec
                             outcome rates, standardized; ``auto`` K by silhouette
 tastes, ``offer_tastes``    truncated SVD of the customer x offer score matrix (the logged
                             ``affinity=<offer>`` scores if present, else smoothed
-                            conversion-after-open rates), whitened per segment
+                            conversion-after-open rates: segment centres only),
+                            whitened per segment
 organic rate, penalty       MLE on periods without an opened message
 open rates, fatigue         MLE on contacts: ``open[s, c] exp(-fs[s] F) winback^[lapsing]``,
 sensitivity, win-back       lapse threshold by profile likelihood
@@ -50,7 +51,7 @@ from campaignrl.simulators.fit.estimators import (
     fit_response_product,
     fit_unsubscribe,
 )
-from campaignrl.simulators.fit.segments import cluster, factorize
+from campaignrl.simulators.fit.segments import Tastes, cluster, factorize
 from campaignrl.simulators.spec import SegmentSpec, WorldSpec
 
 __all__ = ["FittedSimulator", "fit_simulator"]
@@ -59,6 +60,8 @@ LAPSE_GRID: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 20, 2
 """lapse thresholds (periods without purchase) the profile likelihood tries"""
 _FREQ_HALF, _MON_HALF = 5.0, 100.0
 """the observation's frequency and monetary scales (campaignrl.envs.observation)"""
+_LOGGED_SCORES = "logged affinity scores"
+"""the taste source when the log carries the recommender's ``affinity=<offer>`` scores"""
 _SMOOTHING = 5.0
 """pseudo-opens of the segment's rate mixed into each customer's conversion rate"""
 
@@ -162,6 +165,23 @@ def fit_simulator(
 
         scores, score_source = _score_matrix(traj, labels, n_seg, purchased, notes)
         tastes = factorize(scores, labels, n_seg, seed)
+        if score_source != _LOGGED_SCORES:
+            # A customer's own response rates rest on a handful of opens: their spread is
+            # mostly binomial noise, and a world drawing that spread as taste overstates
+            # heterogeneity (measured: the ranking of policies broke down). Segment centres
+            # only; taste_noise 0.
+            notes.append(
+                "tastes from response rates: each customer's spread around the segment centre "
+                "is mostly noise at a few opens per customer, so the fitted world uses segment "
+                "taste centres only (taste_noise 0)"
+            )
+            tastes = Tastes(
+                tastes.segment_mean[labels],
+                tastes.offer,
+                tastes.segment_mean,
+                0.0,
+                tastes.explained,
+            )
         offer = traj.offer
         row_aff = np.einsum(
             "ik,ik->i", tastes.customer[traj.episode], tastes.offer[np.maximum(offer, 0)]
@@ -428,7 +448,7 @@ def _score_matrix(
     aff_cols = [f"affinity={o.name}" for o in cat.offers]
     if all(c in traj.features for c in aff_cols):
         x = np.column_stack([traj.features[c][traj.first] for c in aff_cols])
-        return 2.0 * np.arctanh(np.clip(x, -0.999999, 0.999999)), "logged affinity scores"
+        return 2.0 * np.arctanh(np.clip(x, -0.999999, 0.999999)), _LOGGED_SCORES
     notes.append(
         "the log has no affinity=<offer> scores: tastes are factorized from smoothed "
         "conversion-after-open rates per customer and offer (sparse; weaker than scores)"

@@ -175,3 +175,13 @@ def test_customer_table_and_feedback_join_the_segmentation(fit_log: pd.DataFrame
     assert any(note.startswith("feedback: ") for note in fitted.notes)
     with pytest.raises(ValueError, match="`customers` must have a customer_id column"):
         fit_simulator(small, customers.drop(columns=["customer_id"]), segments=5)
+
+
+def test_log_without_segment_and_score_columns(fit_log: pd.DataFrame):
+    small = fit_log[fit_log["customer_id"] < fit_log["customer_id"].iloc[1500]]
+    bare = small.drop(columns=[c for c in small.columns if c.startswith(("segment=", "affinity="))])
+    fitted = fit_simulator(bare, segments=3, seed=0)
+    assert fitted.spec.segment_names == ("segment0", "segment1", "segment2")
+    assert fitted.diagnostics["tastes"]["source"] == "smoothed conversion-after-open rates"
+    assert fitted.spec.taste_noise == 0.0
+    assert any("segment taste centres only" in note for note in fitted.notes)
