@@ -583,6 +583,13 @@ def fidelity_report(
             "the log's own segment=<name> columns were not read: a logged customer's segment "
             "is the fit's assignment"
         )
+    clustered = (fitted.diagnostics or {}).get("segments", {}).get("columns", [])
+    if any(str(c).startswith("segment=") for c in clustered):
+        notes.append(
+            "the fit clustered on the log's segment=<name> columns (a simulated log's true "
+            "segments): its segments are then recovered by construction, and these rates "
+            "say how well a log with a segment model is fitted, not one without"
+        )
 
     resolved = _resolve_policies(policies, spec, horizon, seed)
     names, x_log = _log_observations(
@@ -786,7 +793,9 @@ def _md_table(frame: pd.DataFrame, floats: str = "{:.4g}") -> str:
         if isinstance(v, (bool, np.bool_)):
             return "yes" if v else "no"
         if isinstance(v, (float, np.floating)):
-            return "" if not np.isfinite(v) else floats.format(v)
+            if not np.isfinite(v):
+                return ""
+            return f"{v:,.0f}" if abs(float(v)) >= 1e4 else floats.format(v)
         return str(v)
 
     head = "| " + " | ".join(map(str, frame.columns)) + " |"
