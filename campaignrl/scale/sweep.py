@@ -18,18 +18,24 @@ experiment with that setting would give. The trials are planned here, not by Tun
 values come from a ``numpy.random.Generator`` seeded by ``sweep.seed`` and Tune runs a
 ``grid_search`` over trial indices, so the same file always gives the same trials and a
 resumed sweep the same table. Tune places the trials (one CPU each, as many at once as the
-cluster has CPUs), retries a trial lost with its worker, and keeps its experiment state
-under ``--out/tune``; running the same command again with the same ``--out`` restores it
-(``Tuner.restore``): finished trials are kept, the others run.
+cluster has CPUs) and retries a trial lost with its worker. As Tune reports a trial
+complete, the driver writes its row to ``--out/trials/trial_<index>.json`` (written to a
+temporary file and renamed: a kill leaves a whole record or none). Running the same command
+again with the same ``--out`` reads those records, checks each one (format, this plan's
+hash, the trial's index and settings, finite numbers) and runs a new ``Tuner`` over the
+trials without a valid record only; the table is built from the records. Tune's own state
+(``--out/tune``, a scratch folder emptied at each start) is never restored, so resuming
+unpickles nothing: the records are JSON.
 
-``--out`` receives ``sweep.json`` (the plan, written first), ``tune/`` (Tune's state),
-``sweep.csv`` (one row per trial), ``sweep_<agent>.png`` (value with its interval against
-each swept setting), ``best/<agent>/`` (``best.json``: the best setting and its agent entry
-to paste into an experiment; ``seed<k>/``: its policies, made by running that setting again,
-which gives the same policies as the trial since runs are deterministic) and, last,
-``DONE.json``. The best value is the highest of many estimates on the same evaluation
-customers, so it is optimistic (the winner's curse): confirm it with an experiment on other
-seeds.
+``--out`` receives ``sweep.json`` (the plan, written first), ``trials/`` (one JSON record
+per finished trial), ``tune/`` (Tune's logs of the last run, never read back),
+``sweep.csv`` (one row per trial, from the records), ``sweep_<agent>.png`` (value with its
+interval against each swept setting), ``best/<agent>/`` (``best.json``: the best setting
+and its agent entry to paste into an experiment; ``seed<k>/``: its policies, made by
+running that setting again, which gives the same policies as the trial since runs are
+deterministic) and, last, ``DONE.json``. The best value is the highest of many estimates on
+the same evaluation customers, so it is optimistic (the winner's curse): confirm it with an
+experiment on other seeds.
 """
 
 from __future__ import annotations
@@ -44,8 +50,7 @@ import os
 import shutil
 import sys
 import tempfile
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +79,9 @@ from campaignrl.experiments import AgentSpec, ExperimentConfig, _error_lines
 __all__ = [
     "DONE",
     "MAX_TRIALS",
+    "METRICS",
     "SWEEP_MANIFEST",
+    "TRIALS_DIR",
     "AgentSweep",
     "Distribution",
     "SweepOutcome",
@@ -82,20 +89,29 @@ __all__ = [
     "Trial",
     "load_sweep",
     "plan_trials",
+    "read_trial_record",
     "run_sweep",
     "sweep_experiment",
+    "trial_record",
+    "write_trial_record",
 ]
 
 SWEEP_MANIFEST = "sweep.json"
 """written first: the plan (config, trials, its hash) and every path the sweep may create"""
 DONE = "DONE.json"
 """written last, when every trial has finished"""
+TRIALS_DIR = "trials"
+"""the driver's record of each finished trial: ``trials/trial_<index>.json``"""
 MAX_TRIALS = 10_000
 """most trials a sweep may plan (Tune's state and the table stay small)"""
 _MAX_CONFIG_BYTES = 1_000_000
+_RECORD_FORMAT = "campaignrl-sweep-trial"
+_MAX_RECORD_BYTES = 1_000_000
+"""a record holds one row and the trial's settings: far less (a bigger file is refused)"""
+_INT_METRICS = frozenset({"timesteps", "n_seeds", "eval_customers"})
 _SPEC_FIELDS = ("timesteps", "train_customers")
 """settings of the agent's entry rather than of its ``params``: a sweep may vary them too"""
-_METRICS = (
+METRICS = (
     "value_per_customer",
     "ci95_low",
     "ci95_high",
@@ -441,11 +457,13 @@ class SweepOutcome:
     best: dict[str, int]
     """agent label -> index of its best trial (highest value per customer; first on ties)"""
     ran: tuple[int, ...]
-    """trials that ran in this call (the others were restored finished)"""
+    """trials that ran in this call (the others had a valid record from an earlier one)"""
     failed: dict[int, str]
     """trial index -> the first line of its error (empty when all finished)"""
     out: Path
     """the sweep folder"""
+    refused: dict[int, str] = dataclasses.field(default_factory=dict)
+    """trial index -> why its earlier record was refused (the trial ran again)"""
 
 
 @contextmanager
@@ -472,6 +490,126 @@ def _plan_payload(config: ExperimentConfig, trials: Sequence[Trial]) -> dict[str
 def _plan_hash(payload: dict[str, Any]) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    """JSON text that tells ``1``, ``1.0`` and ``true`` apart (``==`` does not)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"holds {name}, which is not a finite number")
+
+
+def _finite(value: Any, integer: bool = False) -> bool:
+    """Whether a JSON value is a finite number (an integer if asked); ``bool`` is neither.
+
+    ``json`` reads ``1e999`` as ``inf``, and ``True`` is an ``int`` to Python.
+    """
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    return math.isfinite(value)
+
+
+def trial_record(plan_hash: str, trial: Trial, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON record of a finished trial, from the metrics its trainable reported.
+
+    Args:
+        plan_hash: The sweep's plan hash (``sweep.json``'s ``plan``).
+        trial: The planned trial.
+        result: What :func:`~campaignrl.scale.sweep_tune.run_trial` reported (Tune adds
+            its own keys: only :data:`METRICS` and ``seed_values`` are kept).
+    """
+    return {
+        "format": _RECORD_FORMAT,
+        "plan": plan_hash,
+        "trial": trial.index,
+        "agent": trial.agent,
+        "settings": trial.settings,
+        "metrics": {name: _plain(result[name]) for name in METRICS},
+        "seed_values": [float(v) for v in result["seed_values"]],
+    }
+
+
+def write_trial_record(out: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write ``record`` to ``out/trials/trial_<index>.json`` atomically (temp file + rename).
+
+    Raises:
+        ValueError: If a number is not finite (such a record would be refused on read).
+    """
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    return write_text_atomic(Path(out) / TRIALS_DIR / f"trial_{record['trial']}.json", text)
+
+
+def read_trial_record(
+    out: str | os.PathLike[str], plan_hash: str, trial: Trial, n_seeds: int
+) -> dict[str, Any] | str | None:
+    """The record of ``trial`` under ``out/trials``, checked; why it is refused; or none.
+
+    A record is taken if it is a regular file of at most 1 MB of JSON holding exactly the
+    keys :func:`trial_record` writes, this plan's hash, the trial's index, agent and
+    settings (compared as JSON text), every metric a finite number (the counts integers,
+    ``n_seeds`` seeds, ``ci95_low <= value_per_customer <= ci95_high``) and one finite value
+    per seed. These checks catch a damaged, truncated or foreign record, and a record of
+    another plan; they cannot tell a record edited to other plausible numbers from a true
+    one (nothing but rerunning the trial could).
+
+    Returns:
+        The record (a dict); the reason it is refused (a str, which
+        :func:`sweep_experiment` reports before running the trial again); or ``None``
+        when there is no record.
+    """
+    path = Path(out) / TRIALS_DIR / f"trial_{trial.index}.json"
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink() or not path.is_file():
+        return "not a regular file"
+    try:
+        size = path.stat().st_size
+        if size > _MAX_RECORD_BYTES:
+            return f"{size:,} bytes, over {_MAX_RECORD_BYTES:,}"
+        record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        return f"cannot be read: {exc}"
+    except ValueError as exc:  # JSONDecodeError is one
+        return f"not valid JSON: {exc}"
+    keys = {"format", "plan", "trial", "agent", "settings", "metrics", "seed_values"}
+    if not isinstance(record, dict) or set(record) != keys:
+        got = sorted(record) if isinstance(record, dict) else type(record).__name__
+        return f"not a trial record: keys must be {sorted(keys)}, got {got}"
+    if record["format"] != _RECORD_FORMAT:
+        return f"format must be {_RECORD_FORMAT!r}, got {record['format']!r}"
+    if record["plan"] != plan_hash:
+        return "plan: of another plan (its hash differs from sweep.json's)"
+    for key, want in (("trial", trial.index), ("agent", trial.agent)):
+        if _canonical(record[key]) != _canonical(want):
+            return f"{key}: must be {want!r}, got {record[key]!r}"
+    if _canonical(record["settings"]) != _canonical(trial.settings):
+        return (
+            f"settings: must be {_canonical(trial.settings)}, got {_canonical(record['settings'])}"
+        )
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or set(metrics) != set(METRICS):
+        got = sorted(metrics) if isinstance(metrics, dict) else type(metrics).__name__
+        return f"metrics: keys must be {sorted(METRICS)}, got {got}"
+    for name in METRICS:
+        value = metrics[name]
+        if not _finite(value, integer=name in _INT_METRICS):
+            kind = "an integer" if name in _INT_METRICS else "a finite number"
+            return f"metrics.{name}: must be {kind}, got {value!r}"
+    if metrics["n_seeds"] != n_seeds:
+        return (
+            f"metrics.n_seeds: must be {n_seeds} (the experiment's seeds), got {metrics['n_seeds']}"
+        )
+    if not metrics["ci95_low"] <= metrics["value_per_customer"] <= metrics["ci95_high"]:
+        return (
+            f"metrics: value_per_customer {metrics['value_per_customer']!r} is outside its "
+            f"interval [{metrics['ci95_low']!r}, {metrics['ci95_high']!r}]"
+        )
+    seeds = record["seed_values"]
+    if not isinstance(seeds, list) or len(seeds) != n_seeds or not all(_finite(v) for v in seeds):
+        return f"seed_values: must be {n_seeds} finite numbers, got {seeds!r}"
+    return record
 
 
 def _planned_files(config: ExperimentConfig, trials: Sequence[Trial]) -> list[str]:
@@ -520,7 +658,7 @@ def _prepare_out(out: Path, plan_hash: str, *, overwrite: bool) -> bool:
     for rel in listed:
         if Path(rel).name == rel and rel not in ("", ".", ".."):
             (out / rel).unlink(missing_ok=True)
-    for folder in ("tune", "best"):  # ours: Tune's storage and the exported bests
+    for folder in ("tune", TRIALS_DIR, "best"):  # ours: Tune's scratch, records, bests
         path = out / folder
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -537,11 +675,13 @@ def sweep_experiment(
 ) -> SweepOutcome:
     """Run (or resume) a sweep on Ray Tune and write its results to ``out``.
 
-    Ray must be initialized (``ray.init``) or it is started locally for the call. A folder
-    holding this very plan's sweep is resumed with ``Tuner.restore(...,
-    resume_unfinished=True, restart_errored=True)``: finished trials are kept, unfinished
-    and failed ones run. Tune restores its state by unpickling files under ``out/tune``:
-    only resume sweeps from folders you trust.
+    Ray must be initialized (``ray.init``) or it is started locally for the call (only if
+    some trial has to run). A folder holding this very plan's sweep is resumed: the trials
+    with a valid record in ``out/trials`` (:func:`read_trial_record`) are kept, and a new
+    ``Tuner`` runs the others, its callback recording each as Tune reports it complete.
+    Nothing is unpickled: a refused record (damaged, of another plan...) is named on stderr
+    and its trial runs again, which rewrites it; trials are deterministic, so that gives
+    the true row back rather than leaving the user to delete files by hand.
 
     Args:
         config: The experiment whose agents are swept (its seeds, world and evaluation).
@@ -552,22 +692,20 @@ def sweep_experiment(
         progress: Trials done / running / queued on stderr.
 
     Returns:
-        The table, the best trials, what ran now and what failed.
+        The table, the best trials, what ran now, what failed and which records were refused.
 
     Raises:
         FileExistsError: See ``out``.
         ValueError: If the sweep does not fit the experiment.
     """
-    import ray
-    from ray import tune
-
-    from campaignrl.scale.sweep_tune import ProgressCallback, run_trial
-
     trials = plan_trials(config, sweep)
     out_dir = Path(out).resolve()
     payload = _plan_payload(config, trials)
     plan_hash = _plan_hash(payload)
     resume = _prepare_out(out_dir, plan_hash, overwrite=overwrite)
+    records_dir = out_dir / TRIALS_DIR
+    if records_dir.is_symlink() or (records_dir.exists() and not records_dir.is_dir()):
+        raise FileExistsError(f"`out` {str(out_dir)!r}: {TRIALS_DIR} is not a folder")
     if not resume:
         manifest = {
             "format": "campaignrl-sweep",
@@ -576,7 +714,7 @@ def sweep_experiment(
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "trials": len(trials),
             "files": _planned_files(config, trials),
-            "folders": ["tune", "best"],
+            "folders": ["tune", TRIALS_DIR, "best"],
             "config": config.model_dump(),
             "sweep": sweep.model_dump(),
             "plan_trials": [dataclasses.asdict(t) for t in trials],
@@ -584,54 +722,85 @@ def sweep_experiment(
         write_text_atomic(out_dir / SWEEP_MANIFEST, json.dumps(manifest, indent=2) + "\n")
     (out_dir / DONE).unlink(missing_ok=True)
 
+    n_seeds = len(config.seeds)
+    refused: dict[int, str] = {}
+    todo = []
+    for t in trials:
+        found = read_trial_record(out_dir, plan_hash, t, n_seeds)
+        if isinstance(found, str):
+            refused[t.index] = found
+            print(
+                f"sweep: {records_dir / f'trial_{t.index}.json'}: refused ({found}); "
+                f"trial {t.index} runs again",
+                file=sys.stderr,
+                flush=True,
+            )
+        if not isinstance(found, dict):
+            todo.append(t.index)
+    errors = (
+        _run_trials(config, trials, todo, payload, plan_hash, out_dir, progress) if todo else {}
+    )
+    return _write_results(config, sweep, trials, todo, errors, refused, out_dir, plan_hash)
+
+
+def _run_trials(
+    config: ExperimentConfig,
+    trials: Sequence[Trial],
+    todo: Sequence[int],
+    payload: dict[str, Any],
+    plan_hash: str,
+    out_dir: Path,
+    progress: bool,
+) -> dict[int, str]:
+    """Run the trials ``todo`` with a fresh ``Tuner``; the first line of each one's error."""
+    import ray
+    from ray import tune
+
+    from campaignrl.scale.sweep_tune import ProgressCallback, RecordCallback, run_trial
+
     started_ray = False
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         started_ray = True
     try:
-        session = uuid.uuid4().hex  # tells the trials run now from those restored
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, plan={**payload, "session": session}), {"cpu": 1}
-        )
+        trainable = tune.with_resources(tune.with_parameters(run_trial, plan=payload), {"cpu": 1})
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # Tune's storage is scratch: emptied here, written by Tune, never read back.
         storage = out_dir / "tune"
-        experiment_dir = storage / "trials"
-        # Save Tune's state at every step (default: at most every 10 s), so a kill loses no
-        # finished trial; the new console output ignores verbose=0, the old one honours it.
-        with _environ(
-            TUNE_GLOBAL_CHECKPOINT_S="0",
-            TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0",
-            RAY_AIR_NEW_OUTPUT="0",
-        ):
-            if resume and tune.Tuner.can_restore(str(experiment_dir)):
-                tuner = tune.Tuner.restore(
-                    str(experiment_dir),
-                    trainable=trainable,
-                    resume_unfinished=True,
-                    restart_errored=True,
-                )
-            else:
-                if experiment_dir.exists():  # killed before Tune saved any state
-                    shutil.rmtree(experiment_dir)
-                labels = {t.index: _describe(t) for t in trials}
-                tuner = tune.Tuner(
-                    trainable,
-                    param_space={"trial": tune.grid_search([t.index for t in trials])},
-                    # reuse_actors: a worker keeps campaignrl imported between trials
-                    tune_config=tune.TuneConfig(max_concurrent_trials=cpus, reuse_actors=True),
-                    run_config=tune.RunConfig(
-                        name="trials",
-                        storage_path=str(storage),
-                        verbose=0,
-                        failure_config=tune.FailureConfig(max_failures=1),
-                        callbacks=[ProgressCallback(len(trials), labels, progress)],
-                    ),
-                )
+        if storage.is_symlink():
+            storage.unlink()
+        elif storage.exists():
+            shutil.rmtree(storage)
+        labels = {t.index: _describe(t) for t in trials}
+        record = RecordCallback(str(out_dir), plan_hash, [dataclasses.asdict(t) for t in trials])
+        shown = ProgressCallback(len(trials), labels, progress, done_before=len(trials) - len(todo))
+        # the old console output honours verbose=0 (the new one ignores it)
+        with _environ(RAY_AIR_NEW_OUTPUT="0"):
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search(list(todo))},
+                # reuse_actors: a worker keeps campaignrl imported between trials
+                tune_config=tune.TuneConfig(max_concurrent_trials=cpus, reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name="trials",
+                    storage_path=str(storage),
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=1),
+                    # the record first: a trial shown done is on disk
+                    callbacks=[record, shown],
+                ),
+            )
             grid = tuner.fit()
     finally:
         if started_ray:
             ray.shutdown()
-    return _write_results(config, sweep, trials, grid, out_dir, session)
+    errors: dict[int, str] = {}
+    for k in range(len(grid)):
+        result = grid[k]
+        if result.error is not None:
+            lines = str(result.error).strip().splitlines()
+            errors[int((result.config or {})["trial"])] = lines[-1] if lines else "failed"
+    return errors
 
 
 def _plain(value: Any) -> Any:
@@ -655,33 +824,30 @@ def _write_results(
     config: ExperimentConfig,
     sweep: SweepSpec,
     trials: Sequence[Trial],
-    grid: Any,
+    todo: Sequence[int],
+    errors: dict[int, str],
+    refused: dict[int, str],
     out_dir: Path,
-    session: str,
+    plan_hash: str,
 ) -> SweepOutcome:
-    """The table, plots and best policies from Tune's results; ``DONE.json`` if all ran."""
-    by_index: dict[int, Any] = {}
-    for result in grid:
-        by_index[int(result.config["trial"])] = result
+    """The table (from the trial records), plots and best policies; ``DONE.json`` if all ran."""
     setting_names = list(dict.fromkeys(k for t in trials for k in t.settings))
     kinds = {a.name: a.agent for a in config.agents}
-    rows, failed, ran = [], {}, []
+    rows, failed = [], {}
     for t in trials:
-        result = by_index.get(t.index)
-        metrics = dict(result.metrics or {}) if result is not None else {}
-        if result is None or result.error is not None or "value_per_customer" not in metrics:
-            error = getattr(result, "error", None)
-            first = str(error).strip().splitlines() if error is not None else []
-            failed[t.index] = first[-1] if first else "did not finish"
-            metrics = {}
-        elif metrics.get("session") == session:
-            ran.append(t.index)
+        found = read_trial_record(out_dir, plan_hash, t, len(config.seeds))
+        metrics: dict[str, Any] = {}
+        if isinstance(found, dict):
+            metrics = found["metrics"]
+        else:  # not run, failed, or (never expected) its new record refused
+            failed[t.index] = errors.get(t.index) or found or "did not finish"
         row: dict[str, Any] = {"trial": t.index, "agent": t.agent, "kind": kinds[t.agent]}
         for name in setting_names:
             row[name] = _cell(t.settings[name]) if name in t.settings else None
-        for name in _METRICS:
+        for name in METRICS:
             row[name] = metrics.get(name, np.nan)
         rows.append(row)
+    ran = tuple(i for i in todo if i not in failed)
     table = pd.DataFrame(rows)
     best: dict[str, int] = {}
     for label, sub in table.groupby("agent", sort=False):
@@ -717,7 +883,7 @@ def _write_results(
             "best": best,
         }
         write_text_atomic(out_dir / DONE, json.dumps(done_info, indent=2) + "\n")
-    return SweepOutcome(table, best, tuple(ran), failed, out_dir)
+    return SweepOutcome(table, best, ran, failed, out_dir, refused)
 
 
 def _export_best(
@@ -751,7 +917,7 @@ def _export_best(
                 "trial": trial.index,
                 "settings": trial.settings,
                 "spec": trial.spec,
-                **{name: _plain(row[name]) for name in _METRICS},
+                **{name: _plain(row[name]) for name in METRICS},
             }
             (tmp / "best.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
             os.chmod(tmp / "best.json", ordinary_mode())
@@ -843,7 +1009,7 @@ def _print_table(config: ExperimentConfig, outcome: SweepOutcome) -> None:
     from rich.table import Table
 
     table = outcome.table
-    fixed = {"trial", "agent", "kind", "best", *_METRICS}
+    fixed = {"trial", "agent", "kind", "best", *METRICS}
     settings = [c for c in table.columns if c not in fixed]
     view = Table(title=f"{config.name}: sweep, seeds {config.seeds} (* best per agent)")
     for col in ("trial", "agent", *settings, "profit / customer", "95% CI", "contact rate"):

@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,10 +26,14 @@ from campaignrl.policies.artifacts import load_policy
 from campaignrl.runs import run_one, summarize
 from campaignrl.scale.sweep import (
     DONE,
+    METRICS,
     SweepSpec,
     load_sweep,
     plan_trials,
+    read_trial_record,
     sweep_experiment,
+    trial_record,
+    write_trial_record,
 )
 
 TINY: dict[str, Any] = {
@@ -237,6 +242,107 @@ def test_out_holding_another_plan_or_other_files_is_refused(tmp_path: Path) -> N
         sweep_experiment(config, sweep, previous)
 
 
+_HASH = "ab" * 32
+_RESULT = {
+    "value_per_customer": 1.25,
+    "ci95_low": 0.5,
+    "ci95_high": 2.0,
+    "seed_sd": 0.1,
+    "contact_rate": 0.4,
+    "timesteps": 800,
+    "n_seeds": 2,
+    "eval_customers": 600,
+    "seed_values": [1.2, 1.3],
+    "training_iteration": 1,  # Tune's own keys are not recorded
+}
+
+
+def _tampered(record: dict[str, Any], change: str) -> str:
+    """The record's JSON text with one kind of damage."""
+    r = json.loads(json.dumps(record))
+    if change == "truncated":
+        return json.dumps(r)[:40]
+    if change == "nan":
+        return json.dumps(r).replace("1.25", "NaN")
+    if change == "overflow":  # json reads 1e999 as inf
+        return json.dumps(r).replace("0.4", "1e999")
+    if change == "plan":
+        r["plan"] = "cd" * 32
+    elif change == "index":
+        r["trial"] = 4
+    elif change == "settings":
+        r["settings"]["epsilon"] = 0.5
+    elif change == "int-as-float":  # 0.0 and 0 differ: settings compare as JSON text
+        r["settings"]["epsilon"] = 0
+    elif change == "string":
+        r["metrics"]["value_per_customer"] = "1.25"
+    elif change == "bool":
+        r["metrics"]["n_seeds"] = True
+    elif change == "missing":
+        del r["metrics"]["seed_sd"]
+    elif change == "extra":
+        r["pickle"] = "gASV"
+    elif change == "interval":
+        r["metrics"]["value_per_customer"] = 9.0
+    elif change == "seeds":
+        r["seed_values"] = [1.2]
+    elif change == "list":
+        r = [r]
+    return json.dumps(r)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("truncated", "not valid JSON"),
+        ("nan", "not valid JSON: holds NaN, which is not a finite number"),
+        ("overflow", "metrics.contact_rate: must be a finite number, got inf"),
+        ("plan", "plan: of another plan"),
+        ("index", "trial: must be 1, got 4"),
+        ("settings", 'settings: must be {"alpha":2.0,"epsilon":0.0}, got'),
+        ("int-as-float", 'settings: must be {"alpha":2.0,"epsilon":0.0}, got'),
+        ("string", "metrics.value_per_customer: must be a finite number, got '1.25'"),
+        ("bool", "metrics.n_seeds: must be an integer, got True"),
+        ("missing", "metrics: keys must be"),
+        ("extra", "not a trial record: keys must be"),
+        ("interval", "metrics: value_per_customer 9.0 is outside its interval [0.5, 2.0]"),
+        ("seeds", "seed_values: must be 2 finite numbers, got [1.2]"),
+        ("list", "not a trial record: keys must be"),
+    ],
+)
+def test_trial_record_round_trip_and_tampering(tmp_path: Path, change: str, reason: str) -> None:
+    trials = plan_trials(*load_sweep(_write(tmp_path / "s.yaml", TINY))[:2])
+    trial = trials[1]
+    assert trial.settings == {"epsilon": 0.0, "alpha": 2.0}
+    assert read_trial_record(tmp_path, _HASH, trial, 2) is None  # no record yet
+    record = trial_record(_HASH, trial, _RESULT)
+    path = write_trial_record(tmp_path, record)
+    assert path == tmp_path / "trials" / "trial_1.json"
+    assert not list(path.parent.glob(".*"))  # no temporary file left beside it
+    got = read_trial_record(tmp_path, _HASH, trial, 2)
+    assert got == record and set(got["metrics"]) == set(METRICS)
+    assert got["metrics"]["value_per_customer"] == 1.25 and got["seed_values"] == [1.2, 1.3]
+    assert read_trial_record(tmp_path, _HASH, trial, 3) == (
+        "metrics.n_seeds: must be 3 (the experiment's seeds), got 2"
+    )
+    path.write_text(_tampered(record, change))
+    refused = read_trial_record(tmp_path, _HASH, trial, 2)
+    assert isinstance(refused, str) and refused.startswith(reason), refused
+
+
+def test_trial_record_must_be_a_small_regular_file(tmp_path: Path) -> None:
+    trials = plan_trials(*load_sweep(_write(tmp_path / "s.yaml", TINY))[:2])
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(trial_record(_HASH, trials[0], _RESULT)))
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "trials" / "trial_0.json").symlink_to(elsewhere)
+    assert read_trial_record(tmp_path, _HASH, trials[0], 2) == "not a regular file"
+    (tmp_path / "trials" / "trial_1.json").write_text(" " * 1_000_001)
+    assert read_trial_record(tmp_path, _HASH, trials[1], 2) == "1,000,001 bytes, over 1,000,000"
+    with pytest.raises(ValueError):  # a non-finite row is never written
+        write_trial_record(tmp_path, trial_record(_HASH, trials[2], {**_RESULT, "seed_sd": np.nan}))
+
+
 # ------------------------------------------------------------------------------ on Ray
 
 
@@ -310,16 +416,9 @@ def _session_processes(sid: int) -> list[int]:
     return pids
 
 
-def _finished_in_state(experiment_dir: Path) -> set[int]:
-    """Trials Tune's saved experiment state lists as finished."""
-    (state,) = glob.glob(str(experiment_dir / "experiment_state-*.json"))
-    data = json.loads(Path(state).read_text())
-    finished = set()
-    for entry, _ in data["trial_data"]:
-        trial = json.loads(entry)
-        if trial["status"] == "TERMINATED":
-            finished.add(int(trial["config"]["trial"]))
-    return finished
+def _recorded(out: Path) -> set[int]:
+    """Trials the killed driver recorded as finished (``trials/trial_<i>.json``)."""
+    return {int(p.stem.removeprefix("trial_")) for p in (out / "trials").glob("trial_*.json")}
 
 
 _KILLED_RUN = """
@@ -360,7 +459,7 @@ def test_killed_sweep_resumes_with_the_same_table(
                 pytest.fail("no two trials finished in time; the sweep said:\n" + "".join(seen))
             seen.append(line)
             done += line.startswith("sweep: trial ")
-        time.sleep(0.3)  # Tune saves its state every step; let it write the second one
+        # the record is written before the line is printed: no wait needed
     finally:
         for pid in _session_processes(proc.pid):
             try:
@@ -370,12 +469,32 @@ def test_killed_sweep_resumes_with_the_same_table(
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not (out / DONE).exists()
-    before = _finished_in_state(out / "tune" / "trials")
+    before = _recorded(out)
     assert 2 <= len(before) < 6, before
 
     config, sweep, _ = load_sweep(tiny_file)
-    resumed = sweep_experiment(config, sweep, out)  # the same folder: Tuner.restore
+    resumed = sweep_experiment(config, sweep, out)  # the same folder: a new Tuner, the rest
     assert sorted(resumed.ran) == sorted(set(range(6)) - before)  # finished ones not rerun
+    assert not resumed.refused
     pd.testing.assert_frame_equal(resumed.table, unkilled.table)
     assert (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
     assert resumed.best == unkilled.best and (out / DONE).is_file()
+
+
+def test_tampered_record_is_named_and_its_trial_rerun(
+    unkilled: Any, tiny_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "tampered"
+    shutil.copytree(unkilled.out, out)
+    record = out / "trials" / "trial_2.json"
+    text = record.read_text()
+    value = json.loads(text)["metrics"]["value_per_customer"]
+    record.write_text(text.replace(repr(value), "1e999", 1))  # json reads it as inf
+    config, sweep, _ = load_sweep(tiny_file)
+    again = sweep_experiment(config, sweep, out, progress=False)
+    err = capsys.readouterr().err
+    assert f"sweep: {record}: refused (metrics.value_per_customer: must be a finite" in err
+    assert "trial 2 runs again" in err
+    assert again.ran == (2,) and list(again.refused) == [2] and not again.failed
+    assert (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
+    assert record.read_bytes() == (unkilled.out / "trials" / "trial_2.json").read_bytes()
