@@ -3,6 +3,7 @@
     python benchmarks/sim_fidelity.py [--worlds retail,fatigue] [--customers 20000]
         [--periods 12] [--epsilon 0.3] [--eval-customers 20000] [--seed 0]
         [--variants] [--drop-features] [--feedback-ari] [--json out.json]
+        [--ppo [--ppo-timesteps N] [--ppo-customers N]]
 
 For each world (a preset, or ``preset:field=value,...`` with ``world_overrides``):
 
@@ -22,9 +23,17 @@ For each world (a preset, or ``preset:field=value,...`` with ``world_overrides``
    binomial standard error; and the share of segment x channel rates within 10% or 2
    standard errors.
 
-A trained PPO is not among the policies (training costs minutes per world); the myopic
-oracle of the fitted world is, computed from the observation so that it runs in the true
-world too (:class:`campaignrl.simulators.fit.myopic.SpecMyopicPolicy`).
+The myopic oracle of the fitted world is among the policies, computed from the observation
+so that it runs in the true world too
+(:class:`campaignrl.simulators.fit.myopic.SpecMyopicPolicy`). ``--ppo`` adds two trained
+PPOs (training costs minutes per world): one trained in the fitted world, one in the true
+world, each on ``--ppo-customers`` customers for ``--ppo-timesteps`` customer-steps of
+``--periods``-week campaigns with the settings of ``experiments/fatigue.yaml``
+(:data:`PPO_PARAMS`) and seed ``--seed``. Both join the ranked policies, and the transfer
+check evaluates both, with the fitted myopic oracle, in the true world on the same
+evaluation customers (one seed: common random numbers), reporting each value with its 95%
+interval and the ratio PPO(fitted) / PPO(true) with a delta-method interval
+(:func:`ratio_ci95`).
 
 ``--variants`` adds worlds with parameters the fit was not tuned on; ``--drop-features`` also
 fits each log without its ``segment=`` and ``affinity=`` columns (segments from RFM, consent
@@ -47,11 +56,15 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from campaignrl.agents.baselines import make_baseline
-from campaignrl.rollout import run_policy
+from campaignrl.rollout import FeaturePolicy, mean_ci95, run_policy
 from campaignrl.simulators import get_world
 from campaignrl.simulators.fit import fit_simulator
 from campaignrl.simulators.fit.myopic import SpecMyopicPolicy
 from campaignrl.simulators.spec import WorldSpec
+
+PPO_PARAMS: dict[str, Any] = {"ent_coef": 0.0, "n_epochs": 10, "learning_rate": 0.0005}
+"""PPO settings of ``experiments/fatigue.yaml`` (its budget: 8,000,000 customer-steps on
+4,096 customers)"""
 
 VARIANTS = (
     "retail:fatigue_decay=0.75,unsubscribe_fatigue_slope=0.8,lapse_after=6",
@@ -77,8 +90,64 @@ def parse_world(text: str) -> tuple[str, WorldSpec]:
 
 def evaluate(spec: WorldSpec, policy: Any, n: int, periods: int, seed: int) -> float:
     """Mean profit per customer over ``periods`` weeks."""
+    return float(customer_values(spec, policy, n, periods, seed).mean())
+
+
+def customer_values(spec: WorldSpec, policy: Any, n: int, periods: int, seed: int) -> np.ndarray:
+    """Profit of each of ``n`` customers over ``periods`` weeks (population fixed by ``seed``)."""
     res = run_policy(spec, policy, n_customers=n, horizon=periods, seed=seed)
-    return float(res.value_per_customer.mean())
+    return np.asarray(res.value_per_customer, dtype=np.float64)
+
+
+def ratio_ci95(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Ratio of means ``R = mean(a) / mean(b)`` of paired values, with a 95% interval.
+
+    Delta method for a ratio estimator (Cochran, *Sampling Techniques*, 3rd ed., 1977,
+    section 6.3): ``se(R) = sd(a_i - R b_i) / (sqrt(n) |mean(b)|)``, interval ``R +- 1.96
+    se``. Pairing (the same customers and seeds for ``a`` and ``b``) removes the shared noise.
+
+    Examples:
+        >>> r, lo, hi = ratio_ci95(np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0]))
+        >>> (r, lo, hi)
+        (2.0, 2.0, 2.0)
+    """
+    n = a.shape[0]
+    r = float(a.mean() / b.mean())
+    half = 1.96 * float((a - r * b).std(ddof=1)) / (np.sqrt(n) * abs(float(b.mean())))
+    return r, r - half, r + half
+
+
+def train_ppo(world: WorldSpec, args: argparse.Namespace, name: str) -> tuple[FeaturePolicy, float]:
+    """PPO trained in ``world`` (seed ``args.seed``), as its exported numpy policy.
+
+    Returns the policy and the training seconds.
+    """
+    import torch
+
+    from campaignrl.agents.registry import make_agent
+    from campaignrl.envs.vector import CampaignVectorEnv
+
+    # one thread: the machine is shared, and one thread gives the same result everywhere
+    torch.set_num_threads(1)
+    env = CampaignVectorEnv(args.ppo_customers, world=world, horizon=args.periods)
+    agent = make_agent(
+        "ppo", env, params=PPO_PARAMS, total_timesteps=args.ppo_timesteps, seed=args.seed
+    )
+    print(f"  training {name}: {args.ppo_timesteps:,} customer-steps ...", flush=True)
+    trained = agent.learn(args.ppo_timesteps, progress=sys.stderr.isatty())
+    print(f"  {name}: {trained.timesteps:,} customer-steps in {trained.seconds:.0f} s", flush=True)
+    return FeaturePolicy(agent.policy(), name), trained.seconds
+
+
+def same_features(a: WorldSpec, b: WorldSpec, periods: int) -> bool:
+    """Whether a policy trained in ``a`` reads the observations and actions of ``b``."""
+    from campaignrl.envs.vector import CampaignVectorEnv
+
+    ea = CampaignVectorEnv(1, world=a, horizon=periods)
+    eb = CampaignVectorEnv(1, world=b, horizon=periods)
+    return bool(
+        ea.encoder.feature_names == eb.encoder.feature_names and ea.action_names == eb.action_names
+    )
 
 
 class Logging:
@@ -154,6 +223,19 @@ def run_world(label: str, true: WorldSpec, args: argparse.Namespace, drop: bool)
             ("fitted myopic", SpecMyopicPolicy(spec)),
             ("fitted restrained (F<=1)", SpecMyopicPolicy(spec, fatigue_threshold=1.0)),
         ]
+    transfer: dict[str, Any] | None = None
+    ppo_note = ""
+    if args.ppo:
+        if same_features(spec, true, args.periods):
+            ppo_fit, sec_fit = train_ppo(spec, args, "PPO trained in fitted")
+            ppo_true, sec_true = train_ppo(true, args, "PPO trained in true")
+            policies += [("PPO trained in fitted", ppo_fit), ("PPO trained in true", ppo_true)]
+            transfer = ppo_transfer(true, ppo_fit, ppo_true, SpecMyopicPolicy(spec), args)
+            transfer["train_seconds"] = {"fitted": sec_fit, "true": sec_true}
+        else:
+            ppo_note = (
+                "PPO skipped: the fitted world's observation features differ from the true one's"
+            )
     rows = []
     for i, (name, pol) in enumerate(policies):
         seed = args.seed + 1000 + i
@@ -207,8 +289,45 @@ def run_world(label: str, true: WorldSpec, args: argparse.Namespace, drop: bool)
         "mean_rel_error": float(rel.mean()),
         "max_rel_error": float(rel.max()),
         "rates": rates,
-        "notes": list(fitted.notes),
+        "notes": list(fitted.notes) + ([ppo_note] if ppo_note else []),
+        "ppo_transfer": transfer,
     }
+
+
+def ppo_transfer(
+    true: WorldSpec,
+    ppo_fit: FeaturePolicy,
+    ppo_true: FeaturePolicy,
+    myopic: SpecMyopicPolicy,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The fitted world's PPO and myopic oracle beside the true world's PPO, in the true world.
+
+    All three run on the same ``--eval-customers`` customers with one seed (common random
+    numbers), so the ratio's interval is paired (:func:`ratio_ci95`).
+    """
+    seed = args.seed + 2000
+    vals = {
+        "PPO trained in fitted": customer_values(
+            true, ppo_fit, args.eval_customers, args.periods, seed
+        ),
+        "PPO trained in true": customer_values(
+            true, ppo_true, args.eval_customers, args.periods, seed
+        ),
+        "fitted myopic": customer_values(true, myopic, args.eval_customers, args.periods, seed),
+    }
+    out: dict[str, Any] = {
+        "eval_seed": seed,
+        "values": {
+            k: dict(zip(("mean", "lo", "hi"), mean_ci95(v), strict=True)) for k, v in vals.items()
+        },
+    }
+    base = vals["PPO trained in true"]
+    for k in ("PPO trained in fitted", "fitted myopic"):
+        out[f"ratio {k} / PPO trained in true"] = dict(
+            zip(("ratio", "lo", "hi"), ratio_ci95(vals[k], base), strict=True)
+        )
+    return out
 
 
 def feedback_ari(label: str, true: WorldSpec, args: argparse.Namespace) -> dict[str, Any]:
@@ -274,6 +393,18 @@ def print_result(res: dict[str, Any]) -> None:
         chan = [r for r in res["rates"] if r["channel"] != "all" and np.isfinite(r["rel_error"])]
         within = np.mean([r["rel_error"] <= max(0.10, 2 * r["rel_se"]) for r in chan])
         print(f"  per segment x channel: {within:.0%} of {len(chan)} rates within 10% or 2 s.e.")
+    tr = res.get("ppo_transfer")
+    if tr:
+        secs = tr["train_seconds"]
+        print(
+            f"  in the true world, same customers (seed {tr['eval_seed']}); PPO training "
+            f"{secs['fitted']:.0f} s (fitted), {secs['true']:.0f} s (true):"
+        )
+        for k, v in tr["values"].items():
+            print(f"    {k:<24}{v['mean']:>10.3f}  [{v['lo']:.3f}, {v['hi']:.3f}]")
+        for k, v in tr.items():
+            if k.startswith("ratio"):
+                print(f"    {k[6:]:<45}{v['ratio']:>7.1%}  [{v['lo']:.1%}, {v['hi']:.1%}]")
     for note in res["notes"]:
         print(f"  note: {note}")
 
@@ -290,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drop-features", action="store_true")
     p.add_argument("--feedback-ari", action="store_true")
     p.add_argument("--json", default=None)
+    p.add_argument(
+        "--ppo", action="store_true", help="add PPOs trained in the fitted and true worlds"
+    )
+    p.add_argument("--ppo-timesteps", type=int, default=8_000_000)
+    p.add_argument("--ppo-customers", type=int, default=4096)
     args = p.parse_args(argv)
     worlds = [w for w in args.worlds.split(",") if w]
     if args.variants:
