@@ -611,7 +611,7 @@ def _map_files(
                 yield result
         return
     ray = _ray(ray_address)
-    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+    remote = ray.remote(num_cpus=1, max_retries=3)(_in_task)
     spec_ref = ray.put(spec)
     window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     refs: list[Any] = []
@@ -620,7 +620,7 @@ def _map_files(
         # A bounded window of tasks in flight: results are gathered in file order, so the
         # sums are added in the order of the serial loop (identical results).
         while submitted < len(files) and submitted < i + window:
-            refs.append(remote.remote(files[submitted], spec_ref))
+            refs.append(remote.remote(fn, files[submitted], spec_ref))
             submitted += 1
         yield ray.get(refs[i])
         refs[i] = None
@@ -858,7 +858,8 @@ def evaluate_stream(
             has_masks=False,
             columns=tuple(c for c in spec.columns if not c.startswith(MASK_PREFIX)),
         )
-        with progress_bar("reward-model sample", total=len(files), enabled=progress) as advance:
+        what = "reward-model sample"
+        with _one_blas_thread(), progress_bar(what, len(files), progress) as advance:
             parts = []
             for part in _map_files(file_sample, files, sample_spec, ray_address, n_workers):
                 parts.append(part)
@@ -867,12 +868,31 @@ def evaluate_stream(
         fitted = _fit_models(reward_model, sample, len(names), model_folds, model_seed)
         spec = _replace(spec, model=fitted)
     totals = Partial.empty(n_columns, n_buckets, len(names))
-    with progress_bar(f"streaming {total:,} rows", total=total, enabled=progress) as advance:
+    what = f"streaming {total:,} rows"
+    with _one_blas_thread(), progress_bar(what, total, progress) as advance:
         parts_sums = _map_files(file_partial, files, spec, ray_address, n_workers)
         for rows, part_sums in zip(file_rows, parts_sums, strict=True):
             totals.add(part_sums)
             advance(rows)
-    return _finish(totals, spec, alpha, n_bootstrap, boot_seed, len(files), fitted)
+        return _finish(totals, spec, alpha, n_bootstrap, boot_seed, len(files), fitted)
+
+
+def _one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread (process-wide, as BLAS pools are).
+
+    The batches' products are small ((65536, 20) x (20, 19)): a multi-threaded BLAS spends
+    more waking and spinning its threads than computing (measured: the main pass took 2.5x
+    the CPU time), and the work is already spread over files.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _in_task(fn: Callable[[Path, _Spec], Any], path: Path, spec: _Spec) -> Any:
+    """``fn(path, spec)`` in a Ray worker, with one BLAS thread (see :func:`_one_blas_thread`)."""
+    with _one_blas_thread():
+        return fn(path, spec)
 
 
 def _replace(spec: _Spec, **changes: Any) -> _Spec:
