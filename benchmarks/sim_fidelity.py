@@ -105,6 +105,7 @@ def ratio_ci95(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     Delta method for a ratio estimator (Cochran, *Sampling Techniques*, 3rd ed., 1977,
     section 6.3): ``se(R) = sd(a_i - R b_i) / (sqrt(n) |mean(b)|)``, interval ``R +- 1.96
     se``. Pairing (the same customers and seeds for ``a`` and ``b``) removes the shared noise.
+    The interval covers evaluation noise only, not the spread between training seeds.
 
     Examples:
         >>> r, lo, hi = ratio_ci95(np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0]))
@@ -113,7 +114,7 @@ def ratio_ci95(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """
     n = a.shape[0]
     r = float(a.mean() / b.mean())
-    half = 1.96 * float((a - r * b).std(ddof=1)) / (np.sqrt(n) * abs(float(b.mean())))
+    half = 1.96 * float((a - r * b).std(ddof=1)) / float(np.sqrt(n) * abs(b.mean()))
     return r, r - half, r + half
 
 
