@@ -48,7 +48,12 @@ import pyarrow.parquet as pq
 
 from campaignrl._checks import check_scalar
 from campaignrl.logs.io import LoggedData
-from campaignrl.logs.schema import MASK_PREFIX, REQUIRED_COLUMNS, mask_column
+from campaignrl.logs.schema import (
+    MASK_PREFIX,
+    OUTCOME_COLUMNS,
+    REQUIRED_COLUMNS,
+    mask_column,
+)
 from campaignrl.ope.base import BaseOffPolicyEstimator, OPEInputs, ope_inputs
 from campaignrl.ope.bootstrap import (
     N_BUCKETS,
@@ -80,8 +85,7 @@ DEFAULT_MODEL_SAMPLE = 1_000_000
 _BUCKET_SALT = 0x5EED_B0C7
 _FOLD_SALT = 0xF01D_F01D
 _SAMPLE_SALT = 0x5A3B_1E00
-_OUTCOMES = ("opened", "purchased", "basket_value", "unsubscribed", "churned")
-_NOT_FEATURES = frozenset((*REQUIRED_COLUMNS, "position", *_OUTCOMES))
+_NOT_FEATURES = frozenset((*REQUIRED_COLUMNS, "position", *OUTCOME_COLUMNS))
 """schema columns, slots and outcomes (which happen after the decision): never context.
 The same rule as :func:`~campaignrl.logs.io.read_logs`."""
 
