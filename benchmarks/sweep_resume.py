@@ -6,9 +6,10 @@ twice on a local Ray (or ``--ray ADDRESS``):
 
 1. uninterrupted, into ``A/``;
 2. into ``B/``, killed with SIGKILL (driver and the Ray it started) once ``--kill-after``
-   trials have finished, then the same call again on ``B/``, which restores Tune's state.
+   trials have finished, then the same call again on ``B/``, which runs a new Tuner over
+   the trials without a record in ``B/trials/`` (Tune's state is never restored).
 
-Prints the wall times, the trials finished at the kill (as Tune's saved state lists them),
+Prints the wall times, the trials finished at the kill (the driver's records in ``trials/``),
 the trials the resumed run ran, whether any finished trial ran again, and whether the two
 ``sweep.csv`` are the same bytes (their sha256)::
 
@@ -48,7 +49,8 @@ else:
 from campaignrl.scale.sweep import load_sweep, sweep_experiment
 config, sweep, _ = load_sweep(sys.argv[1])
 outcome = sweep_experiment(config, sweep, sys.argv[2])
-print(json.dumps({"ran": list(outcome.ran), "failed": outcome.failed, "best": outcome.best}))
+print(json.dumps({"ran": list(outcome.ran), "failed": outcome.failed, "best": outcome.best,
+                  "refused": outcome.refused}))
 """
 """the driver: a sweep on a fresh local Ray (or the given cluster), its outcome as JSON"""
 
@@ -103,15 +105,9 @@ def _finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
-def _finished_in_state(out: Path) -> set[int]:
-    (state,) = glob.glob(str(out / "tune" / "trials" / "experiment_state-*.json"))
-    data = json.loads(Path(state).read_text())
-    done = set()
-    for entry, _ in data["trial_data"]:
-        trial = json.loads(entry)
-        if trial["status"] == "TERMINATED":
-            done.add(int(trial["config"]["trial"]))
-    return done
+def _recorded(out: Path) -> set[int]:
+    """Trials the driver recorded as finished: ``trials/trial_<i>.json``."""
+    return {int(p.stem.removeprefix("trial_")) for p in (out / "trials").glob("trial_*.json")}
 
 
 def _sha(path: Path) -> str:
@@ -155,13 +151,12 @@ def main() -> None:
         except queue.Empty:
             _kill_session(proc)
             raise SystemExit("no trial finished in 30 minutes") from None
-    time.sleep(0.3)
-    _kill_session(proc)
+    _kill_session(proc)  # a trial's line is printed after its record is written
     t_kill = time.perf_counter() - started
-    before = _finished_in_state(work / "B")
+    before = _recorded(work / "B")
     print(
         f"killed (SIGKILL) after {t_kill:.1f} s: {done} trials reported done, "
-        f"{len(before)} finished in Tune's saved state",
+        f"{len(before)} recorded in trials/",
         flush=True,
     )
 
@@ -171,7 +166,7 @@ def main() -> None:
     rerun = sorted(set(b["ran"]) & before)
     same = (work / "A" / "sweep.csv").read_bytes() == (work / "B" / "sweep.csv").read_bytes()
     print(f"resumed: ran {len(b['ran'])} trials {sorted(b['ran'])} in {t_b:.1f} s")
-    print(f"finished trials run again: {rerun or 'none'}")
+    print(f"finished trials run again: {len(rerun)} {rerun}; records refused: {b['refused']}")
     print(f"killed + resumed: {t_kill + t_b:.1f} s (uninterrupted {t_a:.1f} s)")
     sha_a, sha_b = _sha(work / "A" / "sweep.csv"), _sha(work / "B" / "sweep.csv")
     print(f"sweep.csv sha256: A {sha_a[:16]}, B {sha_b[:16]}")

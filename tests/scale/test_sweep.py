@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pickle
 import queue
 import re
 import shutil
@@ -481,6 +482,16 @@ def test_killed_sweep_resumes_with_the_same_table(
     assert resumed.best == unkilled.best and (out / DONE).is_file()
 
 
+class _Touch:
+    """A hostile pickle: loading it creates ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return (Path.touch, (self.path,))
+
+
 def test_tampered_record_is_named_and_its_trial_rerun(
     unkilled: Any, tiny_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -490,6 +501,12 @@ def test_tampered_record_is_named_and_its_trial_rerun(
     text = record.read_text()
     value = json.loads(text)["metrics"]["value_per_customer"]
     record.write_text(text.replace(repr(value), "1e999", 1))  # json reads it as inf
+    # Tune's pickles in the folder made hostile: unpickling one would create `marker`
+    marker = tmp_path / "unpickled"
+    pickles = list((out / "tune").rglob("*.pkl"))
+    assert pickles  # Tune did write its own (scratch) state
+    for p in pickles:
+        p.write_bytes(pickle.dumps(_Touch(marker)))
     config, sweep, _ = load_sweep(tiny_file)
     again = sweep_experiment(config, sweep, out, progress=False)
     err = capsys.readouterr().err
@@ -498,3 +515,4 @@ def test_tampered_record_is_named_and_its_trial_rerun(
     assert again.ran == (2,) and list(again.refused) == [2] and not again.failed
     assert (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
     assert record.read_bytes() == (unkilled.out / "trials" / "trial_2.json").read_bytes()
+    assert not marker.exists()
