@@ -60,6 +60,28 @@ def _choice(choices: Sequence[str]) -> Any:
     return parse
 
 
+def _world_arg(names: Sequence[str]) -> Any:
+    """A preset name, or a folder `fit-sim` wrote (its checksums are verified when it loads)."""
+
+    def parse(text: str) -> str:
+        if text in names:
+            return text
+        if not Path(text).is_dir():
+            raise argparse.ArgumentTypeError(
+                f"must be a preset ({', '.join(names)}) or a simulator folder written by "
+                f"`campaignrl fit-sim`, got {text!r}"
+            )
+        from campaignrl.simulators.presets import load_world
+
+        try:
+            load_world(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return parse
+
+
 def _policy_arg(names: Sequence[str]) -> Any:
     def parse(text: str) -> str | Path:
         if text in names:
@@ -173,9 +195,20 @@ def _build_parser() -> argparse.ArgumentParser:
     def population(p: argparse.ArgumentParser, customers: int, periods: int) -> None:
         p.add_argument(
             "--world",
-            type=_choice(worlds),
+            type=_world_arg(worlds),
             default="retail",
-            help=f"preset world: {', '.join(worlds)} (default: retail)",
+            metavar="WORLD|SIMDIR",
+            help=f"preset world ({', '.join(worlds)}; default: retail) or a simulator folder "
+            "written by `campaignrl fit-sim`",
+        )
+        # Its own flag (not an alias) so that an error names the flag the user typed.
+        p.add_argument(
+            "--sim",
+            dest="world",
+            type=_world_arg(worlds),
+            default=argparse.SUPPRESS,
+            metavar="SIMDIR",
+            help="a simulator folder written by `campaignrl fit-sim` (same as --world SIMDIR)",
         )
         p.add_argument(
             "--customers",
@@ -238,8 +271,33 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of uniform exploration mixed into the policy, in [0, 1]",
     )
-    s.add_argument("--out", type=Path, required=True, help="log file (.parquet or .csv)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    s.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="log file (.parquet or .csv), or a folder (no suffix): a partitioned Parquet "
+        "dataset written block by block in bounded memory",
+    )
+    s.add_argument(
+        "--chunk-customers",
+        type=_positive_int,
+        default=None,
+        metavar="C",
+        help="customers per part file of a folder --out (default: 250000; whole blocks of "
+        "10000, which fix the randomness: the rows do not depend on C)",
+    )
+    s.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="write the parts of a folder --out as Ray tasks: local, auto or a cluster address "
+        '(--out on storage every node sees); needs pip install "campaignrl[ray]"',
+    )
+    s.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out file or dataset"
+    )
 
     e = sub.add_parser("evaluate", help="value per customer of a policy, with a 95%% interval")
     e.set_defaults(handler=_cmd_evaluate)
@@ -339,6 +397,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(xsub)
     _register_ope(sub)
+    from campaignrl.simulators.fit.commands import add_parser as add_fit_sim
+
+    add_fit_sim(sub)
     from campaignrl.service.commands import register as register_service
 
     register_service(sub, _Parser)
@@ -593,14 +654,14 @@ def _cmd_import_obd(args: argparse.Namespace) -> int:
 
 def _make_policy(name: str | Path, world: str, periods: int, seed: int) -> Any:
     from campaignrl.agents.baselines import make_baseline
-    from campaignrl.simulators.presets import get_world
+    from campaignrl.simulators.presets import load_world
 
     if isinstance(name, Path):
         from campaignrl.envs.observation import ObservationEncoder
         from campaignrl.policies.artifacts import load_policy, read_manifest
         from campaignrl.rollout import FeaturePolicy, check_policy_fit
 
-        spec = get_world(world)
+        spec = load_world(world)
         try:
             loaded = FeaturePolicy(load_policy(name), name=str(name))
             loaded.check_compatible(
@@ -618,7 +679,7 @@ def _make_policy(name: str | Path, world: str, periods: int, seed: int) -> Any:
         return loaded
     policy = make_baseline(name)
     # The pilot of static-best gets its own stream so it never sees the evaluated population.
-    policy.fit(get_world(world), periods, np.random.default_rng([seed, 1]))
+    policy.fit(load_world(world), periods, np.random.default_rng([seed, 1]))
     return policy
 
 
@@ -658,8 +719,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from campaignrl.logs.schema import write_logs
     from campaignrl.rollout import run_policy
 
-    if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
-        raise ValueError(f"argument --out: must end in .parquet or .csv, got {str(args.out)!r}")
+    suffix = Path(args.out).suffix.lower()
+    if not suffix:
+        return _simulate_dataset(args)
+    if suffix not in (".parquet", ".csv"):
+        raise ValueError(
+            f"argument --out: must end in .parquet or .csv (a file), or have no suffix (a "
+            f"folder: a partitioned Parquet dataset), got {str(args.out)!r}"
+        )
+    for flag, value in (("--chunk-customers", args.chunk_customers), ("--ray", args.ray)):
+        if value is not None:
+            raise ValueError(
+                f"argument {flag}: only with a folder --out (no .parquet/.csv suffix), got "
+                f"--out {str(args.out)!r}"
+            )
     check_new_file(args.out, "--out", overwrite=args.overwrite)
     policy = _make_policy(args.policy, args.world, args.periods, args.seed)
     version = f"{policy.describe()}+eps{args.epsilon:g}"
@@ -680,6 +753,33 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(
         f"wrote {len(result.log):,} decisions ({args.customers:,} customers x {args.periods} "
         f"periods, policy {version}) to {path}"
+    )
+    return 0
+
+
+def _simulate_dataset(args: argparse.Namespace) -> int:
+    from campaignrl.logs.scaled import check_dataset_out, simulate_dataset
+
+    check_dataset_out(args.out, "argument --out", overwrite=args.overwrite)  # before the work
+    policy = _make_policy(args.policy, args.world, args.periods, args.seed)
+    version = f"{policy.describe()}+eps{args.epsilon:g}"
+    info = simulate_dataset(
+        args.out,
+        world=args.world,
+        policy=policy,
+        customers=args.customers,
+        periods=args.periods,
+        seed=args.seed,
+        chunk_customers=args.chunk_customers or 250_000,
+        epsilon=args.epsilon,
+        policy_version=version,
+        ray_address=args.ray,
+        overwrite=args.overwrite,
+        progress=True,
+    )
+    print(
+        f"wrote {info.rows:,} decisions ({args.customers:,} customers x {args.periods} periods, "
+        f"policy {version}) to {info.path}/ ({info.parts} part files)"
     )
     return 0
 
@@ -822,7 +922,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     from campaignrl.envs.vector import CampaignVectorEnv
     from campaignrl.policies.artifacts import save_policy
-    from campaignrl.simulators.presets import get_world
+    from campaignrl.simulators.presets import load_world
 
     params = _parse_settings(args.set)
     for flag, value in (("--customers", args.customers), ("--eval-customers", args.eval_customers)):
@@ -833,7 +933,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         check_sizes(
             args.agent,
             settings,
-            world=get_world(args.world),
+            world=load_world(args.world),
             n_customers=args.customers,
             horizon=args.periods,
         )
@@ -974,10 +1074,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         calibration_report,
         out_of_range,
     )
-    from campaignrl.simulators.presets import get_world
+    from campaignrl.simulators.presets import load_world
 
     report = calibration_report(
-        get_world(args.world),
+        load_world(args.world),
         send_rate=args.send_rate,
         n_customers=args.customers,
         horizon=args.periods,

@@ -56,7 +56,7 @@ from campaignrl.runs import (
     summarize,
     write_run,
 )
-from campaignrl.simulators.presets import get_world, world_names
+from campaignrl.simulators.presets import load_world, world_names
 
 __all__ = [
     "DONE",
@@ -218,7 +218,9 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: StrictStr = Field(min_length=1, max_length=200, description="experiment name")
-    world: StrictStr = Field(default="retail", description="preset world")
+    world: StrictStr = Field(
+        default="retail", description="preset world, or a simulator folder `fit-sim` wrote"
+    )
     world_overrides: dict[str, Any] = Field(default_factory=dict, description="WorldSpec fields")
     horizon: StrictInt = Field(
         default=26, ge=1, le=_MAX_HORIZON, description="periods per campaign"
@@ -250,8 +252,12 @@ class ExperimentConfig(BaseModel):
     @field_validator("world")
     @classmethod
     def _world(cls, value: str) -> str:
-        if value not in world_names():
-            raise ValueError(f"unknown world {value!r}; worlds are {', '.join(world_names())}")
+        # A fitted simulator folder is a world too (its checksums are checked by spec()).
+        if value not in world_names() and not Path(value).is_dir():
+            raise ValueError(
+                f"unknown world {value!r}; worlds are {', '.join(world_names())}, or a "
+                "simulator folder written by `campaignrl fit-sim`"
+            )
         return value
 
     @field_validator("seeds")
@@ -267,7 +273,8 @@ class ExperimentConfig(BaseModel):
         try:
             spec = self.spec()
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"world_overrides: {exc}") from None
+            where = "world_overrides" if self.world_overrides else "world"
+            raise ValueError(f"{where}: {exc}") from None
         seen: dict[str, int] = {}
         for i, a in enumerate(self.agents):
             first = seen.setdefault(a.name.casefold(), i)
@@ -293,7 +300,7 @@ class ExperimentConfig(BaseModel):
 
     def spec(self) -> Any:
         """The world, overrides applied and validated."""
-        return get_world(self.world, **self.world_overrides)
+        return load_world(self.world, **self.world_overrides)
 
     def budget(self, agent: AgentSpec) -> TrainingBudget | None:
         """What ``agent`` really trains: its budget rounded up to whole campaigns.

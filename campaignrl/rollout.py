@@ -16,7 +16,7 @@ from campaignrl.logs.schema import OUTCOME_COLUMNS, mask_column
 from campaignrl.policies.base import Policy
 from campaignrl.policies.sampling import epsilon_mix, sample_actions
 from campaignrl.simulators.core import CustomerSimulator
-from campaignrl.simulators.presets import get_world
+from campaignrl.simulators.presets import load_world
 from campaignrl.simulators.spec import WorldSpec
 
 __all__ = [
@@ -119,9 +119,9 @@ def check_policy_fit(
         )
     elif isinstance(trained_name, str):
         overrides = training.get("world_overrides") or {}
-        used = get_world(world) if isinstance(world, str) else world
+        used = load_world(world) if isinstance(world, str) else world
         try:
-            trained = get_world(trained_name, **overrides) if isinstance(overrides, dict) else None
+            trained = load_world(trained_name, **overrides) if isinstance(overrides, dict) else None
         except (TypeError, ValueError):  # an unknown preset or field: nothing to compare with
             trained = None
         if trained is not None and trained.to_dict() != used.to_dict():

@@ -257,7 +257,14 @@ BAD_ARGUMENTS = [
     (["evaluate", "--policy", "random", "--seed", "-1"], "--seed", "-1"),
     (["evaluate", "--policy", "random", "--seed", "1.5"], "--seed", "1.5"),
     (["simulate", "--out", "x.txt"], "--out", "x.txt"),
-    (["simulate", "--out", "log"], "--out", "log"),
+    (["simulate", "--out", "log", "--chunk-customers", "0"], "--chunk-customers", "0"),
+    (
+        ["simulate", "--out", "x.parquet", "--chunk-customers", "5"],
+        "--chunk-customers",
+        "x.parquet",
+    ),
+    (["simulate", "--out", "x.csv", "--ray"], "--ray", "x.csv"),
+    (["evaluate", "--sim", "nowhere"], "--sim", "nowhere"),
     (["calibrate", "--send-rate", "2"], "--send-rate", "2"),
     (
         ["train", "--agent", "ucb1", "--out", "run", "--eval-customers", "1"],
@@ -787,3 +794,38 @@ def test_the_core_package_never_imports_ray():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_simulate_to_a_folder_writes_a_dataset_that_does_not_depend_on_chunks(tmp_path, capsys):
+    base = ["simulate", "--customers", "25000", "--periods", "2", "--epsilon", "0.3"]
+    assert _run([*base, "--out", str(tmp_path / "a"), "--chunk-customers", "10000"], capsys)[0] == 0
+    assert _run([*base, "--out", str(tmp_path / "b")], capsys)[0] == 0
+    import pyarrow.dataset as ds
+
+    parts_a = sorted(p.name for p in (tmp_path / "a").glob("part-*.parquet"))
+    parts_b = sorted(p.name for p in (tmp_path / "b").glob("part-*.parquet"))
+    assert (len(parts_a), len(parts_b)) == (3, 1)  # 25,000 customers: blocks of 10,000
+    a = ds.dataset(tmp_path / "a").to_table().to_pandas()
+    b = ds.dataset(tmp_path / "b").to_table().to_pandas()
+    assert len(a) == 50_000
+    pd.testing.assert_frame_equal(a, b)
+    code, _, err = _run([*base, "--out", str(tmp_path / "a")], capsys)
+    assert code == 2 and "--overwrite" in err
+
+
+def test_sim_folder_works_where_world_does(tmp_path, capsys):
+    from campaignrl.rollout import run_policy
+    from campaignrl.simulators.fit import fit_simulator, save_fitted
+
+    policy = make_baseline("random")
+    log = run_policy(
+        "retail", policy, n_customers=1500, horizon=4, seed=1, epsilon=1.0, record=True
+    ).log
+    save_fitted(fit_simulator(log, segments=3, seed=0), tmp_path / "sim")
+    argv = ["evaluate", "--policy", "no-contact", "--customers", "300", "--periods", "4"]
+    code, out_sim, _ = _run([*argv, "--sim", str(tmp_path / "sim"), "--json"], capsys)
+    assert code == 0
+    code, out_world, _ = _run([*argv, "--world", str(tmp_path / "sim"), "--json"], capsys)
+    assert code == 0 and out_sim == out_world
+    code, out_retail, _ = _run([*argv, "--json"], capsys)
+    assert code == 0 and out_retail != out_sim  # the fitted world is not the preset

@@ -401,7 +401,7 @@ def test_run_policy_refuses_bad_arguments_by_name(changes, err, match):
 
 
 def test_run_policy_refuses_unknown_world():
-    with pytest.raises(ValueError, match=r"`world` must be one of .*got 'shop'"):
+    with pytest.raises(ValueError, match=r"`world` must be a preset \(retail.*got 'shop'"):
         run_policy("shop", make_baseline("random"), n_customers=10, horizon=2, seed=0)
 
 

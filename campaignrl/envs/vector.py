@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 from campaignrl._checks import check_scalar
 from campaignrl.envs.observation import ObservationEncoder
 from campaignrl.simulators.core import CustomerSimulator, StepResult
-from campaignrl.simulators.presets import get_world
+from campaignrl.simulators.presets import load_world
 from campaignrl.simulators.spec import WorldSpec
 
 __all__ = ["CampaignVectorEnv", "make_simulator"]
@@ -26,7 +26,7 @@ def make_simulator(
     if isinstance(world, WorldSpec):
         spec = world.replace(**overrides) if overrides else world
     elif isinstance(world, str):
-        spec = get_world(world, **overrides)
+        spec = load_world(world, **overrides)
     else:
         raise TypeError(f"`world` must be a preset name or a WorldSpec, got {type(world).__name__}")
     return CustomerSimulator(spec, n_customers, horizon)

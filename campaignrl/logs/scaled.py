@@ -247,9 +247,9 @@ def _resolve_world(world: str | WorldSpec) -> WorldSpec:
         return world
     if not isinstance(world, str):
         raise TypeError(f"`world` must be a preset name or a WorldSpec, got {type(world).__name__}")
-    from campaignrl.simulators.presets import get_world
+    from campaignrl.simulators.presets import load_world
 
-    return get_world(world)
+    return load_world(world)
 
 
 def check_dataset_out(

@@ -389,7 +389,7 @@ def test_action_masks_and_expected_reward_of_each_face():
         ({"num_envs": 2.5}, TypeError, r"`num_envs` must be of type .*, got float 2\.5"),
         ({"horizon": 0}, ValueError, "`horizon` must be >= 1, got 0"),
         ({"horizon": -3}, ValueError, "`horizon` must be >= 1, got -3"),
-        ({"world": "shop"}, ValueError, "`world` must be one of .*, got 'shop'"),
+        ({"world": "shop"}, ValueError, r"`world` must be a preset \(retail.*, got 'shop'"),
         ({"world": 3}, TypeError, "`world` must be a preset name or a WorldSpec, got int"),
         ({"margin_rate": 2.0}, ValueError, r"`WorldSpec\.margin_rate` must be <= 1\.0, got 2\.0"),
         ({"horizn": 5}, ValueError, re.escape("unknown WorldSpec field(s) ['horizn']")),
@@ -405,7 +405,7 @@ def test_vector_env_refuses_bad_arguments(kwargs, err, match):
     [
         ({"horizon": 0}, ValueError, "`horizon` must be >= 1, got 0"),
         ({"horizon": "26"}, TypeError, "`horizon` must be of type .*, got str '26'"),
-        ({"world": "shop"}, ValueError, "`world` must be one of .*, got 'shop'"),
+        ({"world": "shop"}, ValueError, r"`world` must be a preset \(retail.*, got 'shop'"),
         ({"world": None}, TypeError, "`world` must be a preset name or a WorldSpec, got NoneType"),
     ],
 )
