@@ -67,3 +67,19 @@ def test_bad_arguments_exit_2(argv, message, capsys):
         _run(["fit-sim", "--logs", "x.parquet", "--out", "sim", *argv])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_fit_sim_report_writes_the_fidelity_report_beside_the_world(
+    small_log: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "sim"
+    argv = ["fit-sim", "--logs", str(small_log), "--out", str(out), "--segments", "3", "--report"]
+    assert _run(argv) == 0
+    text = capsys.readouterr().out
+    assert f"fidelity report: {out / 'report' / 'report.md'}" in text
+    assert "per-segment open/conversion/opt-out rates within 10%" in text
+    report = (out / "report" / "report.md").read_text()
+    assert "Spearman" in report
+    for figure in ("rates.png", "distributions.png", "policies.png"):
+        assert (out / "report" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(load_world(out).segments) == 3  # the report folder does not disturb the world
