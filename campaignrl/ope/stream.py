@@ -869,7 +869,9 @@ def evaluate_stream(
                 parts.append(part)
                 advance(1)
         sample = _Sample.concat(parts, len(features))
+        del parts  # the sample is held once while the models fit (peak memory)
         fitted = _fit_models(reward_model, sample, len(names), model_folds, model_seed)
+        del sample
         spec = _replace(spec, model=fitted)
     totals = Partial.empty(n_columns, n_buckets, len(names))
     what = f"streaming {total:,} rows"
