@@ -516,3 +516,7 @@ def test_tampered_record_is_named_and_its_trial_rerun(
     assert (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
     assert record.read_bytes() == (unkilled.out / "trials" / "trial_2.json").read_bytes()
     assert not marker.exists()
+    (out / "sweep.csv").unlink()
+    complete = sweep_experiment(config, sweep, out, progress=False)  # every trial recorded
+    assert complete.ran == () and not complete.refused and not complete.failed
+    assert (out / "sweep.csv").read_bytes() == (unkilled.out / "sweep.csv").read_bytes()
