@@ -441,7 +441,14 @@ def _register_ope(sub: Any) -> None:
     positive = _number(0.0, None, "a positive number", open_low=True)
     p = sub.add_parser("ope", help="off-policy evaluation of a target policy on decision logs")
     p.set_defaults(handler=_cmd_ope)
-    p.add_argument("--logs", type=Path, required=True, help="decision log (.parquet or .csv)")
+    p.add_argument(
+        "--logs",
+        type=Path,
+        required=True,
+        help="decision log (.parquet or .csv), or a folder or quoted glob of Parquet files: "
+        "streamed in record batches with bounded memory (bandit estimators, Poisson "
+        "bootstrap over hashed customers)",
+    )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--policy", type=Path, help="exported policy directory (the target)")
     target.add_argument(
@@ -511,8 +518,9 @@ def _register_ope(sub: Any) -> None:
     p.add_argument(
         "--reward-model",
         type=_choice(REWARD_MODELS),
-        default="hgb",
-        help="cross-fitted reward model of dm and the dr family (default: hgb, gradient boosting)",
+        default=None,
+        help="cross-fitted reward model of dm and the dr family (default: hgb, gradient "
+        "boosting; ridge for a streamed log)",
     )
     p.add_argument(
         "--q-model",
@@ -524,6 +532,40 @@ def _register_ope(sub: Any) -> None:
         "--actions",
         help="comma-separated action names in index order (default: the policy's, the "
         "log's <stem>.items file, the catalog, or prefix_0..prefix_K inferred from the log)",
+    )
+    p.add_argument(
+        "--batch-rows",
+        type=_positive_int,
+        default=262_144,
+        help="streamed log: rows per record batch (default: 262144)",
+    )
+    p.add_argument(
+        "--model-sample",
+        type=_positive_int,
+        default=1_000_000,
+        help="streamed log: about how many rows (whole customers, by hashed id) the reward "
+        "model is fitted on (default: 1000000)",
+    )
+    p.add_argument(
+        "--model-folds",
+        type=_integer(2, "an integer >= 2"),
+        default=2,
+        help="streamed log: cross-fitting folds of hashed customer ids (default: 2)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="streamed log: threads over files (default: the CPUs); results do not depend on it",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="streamed log: one Ray task per file (local, auto or a cluster address); needs "
+        'pip install "campaignrl[ray]"',
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -619,6 +661,7 @@ def _build_estimators(names: list[str], args: argparse.Namespace) -> list[Any]:
 
 def _cmd_ope(args: argparse.Namespace) -> int:
     from campaignrl.ope.commands import OPEJob, ope_json, print_ope_table, run_ope
+    from campaignrl.ope.stream import is_stream_source
 
     names = _estimator_names(args)
     job = OPEJob(
@@ -633,11 +676,30 @@ def _cmd_ope(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         cluster=args.cluster,
         seed=args.seed,
-        reward_model=args.reward_model,
+        # Gradient boosting predicts every action of every row: too slow for a streamed log.
+        reward_model=args.reward_model or ("ridge" if is_stream_source(args.logs) else "hgb"),
         q_model=args.q_model,
         actions=args.actions,
     )
-    result = run_ope(job)
+    if is_stream_source(args.logs):
+        from campaignrl.ope.commands import StreamOptions, run_ope_stream
+
+        stream = StreamOptions(
+            batch_rows=args.batch_rows,
+            model_sample=args.model_sample,
+            model_folds=args.model_folds,
+            workers=args.workers,
+            ray=args.ray,
+        )
+        result = run_ope_stream(job, stream)
+    else:
+        for flag, value in (("--ray", args.ray), ("--workers", args.workers)):
+            if value is not None:
+                raise ValueError(
+                    f"argument {flag}: only for a streamed log (--logs a folder or a glob), "
+                    f"got --logs {str(args.logs)!r}"
+                )
+        result = run_ope(job)
     if args.json:
         print(ope_json(result))
     else:

@@ -300,6 +300,102 @@ def _replace(job: OPEJob, **changes: Any) -> OPEJob:
     return dataclasses.replace(job, **changes)
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """How ``campaignrl ope`` streams a log that is a folder or a glob of Parquet files."""
+
+    batch_rows: int = 262_144
+    """rows per record batch"""
+    model_sample: int = 1_000_000
+    """about how many rows (whole customers, by hashed id) the reward model is fitted on"""
+    model_folds: int = 2
+    """cross-fitting folds of hashed customer ids"""
+    workers: int | None = None
+    """threads over files (``None``: the CPUs)"""
+    ray: str | None = None
+    """``None``, or a Ray address (``local``, ``auto``, ``HOST:PORT``): one task per file"""
+
+
+def run_ope_stream(args: OPEJob, stream: StreamOptions) -> dict[str, Any]:
+    """:func:`run_ope` for a partitioned log, streamed in record batches with bounded memory.
+
+    The estimates equal the in-memory path's on the same rows and reward model
+    (:func:`campaignrl.ope.stream.evaluate_stream`); intervals are a Poisson bootstrap over
+    hashed buckets of customers, which does not depend on how the rows are split into files.
+
+    Raises:
+        ValueError: Naming the CLI argument at fault.
+    """
+    from campaignrl.ope.stream import evaluate_stream
+
+    if args.sequential:
+        raise ValueError(
+            "argument --sequential: streamed logs (a folder or a glob) support the bandit "
+            "estimators only"
+        )
+    if args.interval not in (None, "bootstrap"):
+        raise ValueError(
+            f"argument --interval: streamed logs use the Poisson bootstrap, got {args.interval!r}"
+        )
+    if args.target_probs is not None:
+        from campaignrl.ope.target import load_target_table
+
+        _check_file(args.target_probs, "--target-probs")
+        try:
+            target: Any = load_target_table(args.target_probs)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"argument --target-probs: {exc}") from None
+        target_label = str(args.target_probs)
+    else:
+        if args.policy is None:
+            raise ValueError("argument --policy: give --policy or --target-probs")
+        _check_file(args.policy, "--policy")
+        target, target_label = args.policy, str(args.policy)
+    actions = None
+    if args.actions:
+        actions = [a.strip() for a in str(args.actions).split(",") if a.strip()]
+        if not actions:
+            raise ValueError(f"argument --actions: no action names in {args.actions!r}")
+    needs_model = any(e.needs_reward_model for e in args.estimators)
+    cluster = {"auto": "auto", "episode": "episode_id", "row": "decision_id"}[args.cluster]
+    try:
+        result = evaluate_stream(
+            str(args.logs),
+            target,
+            list(args.estimators),
+            action_names=actions,
+            reward_model=_reward_model(args.reward_model) if needs_model else None,
+            model_sample=stream.model_sample,
+            model_folds=stream.model_folds,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+            cluster=cluster,
+            batch_rows=stream.batch_rows,
+            ray_address=stream.ray,
+            workers=stream.workers,
+            progress=True,
+        )
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"argument --logs: {exc}") from None
+    out = result.to_dict()
+    rows = []
+    for name, row in zip(args.names, out["estimates"], strict=True):
+        rows.append({**row, "estimator": name})
+    diagnostics = {
+        **out["diagnostics"],
+        "reward_model": args.reward_model if needs_model else None,
+        **{f"stream_{k}": v for k, v in out["stream"].items()},
+    }
+    return {
+        "estimates": rows,
+        "diagnostics": diagnostics,
+        "warnings": out["warnings"],
+        "logs": str(args.logs),
+        "target": target_label,
+        "sequential": False,
+    }
+
+
 def _run_bandit(
     names: list[str],
     args: OPEJob,
