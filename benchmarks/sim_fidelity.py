@@ -2,7 +2,7 @@
 
     python benchmarks/sim_fidelity.py [--worlds retail,fatigue] [--customers 20000]
         [--periods 12] [--epsilon 0.3] [--eval-customers 20000] [--seed 0]
-        [--variants] [--drop-features] [--feedback-ari] [--json out.json]
+        [--variants] [--drop-features | --drop-only] [--feedback-ari] [--json out.json]
         [--ppo [--ppo-timesteps N] [--ppo-customers N]]
 
 For each world (a preset, or ``preset:field=value,...`` with ``world_overrides``):
@@ -421,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", action="store_true")
     p.add_argument("--drop-features", action="store_true")
     p.add_argument("--feedback-ari", action="store_true")
+    p.add_argument(
+        "--drop-only",
+        action="store_true",
+        help="fit only the log without its segment=/affinity= columns (not also the whole one)",
+    )
     p.add_argument("--json", default=None)
     p.add_argument(
         "--ppo", action="store_true", help="add PPOs trained in the fitted and true worlds"
@@ -442,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {key:<28} ARI {val['ari']:.3f}  ({val['k']} segments)")
             results.append(res)
             continue
-        for drop in (False, True) if args.drop_features else (False,):
+        drops = (True,) if args.drop_only else (False, True) if args.drop_features else (False,)
+        for drop in drops:
             res = run_world(label, spec, args, drop)
             print_result(res)
             results.append(res)
