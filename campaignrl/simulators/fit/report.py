@@ -618,7 +618,8 @@ def fidelity_report(
             record=True,
             progress=progress,
         ).log
-        assert sim_log is not None  # record=True always returns a log
+        if sim_log is None:  # record=True always builds the log
+            raise RuntimeError("run_policy(record=True) returned no log")
         sim_seg_cols = [f"segment={s}" for s in spec.segment_names]
         sim_seg = seg_names[sim_log[sim_seg_cols].to_numpy().argmax(axis=1)]
         obs_rows = _canonical(frame, seg_names[seg_idx], cat)
