@@ -57,6 +57,7 @@ from campaignrl.runs import (
     write_run,
 )
 from campaignrl.simulators.presets import load_world, world_names
+from campaignrl.simulators.spec import WorldSpec
 
 __all__ = [
     "DONE",
@@ -198,6 +199,26 @@ class AgentSpec(BaseModel):
         """Whether this is a learner (trained) rather than a baseline."""
         return self.agent in LEARNERS
 
+    def size_problem(self, world: WorldSpec, horizon: int) -> str | None:
+        """What makes this learner too big for ``world`` over ``horizon``, or ``None``.
+
+        The message starts with the offending setting (``params`` when no single one is to
+        blame); baselines are never too big.
+        """
+        if not self.learns:
+            return None
+        try:
+            check_sizes(
+                self.agent,
+                build_config(self.agent, self.params),
+                world=world,
+                n_customers=self.train_customers,
+                horizon=horizon,
+            )
+        except SettingError as exc:
+            return f"{exc.setting or 'params'}: {exc.problem}"
+        return None
+
 
 def _field_first(message: str, default: str) -> str:
     """``"`field` must be ..."`` -> ``"field: must be ..."`` (else ``"default: message"``)."""
@@ -283,19 +304,9 @@ class ExperimentConfig(BaseModel):
                     f"agents.{i} ({a.agent}).label: agent labels must be unique (they name "
                     f"folders), {a.name!r} repeats agents.{first}'s; give one a label"
                 )
-            if a.learns:
-                try:
-                    check_sizes(
-                        a.agent,
-                        build_config(a.agent, a.params),
-                        world=spec,
-                        n_customers=a.train_customers,
-                        horizon=self.horizon,
-                    )
-                except SettingError as exc:
-                    raise ValueError(
-                        f"agents.{i} ({a.agent}).{exc.setting or 'params'}: {exc.problem}"
-                    ) from None
+            problem = a.size_problem(spec, self.horizon)
+            if problem is not None:
+                raise ValueError(f"agents.{i} ({a.agent}).{problem}")
         return self
 
     def spec(self) -> Any:

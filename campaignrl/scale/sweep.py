@@ -73,7 +73,7 @@ from pydantic import (
 from campaignrl._fs import ordinary_mode, write_table_atomic, write_text_atomic
 from campaignrl._yaml import describe_error, strict_load
 from campaignrl.agents.baselines import baseline_settings
-from campaignrl.agents.registry import LEARNERS, SettingError, check_sizes, config_class
+from campaignrl.agents.registry import LEARNERS, config_class
 from campaignrl.experiments import AgentSpec, ExperimentConfig, _error_lines
 
 __all__ = [
@@ -276,19 +276,9 @@ def _check_trial(
         if err["type"] == "value_error" or not err["loc"]:
             return msg
         return f"{'.'.join(map(str, err['loc']))}: {err['msg']}, got {err.get('input')!r}"
-    if spec.learns:
-        from campaignrl.agents.registry import build_config
-
-        try:
-            check_sizes(
-                spec.agent,
-                build_config(spec.agent, spec.params),
-                world=world,
-                n_customers=spec.train_customers,
-                horizon=config.horizon,
-            )
-        except SettingError as exc:
-            return f"{exc.setting or 'params'}: {exc.problem}"
+    problem = spec.size_problem(world, config.horizon)
+    if problem is not None:
+        return problem
     return spec.model_dump(exclude_none=True)
 
 
