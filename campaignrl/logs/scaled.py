@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -385,9 +387,9 @@ def simulate_dataset(
     ]
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_dead_work_folders(out)
+    tmp = _work_folder(out)
     try:
-        os.chmod(tmp, ordinary_mode(directory=True))
         with progress_bar(f"simulating {customers:,} customers", customers, progress) as advance:
             if ray_address is None:
                 parts = [
@@ -400,6 +402,9 @@ def simulate_dataset(
         (tmp / SUCCESS_NAME).touch()
         # checked again: another process may have made `out_dir` while this one worked
         check_dataset_out(out, overwrite=overwrite)
+        # the mark goes last: a kill from here on leaves a finished-looking folder that
+        # only lacks its rename, which costs nothing to keep
+        (tmp / _OWNER_NAME).unlink()
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -598,12 +603,72 @@ def _manifest(
     }
 
 
+_OWNER_NAME = ".owner"
+_WORK_TAIL = re.compile(r"^[a-z0-9_]{8}$")
+
+
+def _work_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out``, marked with the host and process that own it.
+
+    The mark lets a later run remove what a killed one (SIGKILL, power loss) left behind
+    without touching the folder of a run still going (:func:`remove_dead_work_folders`).
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, ordinary_mode(directory=True))
+    owner = {"host": socket.gethostname(), "pid": os.getpid()}
+    (tmp / _OWNER_NAME).write_text(json.dumps(owner) + "\n")
+    return tmp
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_work_folders(out: str | os.PathLike[str]) -> list[Path]:
+    """Remove the hidden work folders of ``out`` whose run died, and return them.
+
+    A run builds its dataset in ``.<name>.<8 characters>`` beside ``out`` and renames it in
+    when done; a run killed before that leaves the folder (which may hold gigabytes of
+    parts). Only folders of exactly that form, marked as owned by a process of this host
+    that no longer exists, are removed: another host's run on shared storage, a run still
+    going, and anything unmarked are left alone. A reused process id only keeps an orphan
+    longer. Symbolic links are never followed.
+    """
+    out = Path(os.path.abspath(out))
+    if not out.parent.is_dir():
+        return []
+    host, removed = socket.gethostname(), []
+    prefix = f".{out.name}."
+    for entry in out.parent.iterdir():
+        tail = entry.name[len(prefix) :]
+        if not (entry.name.startswith(prefix) and _WORK_TAIL.match(tail)):
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            owner = json.loads((entry / _OWNER_NAME).read_text())
+            pid, owner_host = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if owner_host == host and pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Rename the finished folder to ``out``; a dataset being replaced goes only after."""
     if not out.exists():
         os.rename(tmp, out)
         return
-    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    trash = _work_folder(out)
     os.rename(out, trash / "old")
     os.rename(tmp, out)
     shutil.rmtree(trash, ignore_errors=True)

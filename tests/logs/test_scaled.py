@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
+import subprocess
 import sys
 import weakref
 from pathlib import Path
@@ -23,6 +25,7 @@ from campaignrl.logs.scaled import (
     dataset_parts,
     read_dataset_manifest,
     read_log_dataset,
+    remove_dead_work_folders,
     simulate_block,
     simulate_dataset,
 )
@@ -274,6 +277,37 @@ def test_nothing_half_written_on_failure(tmp_path: Path, existing: bool) -> None
         assert (out / MANIFEST_NAME).read_text() == manifest
     else:
         assert not out.exists()
+
+
+def _work(tmp_path: Path, tail: str, host: str, pid: int) -> Path:
+    folder = tmp_path / f".logs.{tail}"
+    folder.mkdir()
+    (folder / "part-000000.parquet").write_bytes(b"x" * 10)
+    (folder / ".owner").write_text(json.dumps({"host": host, "pid": pid}))
+    return folder
+
+
+def test_a_killed_runs_folder_goes_at_the_next_run(tmp_path: Path) -> None:
+    # a pid that surely no longer exists: a child that has exited and been reaped
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = _work(tmp_path, "dead0000", socket.gethostname(), child.pid)
+    live = _work(tmp_path, "live0000", socket.gethostname(), os.getpid())
+    remote = _work(tmp_path, "remote00", "another-host", child.pid)
+    unmarked = tmp_path / ".logs.unmarked"
+    unmarked.mkdir()
+    other_name = _work(tmp_path, "x" * 8, socket.gethostname(), child.pid).rename(
+        tmp_path / ".logsx.abcdefgh"
+    )
+    assert remove_dead_work_folders(tmp_path / "logs") == [dead]
+    assert not dead.exists()
+    assert live.exists() and remote.exists() and unmarked.exists() and other_name.exists()
+    # simulate does it before it starts, and leaves only the dataset behind
+    _simulate(tmp_path / "logs", 20, BLOCK)
+    assert not (tmp_path / "logs" / ".owner").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["logs", live.name, remote.name, unmarked.name, other_name.name]
+    )
 
 
 def test_unfinished_folder_is_not_a_dataset(tmp_path: Path) -> None:
