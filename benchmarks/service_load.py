@@ -5,6 +5,7 @@
         [--batch-rates 150,200,250,300] [--batch-size 100]
         [--reward-rates 500,1000] [--reward-batch-rates 100,200]
         [--connections 64] [--slo-ms 10] [--pin | --no-pin] [--json out.json]
+        [--cpu-batches 0] [--cpu-workers 8]
 
 For each store, the real ``campaignrl serve`` runs as a subprocess (one uvicorn worker,
 127.0.0.1, a free port, a temporary folder) serving a linear policy on the ``retail`` world's
@@ -28,7 +29,11 @@ sustainable" rate is the highest that completed every request without error, kep
 offered rate (throughput >= 95% of it) and kept p99 under ``--slo-ms``); batches of
 ``--batch-size`` decisions at each ``--batch-rates`` (requests/s); single rewards at each
 ``--reward-rates`` and reward batches at each ``--reward-batch-rates``, for decisions made
-earlier in the run. The bodies are real observations of a ``retail`` population.
+earlier in the run. The bodies are real observations of a ``retail`` population. With
+``--cpu-batches N``, after the batch phases, ``N`` batches go out closed-loop from
+``--cpu-workers`` senders and the server's CPU time (user + system, all threads, from
+``/proc/<pid>/stat``) per batch is reported: on a shared machine it is steadier than the
+wall-clock rate, and one worker's ceiling is about ``1 / (CPU per batch)`` batches/s.
 
 On 2 cores the client competes with the server. With ``--pin`` the server runs on CPU 0, the
 client and PostgreSQL on CPU 1 (``taskset``); by default nothing is pinned, which measured
@@ -237,6 +242,61 @@ async def open_loop(
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads; Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def closed_loop(
+    pool: Pool, name: str, n: int, make: Callable[[int], bytes], *, items: int, workers: int,
+    server_pid: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Send ``n`` requests from ``workers`` concurrent senders; the server's CPU per request.
+
+    The machine is shared (the client runs beside the server), so wall-clock throughput is
+    noisy; the server's own CPU time per request is what one worker's ceiling follows from:
+    ``1 / cpu_per_request`` requests/s on one core.
+    """
+    requests = [make(i) for i in range(n)]
+    errors: dict[str, int] = {}
+    ok = [0]
+    nxt = [0]
+
+    async def sender() -> None:
+        conn = await pool.acquire()
+        try:
+            while nxt[0] < n:
+                i, nxt[0] = nxt[0], nxt[0] + 1
+                status, _ = await conn.request(requests[i])
+                if status == 200:
+                    ok[0] += 1
+                else:
+                    errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
+        finally:
+            pool.release(conn)
+
+    cpu0, t0 = _cpu_seconds(server_pid), time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(workers)))
+    cpu1, t1 = _cpu_seconds(server_pid), time.perf_counter()
+    return {
+        "phase": name,
+        "offered_rps": float("nan"),
+        "requests": n,
+        "ok": ok[0],
+        "errors": errors,
+        "items_per_request": items,
+        "throughput_rps": ok[0] / (t1 - t0),
+        "items_per_s": ok[0] * items / (t1 - t0),
+        "server_cpu_ms_per_request": (cpu1 - cpu0) * 1e3 / max(1, n),
+        "server_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "p50_ms": float("nan"),
+        "p90_ms": float("nan"),
+        "p99_ms": float("nan"),
+        "max_ms": float("nan"),
+    }
+
+
 def _sustained(result: dict[str, Any], slo_ms: float) -> bool:
     return (
         not result["errors"]
@@ -321,6 +381,15 @@ async def run_client(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 break
         for rate in spec["batch_rates"]:
             await phase(f"batch of {size}", rate, batch, size, keep_ids)
+        if spec["cpu_batches"]:
+            result = await closed_loop(
+                pool, f"batch of {size}, closed loop (server CPU)", spec["cpu_batches"], batch,
+                items=size, workers=spec["cpu_workers"], server_pid=spec["server_pid"],
+            )  # fmt: skip
+            result["decisions_acknowledged"] = result["ok"] * size
+            result["rewards_acknowledged"] = 0
+            results.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
         for rate in spec["reward_rates"]:
             await phase("reward", rate, reward, 1, None)
         for rate in spec["reward_batch_rates"]:
@@ -450,6 +519,9 @@ def run_store(backend: str, args: argparse.Namespace, pin: bool) -> list[dict[st
                     "reward_batch_rates": args.reward_batch_rates,
                     "connections": args.connections,
                     "slo_ms": args.slo_ms,
+                    "cpu_batches": args.cpu_batches,
+                    "cpu_workers": args.cpu_workers,
+                    "server_pid": proc.pid,
                 }
                 spec_path = folder / "spec.json"
                 spec_path.write_text(json.dumps(spec))
@@ -494,6 +566,8 @@ def table(results: Sequence[dict[str, Any]], slo_ms: float) -> str:
         if "sustained" in r:
             phase += " ✓" if r["sustained"] else f" ✗ (not sustained at p99 < {slo_ms:g} ms)"
         errors = sum(r["errors"].values())
+        if "server_cpu_ms_per_request" in r:
+            phase += f": server CPU {r['server_cpu_ms_per_request']:.2f} ms per request"
         lines.append(
             f"| {r['store']} | {phase} | {r['offered_rps']:,.0f} | {r['requests']:,} | "
             f"{errors} | {r['throughput_rps']:,.0f} | {r['items_per_s']:,.0f} | "
@@ -518,6 +592,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reward-rates", type=_rates, default=[500.0, 1000.0])
     parser.add_argument("--reward-batch-rates", type=_rates, default=[200.0])
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--cpu-batches",
+        type=int,
+        default=0,
+        help="after the batch phases, send this many batches closed-loop and report the "
+        "server's CPU time per batch (read from /proc)",
+    )
+    parser.add_argument("--cpu-workers", type=int, default=8, help="senders of --cpu-batches")
     parser.add_argument("--slo-ms", type=float, default=10.0)
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--json", type=Path, help="also write the results here")

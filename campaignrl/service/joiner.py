@@ -357,6 +357,7 @@ class Joiner:
             self.store.iter_active(
                 activated_until=until_ - self.settings.window_seconds,
                 created_since=None if since is None else float(since),
+                steps=True,
             )
         )
         n, a = len(rows), len(self.action_names)

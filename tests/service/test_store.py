@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -199,15 +200,69 @@ class TestDecisionStoreContract:
         ]
         store.add_decisions(records)
         store.add_rewards([RewardRecord("d0003", 4.0, 3.5)])
-        rows = list(store.iter_active(activated_until=100.0, page_size=2))
-        assert [r.record.decision_id for r in rows] == ["d0001", "d0002", "d0003", "d0005"]
-        assert [r.step for r in rows] == [0, 0, 1, 1]  # rank within the customer's decisions
-        assert rows[2].rewards == (RewardRecord("d0003", 4.0, 3.5),)
+        for steps in (True, False):
+            rows = list(store.iter_active(activated_until=100.0, page_size=2, steps=steps))
+            assert [r.record.decision_id for r in rows] == ["d0001", "d0002", "d0003", "d0005"]
+            # the rank within the customer's decisions, d0004 (not active) included
+            assert [r.step for r in rows] == ([0, 0, 1, 1] if steps else [None] * 4)
+            assert rows[2].rewards == (RewardRecord("d0003", 4.0, 3.5),)
+            assert rows[0].rewards == ()
         store.activate("d0004", 60.0)
-        rows = list(store.iter_active(activated_until=100.0, activated_after=3.0, page_size=1))
-        assert [(r.record.decision_id, r.step) for r in rows] == [("d0004", 2), ("d0005", 1)]
-        rows = list(store.iter_active(activated_until=3.0, created_since=2.0))
-        assert [r.record.decision_id for r in rows] == ["d0002", "d0003"]
+        for steps in (True, False):
+            rows = list(
+                store.iter_active(
+                    activated_until=100.0, activated_after=3.0, page_size=1, steps=steps
+                )
+            )
+            assert [(r.record.decision_id, r.step) for r in rows] == (
+                [("d0004", 2), ("d0005", 1)] if steps else [("d0004", None), ("d0005", None)]
+            )
+        rows = list(store.iter_active(activated_until=3.0, created_since=2.0, steps=True))
+        assert [(r.record.decision_id, r.step) for r in rows] == [("d0002", 0), ("d0003", 1)]
+
+    def test_steps_break_ties_by_id_and_survive_paging(self, store: DecisionStore) -> None:
+        # Same created_at: the decision id decides the rank. Customers interleave across the
+        # pages, and the steps count decisions outside the bounds (created before `since`).
+        records = [
+            decision(i, customer=f"c{i % 3}", created_at=float(i // 4)) for i in range(1, 25)
+        ]
+        store.add_decisions(records[::-1])  # stored out of order: the rank is not the rowid
+        rows = list(
+            store.iter_active(activated_until=100.0, created_since=2.0, page_size=5, steps=True)
+        )
+        expected: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        for r in sorted(records, key=lambda r: (r.created_at, r.decision_id)):
+            expected[r.decision_id] = seen.get(r.customer_key, 0)
+            seen[r.customer_key] = expected[r.decision_id] + 1
+        assert [r.record.decision_id for r in rows] == [f"d{i:04d}" for i in range(8, 25)]
+        assert [r.step for r in rows] == [expected[r.record.decision_id] for r in rows]
+        assert rows[-1].step == 7  # d0024: c0 has d0003, d0006, ..., d0021 before it
+
+    def test_no_index_on_customer_key(self, store_url: str) -> None:
+        # A keyed hash as an index key costs a random page per insert; nothing reads it.
+        open_store(store_url).close()
+        old_index = "CREATE INDEX decisions_customer ON decisions (customer_key, created_at)"
+        if store_url.startswith("sqlite"):
+            path = store_url[len("sqlite:///") :]
+            catalog = "SELECT name FROM sqlite_master WHERE type = 'index'"
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                conn.execute(old_index)  # as stores laid out by earlier versions have it
+                conn.commit()
+            open_store(store_url).close()  # opening drops it
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                names = {row[0] for row in conn.execute(catalog)}
+        else:
+            import psycopg
+
+            catalog = "SELECT indexname FROM pg_indexes WHERE tablename = 'decisions'"
+            with psycopg.connect(store_url, autocommit=True) as conn:
+                conn.execute(old_index)
+            open_store(store_url).close()
+            with psycopg.connect(store_url, autocommit=True) as conn:
+                names = {row[0] for row in conn.execute(catalog)}
+        assert "decisions_customer" not in names
+        assert "decisions_created" in names
 
     def test_policy_versions(self, store: DecisionStore) -> None:
         assert store.policy_versions() == []
