@@ -238,8 +238,9 @@ def run_world(label: str, true: WorldSpec, args: argparse.Namespace, drop: bool)
                 "PPO skipped: the fitted world's observation features differ from the true one's"
             )
     rows = []
-    for i, (name, pol) in enumerate(policies):
-        seed = args.seed + 1000 + i
+    # common random numbers: every policy, in both worlds, meets the same customers and draws
+    seed = args.seed + 1000
+    for name, pol in policies:
         v_true = evaluate(true, pol, args.eval_customers, args.periods, seed)
         v_fit = evaluate(spec, pol, args.eval_customers, args.periods, seed)
         rows.append({"policy": name, "true": v_true, "fitted": v_fit})

@@ -13,7 +13,8 @@ Each period (one week), for every customer, in this order:
    a customer who opened and buys redeems the offer, organic buyers included (cannibalization).
 5. Basket ``~ lognormal(mu_seg, sigma_seg)``, scaled by the offer's multiplier when redeemed.
    Reward = ``margin * basket - redeemed * (discount * basket + fixed) - channel cost``.
-6. A send opts the customer out of its channel with chance ``unsub[c] * (1 + slope * F)``.
+6. A send opts the customer out of its channel with chance
+   ``unsub[c] * unsub_mult[seg] * (1 + slope * F)`` (the segment multiplier is 1 in presets).
 7. Fatigue ``F' = decay * F + weight[c]``; recency, frequency and monetary value update;
    a customer who did not buy churns with chance
    ``min(churn_max, churn_base + churn_slope * max(0, recency - lapse_after))``.
@@ -333,7 +334,13 @@ class CustomerSimulator:
         basket_all[buyers] = basket
 
         alive = ~st.churned
-        p_unsub = w.unsubscribe_base[c] * (1.0 + spec.unsubscribe_fatigue_slope * fatigue)
+        # x * 1.0 == x exactly: worlds whose segment multipliers are all 1 (the presets) draw
+        # the same opt-outs as before the multiplier existed.
+        p_unsub = (
+            w.unsubscribe_base[c]
+            * w.unsubscribe_multiplier[seg]
+            * (1.0 + spec.unsubscribe_fatigue_slope * fatigue)
+        )
         unsub = contacted & alive & (u[3] < p_unsub)
         st.unsubscribed[rows[unsub], c[unsub]] = True
 

@@ -47,6 +47,10 @@ class SegmentSpec:
     """centre of the segment's latent taste vectors (recommendation model)"""
     consent_multipliers: tuple[float, ...] | None = None
     """per-channel multiplier of the catalog consent rate; ``None`` means all ones"""
+    unsubscribe_multiplier: float = 1.0
+    """multiplier of the world's opt-out chance for this segment's customers:
+    ``unsubscribe_base[c] * unsubscribe_multiplier * (1 + slope * F)`` (1 in the presets;
+    fitted worlds estimate it, since audiences differ in how readily they opt out)"""
 
     def validate(self, where: str, n_channels: int, n_latent: int) -> None:
         """Raise ``ValueError`` naming ``where.<field>`` for the first bad value."""
@@ -85,6 +89,12 @@ class SegmentSpec:
             _check_vector(
                 self.consent_multipliers, f"{where}.consent_multipliers", n_channels, 0.0, None
             )
+        check_scalar(
+            self.unsubscribe_multiplier,
+            f"{where}.unsubscribe_multiplier",
+            (int, float),
+            min_val=0.0,
+        )
         lo_hi = self.recency_range
         if (
             not isinstance(lo_hi, (tuple, list))
@@ -253,6 +263,12 @@ class WorldSpec:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["catalog"] = self.catalog.to_dict()
         out["segments"] = [asdict(s) for s in self.segments]
+        for seg in out["segments"]:
+            # Written only when it is not 1: a world without per-segment opt-out (every
+            # preset) keeps the JSON it had before the field existed, so the manifests and
+            # checksums of artifacts written earlier still match; from_dict reads 1 back.
+            if seg["unsubscribe_multiplier"] == 1.0:
+                del seg["unsubscribe_multiplier"]
         return json.loads(json.dumps(out))
 
     @classmethod
@@ -308,6 +324,7 @@ class WorldArrays:
     channel_fatigue: np.ndarray  # (C,)
     channel_conversion: np.ndarray  # (C,)
     unsubscribe_base: np.ndarray  # (C,)
+    unsubscribe_multiplier: np.ndarray  # (S,)
     action_offer: np.ndarray  # (A,) -1 for no contact
     action_channel: np.ndarray  # (A,) -1 for no contact
 
@@ -355,6 +372,7 @@ class WorldArrays:
             channel_fatigue=np.array([c.fatigue_weight for c in cat.channels], dtype=np.float64),
             channel_conversion=np.array(spec.channel_conversion, dtype=np.float64),
             unsubscribe_base=np.array(spec.unsubscribe_base, dtype=np.float64),
+            unsubscribe_multiplier=seg("unsubscribe_multiplier"),
             action_offer=np.asarray(cat.offer_of),
             action_channel=np.asarray(cat.channel_of),
         )

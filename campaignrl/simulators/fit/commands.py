@@ -126,7 +126,8 @@ def fit_sim_command(args: argparse.Namespace) -> int:
         opens = "/".join(f"{v:.2f}" for v in seg.open_rates)
         print(
             f"  {seg.name:<12} share {seg.share:6.1%}  organic {seg.organic_rate:.3f}  "
-            f"open {opens}  basket {seg.basket_median:.0f}"
+            f"open {opens}  basket {seg.basket_median:.0f}  "
+            f"opt-out x{seg.unsubscribe_multiplier:.2f}"
         )
     for note in fitted.notes:
         print(f"note: {note}")

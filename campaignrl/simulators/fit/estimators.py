@@ -405,43 +405,81 @@ def fit_response_product(
 
 @dataclass(frozen=True)
 class UnsubscribeFit:
-    """Opting out of the contacted channel: ``p = base[c] * (1 + slope * F)``."""
+    """Opting out of the contacted channel: ``p = base[c] * mult[s] * (1 + slope * F)``."""
 
     base: np.ndarray
-    """(C,) opt-out chance per send for a rested customer"""
+    """(C,) opt-out chance per send for a rested customer of an average segment"""
     slope: float
     """growth of the opt-out chance with fatigue"""
     n_rows: int
     """rows used"""
+    multiplier: np.ndarray | None = None
+    """(S,) per-segment multipliers, normalized so that their send-weighted mean is 1;
+    ``None`` when the fit had no segments"""
 
 
 def fit_unsubscribe(
-    channel: np.ndarray, fatigue: np.ndarray, y: np.ndarray, n_channels: int
+    channel: np.ndarray,
+    fatigue: np.ndarray,
+    y: np.ndarray,
+    n_channels: int,
+    seg: np.ndarray | None = None,
+    n_seg: int = 1,
 ) -> UnsubscribeFit:
-    """Opt-out base rates per channel and their fatigue slope, by maximum likelihood.
+    """Opt-out rates per channel and segment and their fatigue slope, by maximum likelihood.
 
-    ``p_i = base[c_i] (1 + slope F_i)``; ``dp/dbase = 1 + slope F``, ``dp/dslope = base F``.
+    ``p_i = base[c_i] mult[s_i] (1 + slope F_i)``, fitted as
+    ``log p = log base[c] + log mult[s] + log(1 + slope F)``:
+    ``dp/dlog base = dp/dlog mult = p``, ``dp/dslope = base mult F``. The model is a
+    log-link binomial GLM with channel and segment main effects (McCullagh & Nelder, 1989,
+    sec. 4.3 and 6.5); at the optimum its score equations make each segment's and each
+    channel's expected opt-outs equal the observed ones (up to the ``1 - p`` weights), so a
+    world simulated from the fit reproduces the log's opt-out rate of every segment.
+
+    Only products ``base[c] mult[s]`` are identified: ``mult[0]`` is held at 1 while
+    fitting, then the multipliers are rescaled so that their mean weighted by each
+    segment's sends is 1, and ``base`` by the inverse (the likelihood is unchanged). ``base``
+    is then the opt-out chance of the log's average send. Without ``seg`` the fit is the
+    per-channel model ``base[c] (1 + slope F)`` alone.
     """
     n_rows = int(y.size)
+    segmented = seg is not None
+    if seg is None:
+        seg, n_seg = np.zeros(channel.shape[0], dtype=np.int64), 1
     counts = np.maximum(np.bincount(channel, minlength=n_channels), 1)
     rate = np.clip(np.bincount(channel, y, minlength=n_channels) / counts, 1e-5, 0.5)
-    (ch_f, fatigue), k, m = _pool([channel, fatigue], y)
-    channel = ch_f.astype(np.int64)
+    sends = np.bincount(seg, minlength=n_seg).astype(np.float64)
+    (ch_f, seg_f, fatigue), k, m = _pool([channel, seg, fatigue], y)
+    channel, seg = ch_f.astype(np.int64), seg_f.astype(np.int64)
+    n_free = n_seg - 1  # mult[0] = 1: the reference
+
+    def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        return x[:n_channels], np.r_[0.0, x[n_channels : n_channels + n_free]], float(x[-1])
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        base, slope = x[:n_channels], x[n_channels]
-        mult = 1.0 + slope * fatigue
-        p = base[channel] * mult
+        log_base, log_mult, slope = unpack(x)
+        scale = np.exp(log_base[channel] + log_mult[seg])
+        p = scale * (1.0 + slope * fatigue)
         nll, dp = _bernoulli(p, k, m)
+        g_log = dp * np.clip(p, _EPS, 1 - _EPS)  # d nll / d log p
         grad = np.empty_like(x)
-        grad[:n_channels] = np.bincount(channel, dp * mult, minlength=n_channels)
-        grad[n_channels] = float(np.sum(dp * base[channel] * fatigue))
+        grad[:n_channels] = np.bincount(channel, g_log, minlength=n_channels)
+        grad[n_channels : n_channels + n_free] = np.bincount(seg, g_log, minlength=n_seg)[1:]
+        grad[-1] = float(np.sum(dp * scale * fatigue))
         return nll, grad
 
-    x0 = np.r_[rate, 0.1]
-    bounds: list[tuple[float, float]] = [(1e-7, 1.0)] * n_channels + [(0.0, 20.0)]
+    x0 = np.r_[np.log(rate), np.zeros(n_free), 0.1]
+    bounds: list[tuple[float, float]] = (
+        [(np.log(1e-7), 0.0)] * n_channels + [(-10.0, 10.0)] * n_free + [(0.0, 20.0)]
+    )
     x, _ = _maximize(objective, x0, bounds, max(n_rows, 1))
-    return UnsubscribeFit(x[:n_channels].copy(), float(x[n_channels]), n_rows)
+    log_base, log_mult, slope = unpack(x)
+    mult = np.exp(log_mult)
+    # send-weighted mean multiplier 1 (segments without sends keep their starting value 1)
+    mean = float(np.sum(sends * mult) / sends.sum()) if sends.sum() > 0 else 1.0
+    mult = np.where(sends > 0, mult / mean, 1.0)
+    base = np.exp(log_base) * mean
+    return UnsubscribeFit(base, slope, n_rows, mult if segmented else None)
 
 
 @dataclass(frozen=True)

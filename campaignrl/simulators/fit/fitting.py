@@ -19,7 +19,8 @@ weight, channel conversion
 basket median and sigma     lognormal MLE (mean and sd of log basket, offer multiplier removed)
 margin                      profit / basket on purchases without a redeemed offer
 fatigue decay               least squares of ``F' = decay F + weight[c]`` on the logged fatigue
-opt-out base, slope         MLE on contacts: ``base[c] (1 + slope F)``
+opt-out base, segment       MLE on contacts: ``base[c] mult[s] (1 + slope F)`` (multipliers
+multipliers, slope          normalized to a send-weighted mean of 1)
 churn base, slope           MLE on periods without purchase (capped linear hazard)
 contact cap and window      the (cap, window) that best reproduces the logged masks
 recency range, frequency    quantiles and Poisson mean of the first decision's RFM
@@ -222,6 +223,7 @@ def fit_simulator(
                 frequency_mean=float(start["frequency"][s]),
                 taste_mean=tuple(float(v) for v in tastes.segment_mean[s]),
                 consent_multipliers=mult,
+                unsubscribe_multiplier=float(result["unsub_mult"][s]),
             )
         )
     spec = WorldSpec(
@@ -601,9 +603,14 @@ def _fit_response(
 
     if traj.has("unsubscribed"):
         un = fit_unsubscribe(
-            channel[send], fatigue[send], traj.outcomes["unsubscribed"][send], n_ch
+            channel[send],
+            fatigue[send],
+            traj.outcomes["unsubscribed"][send],
+            n_ch,
+            seg=seg[send],
+            n_seg=n_seg,
         )
-        out.update(unsub_base=un.base, unsub_slope=un.slope)
+        out.update(unsub_base=un.base, unsub_slope=un.slope, unsub_mult=un.multiplier)
         out["rows_used"]["unsubscribe"] = un.n_rows
     else:
         notes.append(
@@ -614,6 +621,7 @@ def _fit_response(
         out.update(
             unsub_base=np.array(base[:n_ch] + (base[-1],) * max(0, n_ch - len(base))),
             unsub_slope=0.3,
+            unsub_mult=np.ones(n_seg),
         )
 
     if traj.has("churned"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from campaignrl.simulators.fit import (
     load_fitted,
     save_fitted,
 )
+from campaignrl.simulators.fit.artifact import _checksum
+from campaignrl.simulators.spec import WorldSpec
 
 
 @pytest.fixture()
@@ -110,3 +113,35 @@ def test_existing_directory_needs_overwrite(fitted: FittedSimulator, simdir: Pat
     save_fitted(fitted, simdir, overwrite=True)
     assert load_world(simdir) == fitted.spec
     assert [p.name for p in simdir.parent.iterdir()] == ["sim"]  # no temporary left behind
+
+
+def test_simdir_without_opt_out_multipliers_loads_them_as_ones(
+    fitted: FittedSimulator, simdir: Path
+):
+    """A SIMDIR written before per-segment opt-out multipliers existed (no such key)."""
+    path = simdir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    segments = manifest["world"]["segments"]
+    assert all("unsubscribe_multiplier" in s for s in segments)  # this fit estimated them
+    for s in segments:
+        del s["unsubscribe_multiplier"]
+    manifest["manifest_sha256"] = _checksum(manifest)  # as the older campaignrl wrote it
+    path.write_text(json.dumps(manifest, indent=2))
+    back = load_fitted(simdir)
+    ones = tuple(replace(s, unsubscribe_multiplier=1.0) for s in fitted.spec.segments)
+    assert back.spec == fitted.spec.replace(segments=ones)
+    np.testing.assert_array_equal(back.spec.arrays().unsubscribe_multiplier, 1.0)
+
+
+def test_opt_out_multipliers_in_the_world_json():
+    retail = get_world("retail")
+    # presets keep the JSON they had before the field (artifacts' checksums still match)
+    assert all("unsubscribe_multiplier" not in s for s in retail.to_dict()["segments"])
+    segs = (replace(retail.segments[0], unsubscribe_multiplier=0.25), *retail.segments[1:])
+    spec = retail.replace(segments=segs)
+    assert spec.to_dict()["segments"][0]["unsubscribe_multiplier"] == 0.25
+    assert WorldSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(
+        ValueError, match=r"`WorldSpec\.segments\[0\]\.unsubscribe_multiplier` must be >= 0"
+    ):
+        retail.replace(segments=(replace(segs[0], unsubscribe_multiplier=-1.0), *segs[1:]))
