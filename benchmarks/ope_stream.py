@@ -141,6 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             seed=0,
             batch_rows=args.batch_rows,
             ray_address=args.ray,
+            workers=args.workers,
             progress=True,
         )
         seconds = time.perf_counter() - start
@@ -154,6 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "batch_rows": args.batch_rows,
         "bootstrap": args.bootstrap,
         "ray": args.ray,
+        "workers": args.workers,
         "estimates": [e.to_dict() for e in result.estimates],
         "diagnostics": result.diagnostics.to_dict(),
         "model_rows": result.model_rows,
@@ -319,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--batch-rows", type=int, default=1 << 18)
             p.add_argument("--bootstrap", type=int, default=1000)
             p.add_argument("--ray", default=None)
+            p.add_argument(
+                "--workers",
+                type=int,
+                default=None,
+                help="threads over files without Ray (default: the CPUs, at most 8)",
+            )
     cov = sub.add_parser("coverage")
     cov.add_argument("--logs", type=int, default=100)
     cov.add_argument("--rows", type=int, default=1_000_000)

@@ -56,10 +56,14 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _RESAMPLES_PER_SLICE = 32
 """resamples whose ``(B, M)`` weights are made at once (32 x 65536 x 8 bytes = 16 MiB)"""
+_RESAMPLES_PER_HASH = 4
+"""resamples whose hashes are made at once (4 x 65536 x 8 bytes = 2 MiB: in cache)"""
 _POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(18)])
 """the ``Poisson(1)`` CDF at 0..17 (the tail beyond 17 is below 1e-16)"""
 _POISSON_THRESHOLDS = [np.uint64(min(c * 2.0**64, 2.0**64 - 2048)) for c in _POISSON_CDF]
 """``F(k) 2^64`` as integers: a hash ``h`` draws ``k`` when ``F(k-1) <= h / 2^64 < F(k)``"""
+_HEAD = 3
+"""thresholds compared on every hash; the rest only on the ``1 - F(2)`` = 8% beyond ``F(2)``"""
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -165,8 +169,18 @@ def poisson_weights(seed: int, start: int, stop: int, n_buckets: int) -> np.ndar
     h = rows[:, None] ^ np.arange(n_buckets, dtype=np.uint64)[None, :]
     _mix64_inplace(h)
     counts = np.zeros(h.shape, dtype=np.uint8)
-    for threshold in _POISSON_THRESHOLDS:
+    for threshold in _POISSON_THRESHOLDS[: _HEAD - 1]:
         counts += h >= threshold
+    # Thresholds ascend, so a hash below F(_HEAD - 1) reaches none of the later ones: those
+    # are counted on the 8% of hashes beyond it only (the same counts, a third of the work).
+    beyond = h >= _POISSON_THRESHOLDS[_HEAD - 1]
+    counts += beyond
+    flat = np.flatnonzero(beyond)
+    tail = h.reshape(-1)[flat]
+    extra = np.zeros(tail.shape, dtype=np.uint8)
+    for threshold in _POISSON_THRESHOLDS[_HEAD:]:
+        extra += tail >= threshold
+    counts.reshape(-1)[flat] += extra
     return counts.astype(np.float64)
 
 
@@ -184,15 +198,35 @@ def _mix64_inplace(z: np.ndarray) -> None:
     z ^= tmp
 
 
-def poisson_replicates(sums: np.ndarray, seed: int, n_resamples: int) -> np.ndarray:
+def poisson_replicates(
+    sums: np.ndarray, seed: int, n_resamples: int, workers: int = 1
+) -> np.ndarray:
     """``(n_resamples, c)`` resampled column totals ``W @ sums`` for ``sums`` ``(M, c)``.
 
     The weights are made :data:`_RESAMPLES_PER_SLICE` resamples at a time, so memory stays
-    at a few MiB whatever ``n_resamples`` is.
+    at a few MiB per thread whatever ``n_resamples`` is. ``workers`` threads make the slices
+    (numpy releases the GIL); each slice's rows are the same whatever thread makes them.
     """
     n_buckets = sums.shape[0]
     out = np.empty((n_resamples, sums.shape[1]))
-    for start in range(0, n_resamples, _RESAMPLES_PER_SLICE):
+
+    def fill(start: int) -> None:
         stop = min(n_resamples, start + _RESAMPLES_PER_SLICE)
-        out[start:stop] = poisson_weights(seed, start, stop, n_buckets) @ sums
+        weights = np.empty((stop - start, n_buckets))
+        # Hashed a few resamples at a time: the hashing's passes then stay in the CPU's cache
+        # (4x faster than over the whole slice); the product keeps the slice's shape.
+        for first in range(start, stop, _RESAMPLES_PER_HASH):
+            last = min(stop, first + _RESAMPLES_PER_HASH)
+            weights[first - start : last - start] = poisson_weights(seed, first, last, n_buckets)
+        out[start:stop] = weights @ sums
+
+    starts = range(0, n_resamples, _RESAMPLES_PER_SLICE)
+    if workers <= 1 or len(starts) == 1:
+        for start in starts:
+            fill(start)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(fill, starts))
     return out
