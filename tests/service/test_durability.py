@@ -35,7 +35,7 @@ import pytest
 
 from campaignrl.policies import ConstantPolicy, Exploration, save_policy
 from campaignrl.service.records import DecisionRecord, RewardRecord
-from campaignrl.service.runtime import DecisionRequest, ServiceRuntime, _trusted_record
+from campaignrl.service.runtime import DecisionRequest, ServiceRuntime
 from campaignrl.service.settings import ServiceSettings
 from campaignrl.service.sqlite_store import SQLiteStore
 from campaignrl.service.store import (
@@ -210,31 +210,67 @@ def test_the_runtime_commits_concurrent_requests_together(tmp_path: Path) -> Non
     runtime.close()
 
 
+def _settings(tmp_path: Path) -> ServiceSettings:
+    return ServiceSettings(
+        hash_key=HASH_KEY, policy_dir=_policy(tmp_path / "policy"), seed=0,
+        store_url=f"sqlite:///{tmp_path / 'd.db'}",
+    )  # fmt: skip
+
+
+def _columns(runtime: ServiceRuntime, masks: list[Any] | None) -> Any:
+    features = np.array([[1.0, 0.0], [2.0, 1.0]])
+    return runtime.decider.decide_columns(features, masks)
+
+
 @pytest.mark.parametrize("deferred", [False, True])
-@pytest.mark.parametrize("mask", [None, np.array([True, True])])
-def test_trusted_records_equal_checked_ones(deferred: bool, mask: np.ndarray | None) -> None:
-    checked = _record(3, deferred=deferred, mask=mask)
-    fields = {name: getattr(checked, name) for name in checked.__dataclass_fields__}
-    fields["activated_at"] = None
-    trusted = _trusted_record(**fields)
-    assert trusted == checked
-    assert trusted.activated_at == checked.activated_at == (None if deferred else 3.0)
+@pytest.mark.parametrize("masks", [None, [None, ["no_contact", "bundle@sms"]]])
+def test_trusted_records_equal_checked_ones(
+    tmp_path: Path, deferred: bool, masks: list[Any] | None
+) -> None:
+    # The runtime builds its records without the constructor's checks (a third of a batch's
+    # time): they must be the records the constructor would build from the same fields.
+    runtime = ServiceRuntime.open(_settings(tmp_path), clock=lambda: 7.0)
+    try:
+        records = runtime._records(
+            ["a", "b"], [None, "e1"], [deferred, deferred], _columns(runtime, masks), "batch"
+        )
+        for record in records:
+            fields = {name: getattr(record, name) for name in record.__dataclass_fields__}
+            checked = DecisionRecord(**{**fields, "activated_at": None})
+            assert record == checked
+            assert record.activated_at == checked.activated_at == (None if deferred else 7.0)
+        assert records[0].mask is None  # no mask given: none logged
+        assert records[1].event_id == "e1"
+        if masks is not None:
+            assert records[1].mask is not None
+            assert records[1].mask.tolist() == [True, False, True]
+    finally:
+        runtime.close()
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "message"),
+    ("deferred", "event_id", "message"),
     [
-        ("deferred", "yes", "`deferred` must be a bool, got 'yes'"),
-        ("event_id", "", "`event_id` must be a non-empty str or None, got ''"),
-        ("event_id", 5, "`event_id` must be a non-empty str or None, got 5"),
+        ("yes", None, "`deferred` must be a bool, got 'yes'"),
+        (False, "", "`event_id` must be a non-empty str or None, got ''"),
+        (False, 5, "`event_id` must be a non-empty str or None, got 5"),
     ],
 )
-def test_trusted_records_still_refuse_wrong_types(name: str, value: object, message: str) -> None:
-    checked = _record(3)
-    fields = {n: getattr(checked, n) for n in checked.__dataclass_fields__}
-    fields[name] = value
-    with pytest.raises(TypeError, match=message):
-        _trusted_record(**fields)
+def test_trusted_records_still_refuse_wrong_types(
+    tmp_path: Path, deferred: object, event_id: object, message: str
+) -> None:
+    runtime = ServiceRuntime.open(_settings(tmp_path))
+    try:
+        with pytest.raises(TypeError, match=message):
+            runtime._records(
+                ["a", "b"],
+                [None, event_id],  # type: ignore[list-item]
+                [False, deferred],  # type: ignore[list-item]
+                _columns(runtime, None),
+                "batch",
+            )
+    finally:
+        runtime.close()
 
 
 def test_sqlite_checkpoints_in_its_own_thread(tmp_path: Path) -> None:

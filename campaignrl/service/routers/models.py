@@ -38,7 +38,7 @@ MAX_ABS_FEATURE = 1e9
 MAX_ABS_REWARD = 1e12
 """largest reward magnitude accepted: sums of a decision's rewards stay finite"""
 DECISION_ID_PATTERN = r"^[0-9a-f]{32}$"
-"""a decision id as the service makes them: uuid4 hex"""
+"""a decision id as the service makes them: 32 hex digits of a UUIDv7 (time-ordered)"""
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
 """text without control characters (PostgreSQL text cannot hold NUL; logs stay one line)"""
