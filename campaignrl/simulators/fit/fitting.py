@@ -245,6 +245,16 @@ def fit_simulator(
         contact_cap=int(cap),
         cap_window=int(window),
     )
+    if "unsub_counts" in result:
+        sends, events = result["unsub_counts"]
+        for j in np.flatnonzero((sends > 0) & (events == 0)):
+            # the maximum-likelihood multiplier of a segment without opt-outs is ~0: say so
+            # rather than invent a prior (3 / sends bounds its rate at 95%: the rule of three)
+            notes.append(
+                f"segment {seg_names[j]!r} had no opt-out in {int(sends[j])} sends: its "
+                f"opt-out multiplier is {spec.segments[j].unsubscribe_multiplier:.2g} (the log "
+                f"allows up to ~{3.0 / sends[j]:.2g} opt-outs per send)"
+            )
     notes.append(
         "discount_sensitivity_noise (spread of price sensitivity within a segment) and "
         "churn_max (cap of the churn hazard) are not identified by a log: kept at the "
@@ -611,6 +621,10 @@ def _fit_response(
             n_seg=n_seg,
         )
         out.update(unsub_base=un.base, unsub_slope=un.slope, unsub_mult=un.multiplier)
+        out["unsub_counts"] = (
+            np.bincount(seg[send], minlength=n_seg),
+            np.bincount(seg[send], traj.outcomes["unsubscribed"][send], minlength=n_seg),
+        )
         out["rows_used"]["unsubscribe"] = un.n_rows
     else:
         notes.append(

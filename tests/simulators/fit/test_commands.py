@@ -40,6 +40,8 @@ def test_fit_sim_writes_a_simdir(small_log: Path, tmp_path: Path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "5 segments" in text and f"--sim {out}" in text
+    mults = [s.unsubscribe_multiplier for s in load_world(out).segments]
+    assert f"opt-out x{mults[0]:.2f}" in text  # the fitted per-segment opt-out multiplier
     assert load_world(out).segment_names == ("loyal", "bargain", "new", "lapsing", "dormant")
     with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
         _run(["fit-sim", "--logs", str(small_log), "--out", str(out), "--segments", "5"])

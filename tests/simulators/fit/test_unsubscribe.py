@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -141,3 +142,18 @@ def test_fit_simulator_recovers_segment_multipliers(multiplier_log: pd.DataFrame
     )
     # the most and the least opt-out-prone segments keep their order (2.5 against 0.4)
     assert got[2] > got[0]
+
+
+def test_a_segment_without_opt_outs_is_named_in_the_notes(multiplier_log: pd.DataFrame):
+    log = multiplier_log[multiplier_log["customer_id"] < multiplier_log["customer_id"].iloc[2000]]
+    log = log.assign(unsubscribed=log["unsubscribed"] & (log["segment=loyal"] < 0.5))
+    fitted = fit_simulator(log, segments=5, seed=0)
+    loyal = fitted.spec.segment_names.index("loyal")
+    assert fitted.spec.segments[loyal].unsubscribe_multiplier < 1e-3  # the MLE: no events
+    note = [n for n in fitted.notes if n.startswith("segment 'loyal' had no opt-out")]
+    assert len(note) == 1, fitted.notes
+    # sends of living customers only: at most the logged sends of the segment
+    sends = int(re.search(r"in (\d+) sends", note[0]).group(1))  # type: ignore[union-attr]
+    logged = int(((log["action"] != "no_contact") & (log["segment=loyal"] > 0.5)).sum())
+    assert 0 < sends <= logged
+    assert all("segment 'bargain' had no opt-out" not in n for n in fitted.notes)
