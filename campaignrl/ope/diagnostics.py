@@ -27,6 +27,7 @@ __all__ = [
     "UNSUPPORTED_MASS",
     "diagnose",
     "effective_sample_size",
+    "weight_diagnostics",
     "episode_warnings",
     "importance_weights",
     "require_support",
@@ -147,21 +148,58 @@ def diagnose(data: LoggedData, target: Any) -> Diagnostics:
     mean = float(weights.mean()) if n else 0.0
     se = _mean_weight_se(weights, data)
     mass = policy.unlogged_mass(data)
-    return Diagnostics(
+    return weight_diagnostics(
         n_rounds=n,
         effective_sample_size=ess,
         max_weight=float(weights.max()) if n else 0.0,
         mean_weight=mean,
-        unlogged_target_mass=mass,
         mean_weight_se=se,
+        unlogged_target_mass=mass,
+        supported=bool((weights > 0).any()),
+        masks_ignored=policy.masks_ignored,
+    )
+
+
+def weight_diagnostics(
+    *,
+    n_rounds: int,
+    effective_sample_size: float,
+    max_weight: float,
+    mean_weight: float,
+    mean_weight_se: float,
+    unlogged_target_mass: float,
+    supported: bool = True,
+    masks_ignored: bool = False,
+) -> Diagnostics:
+    """:class:`Diagnostics` from its figures, with their :func:`weight_warnings`.
+
+    The one place the in-memory (:func:`diagnose`) and streamed
+    (:func:`~campaignrl.ope.stream.evaluate_stream`) paths build diagnostics, so both warn by
+    the same rules.
+
+    Examples:
+        >>> d = weight_diagnostics(
+        ...     n_rounds=1000, effective_sample_size=900.0, max_weight=2.0, mean_weight=1.0,
+        ...     mean_weight_se=0.01, unlogged_target_mass=0.0,
+        ... )
+        >>> d.warnings
+        ()
+    """
+    return Diagnostics(
+        n_rounds=n_rounds,
+        effective_sample_size=effective_sample_size,
+        max_weight=max_weight,
+        mean_weight=mean_weight,
+        unlogged_target_mass=unlogged_target_mass,
+        mean_weight_se=mean_weight_se,
         warnings=weight_warnings(
-            n_rounds=n,
-            effective_sample_size=ess,
-            mean_weight=mean,
-            mean_weight_se=se,
-            unlogged_target_mass=mass,
-            supported=bool((weights > 0).any()),
-            masks_ignored=policy.masks_ignored,
+            n_rounds=n_rounds,
+            effective_sample_size=effective_sample_size,
+            mean_weight=mean_weight,
+            mean_weight_se=mean_weight_se,
+            unlogged_target_mass=unlogged_target_mass,
+            supported=supported,
+            masks_ignored=masks_ignored,
         ),
     )
 
