@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from campaignrl._checks import check_scalar
@@ -80,6 +81,9 @@ __all__ = [
 
 DEFAULT_BATCH_ROWS = 1 << 18
 """rows per record batch (262,144: about 100 MB of working arrays with 19 actions)"""
+UNIT_ROWS = 1 << 19
+"""rows (at least, in whole row groups) a thread or a Ray task reads: 524,288, so that a few
+big files still keep every worker busy"""
 DEFAULT_MODEL_SAMPLE = 1_000_000
 """rows (about) the reward model is fitted on"""
 _BUCKET_SALT = 0x5EED_B0C7
@@ -151,10 +155,10 @@ def is_stream_source(logs: str | os.PathLike[str]) -> bool:
     return Path(text).is_dir() or (glob.has_magic(text) and not Path(text).exists())
 
 
-def _read_schemas(files: list[Path]) -> tuple[pa.Schema, list[int]]:
-    """The common schema of ``files`` and their row counts (from the Parquet footers)."""
+def _read_schemas(files: list[Path]) -> tuple[pa.Schema, list[tuple[int, ...]]]:
+    """The common schema of ``files`` and their row groups' row counts (from the footers)."""
     schema: pa.Schema | None = None
-    rows: list[int] = []
+    rows: list[tuple[int, ...]] = []
     for path in files:
         try:
             meta = pq.read_metadata(path)
@@ -163,7 +167,7 @@ def _read_schemas(files: list[Path]) -> tuple[pa.Schema, list[int]]:
                 f"`logs` file {str(path)!r} is not a readable Parquet file: {exc}"
             ) from None
         this = meta.schema.to_arrow_schema()
-        rows.append(int(meta.num_rows))
+        rows.append(tuple(int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)))
         if schema is None:
             schema, first = this, path
             continue
@@ -309,9 +313,18 @@ class _Sample:
     keys: np.ndarray
 
     @staticmethod
-    def concat(parts: Sequence[_Sample], n_features: int) -> _Sample:
+    def concat(parts: Sequence[_Sample], n_features: int, ordered: bool = True) -> _Sample:
+        """The rows of ``parts``, in the canonical order (``ordered``) or as they come."""
         if not parts:
             return _Sample(np.zeros((0, n_features)), *(np.zeros(0, t) for t in "ifiu"))
+        if not ordered:
+            return _Sample(
+                np.concatenate([p.features for p in parts]),
+                np.concatenate([p.actions for p in parts]),
+                np.concatenate([p.rewards for p in parts]),
+                np.concatenate([p.folds for p in parts]),
+                np.concatenate([p.keys for p in parts]),
+            )
         keys = np.concatenate([p.keys for p in parts])
         # The order the model sees does not depend on the files: sorted by a hash of each
         # row's content (ties are identical rows, whose order does not matter).
@@ -386,6 +399,22 @@ class Partial:
             0.0,
         )
 
+    def add_batch(self, batch: _BatchSums) -> None:
+        """Add one batch's sums, in the order of the batches of a file (exact: see below)."""
+        # The same operations, in the same order, as summing the batches in place one after
+        # the other: a file's sums do not depend on how its row groups were spread.
+        self.n_rows += batch.n_rows
+        self.sums += batch.sums
+        self.weight_sq += batch.weight_sq
+        self.max_weight = max(self.max_weight, batch.max_weight)
+        self.n_supported += batch.n_supported
+        self.seen += batch.seen
+        self.allowed_mass += batch.target_mass
+        if batch.blocked is not None:
+            self.allowed_mass -= batch.blocked
+            self.blocked_mass += float(batch.blocked.sum())
+        self.masks_ignored = self.masks_ignored or batch.masks_ignored
+
     def add(self, other: Partial) -> None:
         """Add ``other``'s sums into this one."""
         self.n_rows += other.n_rows
@@ -399,21 +428,83 @@ class Partial:
         self.masks_ignored = self.masks_ignored or other.masks_ignored
 
 
-def _batches(path: Path, spec: _Spec) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """``(first row, batch)`` of ``path``, reading only ``spec.columns``."""
+@dataclass(frozen=True)
+class _Unit:
+    """A run of consecutive row groups of one file: what a thread or a Ray task reads."""
+
+    path: Path
+    row_groups: tuple[int, ...]
+    first_row: int
+    """the run's first row in its file (rows are named by their place in the file)"""
+    n_rows: int
+    file_index: int
+    last: bool
+    """whether the run ends its file"""
+
+
+def _units(files: list[Path], groups: list[tuple[int, ...]], unit_rows: int) -> list[_Unit]:
+    """Each file's row groups in runs of at least ``unit_rows`` rows (the last may be fewer).
+
+    Work is spread over runs rather than files so that a few big files still keep every
+    worker busy; the runs do not depend on the number of workers, and their batches are the
+    file's own (a batch never spans row groups), so the sums are the same as file by file.
+    """
+    units: list[_Unit] = []
+    for index, (path, sizes) in enumerate(zip(files, groups, strict=True)):
+        runs: list[tuple[list[int], int, int]] = []
+        start = 0
+        for group, size in enumerate(sizes):
+            if not runs or runs[-1][2] >= unit_rows:
+                runs.append(([], start, 0))
+            members, first, rows = runs[-1]
+            members.append(group)
+            runs[-1] = (members, first, rows + size)
+            start += size
+        if not runs:  # a file without row groups: one empty run keeps the file's place
+            runs.append(([], 0, 0))
+        for k, (members, first, rows) in enumerate(runs):
+            units.append(_Unit(path, tuple(members), first, rows, index, last=k == len(runs) - 1))
+    return units
+
+
+@dataclass(frozen=True, eq=False)
+class _BatchSums:
+    """One batch's contributions to a :class:`Partial`, before they are added."""
+
+    n_rows: int
+    sums: np.ndarray
+    """(c, M) per-bucket sums of the batch"""
+    weight_sq: float
+    max_weight: float
+    n_supported: int
+    seen: np.ndarray
+    target_mass: np.ndarray
+    """(A,) the target's summed probability of each action"""
+    blocked: np.ndarray | None
+    """(A,) the part of ``target_mass`` on actions not allowed (``None``: no masks)"""
+    masks_ignored: bool
+
+
+def _batches(unit: _Unit, spec: _Spec) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """``(first row in the file, batch)`` of ``unit``'s row groups, only ``spec.columns``."""
+    if not unit.row_groups:
+        return
     fmt = ds.ParquetFileFormat(
         read_options=ds.ParquetReadOptions(dictionary_columns=list(spec.dictionary))
     )
-    dataset = ds.dataset(path, format=fmt)
+    fragment = fmt.make_fragment(
+        str(unit.path.resolve()), filesystem=pafs.LocalFileSystem(), row_groups=unit.row_groups
+    )
     # Little read-ahead: the default (16 batches) would hold ~1 GB of decoded columns.
-    scanner = dataset.scanner(
+    scanner = ds.Scanner.from_fragment(
+        fragment,
         columns=list(spec.columns),
         batch_size=spec.batch_rows,
         batch_readahead=1,
         fragment_readahead=1,
         use_threads=True,
     )
-    start = 0
+    start = unit.first_row
     for batch in scanner.to_batches():
         if batch.num_rows:
             yield start, batch
@@ -536,12 +627,13 @@ def cluster_folds(ids: Any, n_folds: int, name: str = "cluster") -> np.ndarray:
     return _folds(hash_ids(column, _BUCKET_SALT, name), n_folds)
 
 
-def file_partial(path: Path, spec: _Spec) -> Partial:
-    """The sums of one file (the unit of work of the serial loop and of a Ray task)."""
+def unit_sums(unit: _Unit, spec: _Spec) -> list[_BatchSums]:
+    """The sums of each batch of a run of row groups (the work of a thread or a Ray task)."""
     n_a = len(spec.action_names)
-    out = Partial.empty(spec.n_columns, spec.n_buckets, n_a)
+    out: list[_BatchSums] = []
     mask = np.uint64(spec.n_buckets - 1)
-    for start, batch in _batches(path, spec):
+    path = unit.path
+    for start, batch in _batches(unit, spec):
         data, hashes = _batch_data(path, start, batch, spec)
         policy, probs, ignored = _target_probs(spec, data)
         q = None if spec.model is None else spec.model.predict(data, _folds(hashes, spec.n_folds))
@@ -553,8 +645,8 @@ def file_partial(path: Path, spec: _Spec) -> Partial:
             else:
                 raise ValueError(f"{exc} (in {str(path)!r}, rows from {start})") from None
         bucket = (hashes & mask).astype(np.intp)
-        sums = out.sums
         m = spec.n_buckets
+        sums = np.zeros((spec.n_columns, m))
         sums[0] += np.bincount(bucket, minlength=m)
         sums[1] += np.bincount(bucket, weights=inputs.weights, minlength=m)
         for est, rows in zip(spec.estimators, spec.layout, strict=True):
@@ -565,21 +657,26 @@ def file_partial(path: Path, spec: _Spec) -> Partial:
                 if row >= 0 and column is not None:
                     sums[row] += np.bincount(bucket, weights=column, minlength=m)
         w = inputs.weights
-        out.n_rows += data.n_rounds
-        out.weight_sq += float(np.dot(w, w))
-        out.max_weight = max(out.max_weight, float(w.max()))
-        out.n_supported += int(np.count_nonzero(w > 0))
-        out.seen += np.bincount(data.actions, minlength=n_a)
-        out.allowed_mass += probs.sum(axis=0)
+        blocked = None
         if data.masks is not None:
             # Mass on actions the logger could not take: not allowed at this decision.
             # probs are finite and non-negative (TargetPolicy checks), so p * not-allowed is
             # p's masked-out part exactly; with both column-major, one pass per action.
             outside = np.logical_not(np.asfortranarray(data.masks))
             blocked = (np.asfortranarray(probs) * outside).sum(axis=0)
-            out.allowed_mass -= blocked
-            out.blocked_mass += float(blocked.sum())
-        out.masks_ignored = out.masks_ignored or ignored
+        out.append(
+            _BatchSums(
+                n_rows=data.n_rounds,
+                sums=sums,
+                weight_sq=float(np.dot(w, w)),
+                max_weight=float(w.max()),
+                n_supported=int(np.count_nonzero(w > 0)),
+                seen=np.bincount(data.actions, minlength=n_a),
+                target_mass=probs.sum(axis=0),
+                blocked=blocked,
+                masks_ignored=ignored,
+            )
+        )
     return out
 
 
@@ -593,10 +690,14 @@ def _unsupported_inputs(data: LoggedData, policy: TargetPolicy, q: np.ndarray | 
     return OPEInputs(data.rewards, weights, q_factual, q_expected)
 
 
-def file_sample(path: Path, spec: _Spec) -> _Sample:
-    """The reward-model sample rows of one file (customers whose hash is below the rate)."""
+def unit_sample(unit: _Unit, spec: _Spec) -> _Sample:
+    """The reward-model sample rows of a run of row groups (customers hashed below the rate).
+
+    In read order: :meth:`_Sample.concat` puts all the runs' rows in their canonical order.
+    """
     parts = []
-    for start, batch in _batches(path, spec):
+    path = unit.path
+    for start, batch in _batches(unit, spec):
         all_hashes = hash_ids(batch.column(spec.cluster), _BUCKET_SALT, spec.cluster)
         keep = uniform_of(mix64(all_hashes ^ np.uint64(_SAMPLE_SALT))) < spec.sample_rate
         if not keep.any():
@@ -617,7 +718,7 @@ def file_sample(path: Path, spec: _Spec) -> _Sample:
         for j in range(feats.shape[1]):
             key = mix64(key ^ np.ascontiguousarray(feats[:, j]).view(np.uint64))
         parts.append(_Sample(feats, actions, rewards, _folds(hashes[keep], spec.n_folds), key))
-    return _Sample.concat(parts, len(spec.feature_names))
+    return _Sample.concat(parts, len(spec.feature_names), ordered=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,17 +726,17 @@ def file_sample(path: Path, spec: _Spec) -> _Sample:
 # --------------------------------------------------------------------------------------------
 
 
-def _map_files(
-    fn: Callable[[Path, _Spec], Any],
-    files: list[Path],
+def _map_units(
+    fn: Callable[[_Unit, _Spec], Any],
+    files: list[_Unit],
     spec: _Spec,
     ray_address: str | None,
     workers: int = 1,
 ) -> Iterator[Any]:
-    """``fn(file, spec)`` for every file, yielded in file order (threads or Ray tasks)."""
+    """``fn(unit, spec)`` for every run of row groups, yielded in order (threads or Ray)."""
     if ray_address is None and (workers <= 1 or len(files) == 1):
-        for path in files:
-            yield fn(path, spec)
+        for unit in files:
+            yield fn(unit, spec)
         return
     if ray_address is None:
         # Threads: numpy and Arrow release the GIL in their array work. Results are taken in
@@ -796,7 +897,7 @@ def evaluate_stream(
         check_scalar(workers, "workers", int, min_val=1)
     n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     files = resolve_log_files(logs)
-    schema, file_rows = _read_schemas(files)
+    schema, file_groups = _read_schemas(files)
     columns = set(schema.names)
     where = (
         f"the log {str(files[0])!r}"
@@ -889,7 +990,8 @@ def evaluate_stream(
             or pa.types.is_large_binary(schema.field(c).type)
         ),
     )
-    total = sum(file_rows)
+    total = sum(sum(sizes) for sizes in file_groups)
+    units = _units(files, file_groups, UNIT_ROWS)
     if total == 0:
         raise ValueError(f"{where} is empty: no rows (decisions)")
     rng = np.random.default_rng(seed)
@@ -907,11 +1009,15 @@ def evaluate_stream(
             columns=tuple(c for c in spec.columns if not c.startswith(MASK_PREFIX)),
         )
         what = "reward-model sample"
-        with _one_blas_thread(), progress_bar(what, len(files), progress) as advance:
+        with _one_blas_thread(), progress_bar(what, total, progress) as advance:
             parts = []
-            for part in _map_files(file_sample, files, sample_spec, ray_address, n_workers):
+            for unit, part in zip(
+                units,
+                _map_units(unit_sample, units, sample_spec, ray_address, n_workers),
+                strict=True,
+            ):
                 parts.append(part)
-                advance(1)
+                advance(unit.n_rows)
         sample = _Sample.concat(parts, len(features))
         del parts  # the sample is held once while the models fit (peak memory)
         # One thread (BLAS and OpenMP): with more, a busy machine's spinning threads took 15x
@@ -926,10 +1032,19 @@ def evaluate_stream(
     totals = Partial.empty(n_columns, n_buckets, len(names))
     what = f"streaming {total:,} rows"
     with _one_blas_thread(), progress_bar(what, total, progress) as advance:
-        parts_sums = _map_files(file_partial, files, spec, ray_address, n_workers)
-        for rows, part_sums in zip(file_rows, parts_sums, strict=True):
-            totals.add(part_sums)
-            advance(rows)
+        n_a = len(names)
+        in_file = Partial.empty(n_columns, n_buckets, n_a)
+        for unit, batches in zip(
+            units, _map_units(unit_sums, units, spec, ray_address, n_workers), strict=True
+        ):
+            # A file's batches are summed in order, then the file's sums into the totals:
+            # the same additions whatever the runs and the workers (identical results).
+            for batch in batches:
+                in_file.add_batch(batch)
+            if unit.last:
+                totals.add(in_file)
+                in_file = Partial.empty(n_columns, n_buckets, n_a)
+            advance(unit.n_rows)
         return _finish(totals, spec, alpha, n_bootstrap, boot_seed, len(files), fitted, n_workers)
 
 
@@ -945,10 +1060,10 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _in_task(fn: Callable[[Path, _Spec], Any], path: Path, spec: _Spec) -> Any:
-    """``fn(path, spec)`` in a Ray worker, with one BLAS thread (see :func:`_one_blas_thread`)."""
+def _in_task(fn: Callable[[_Unit, _Spec], Any], unit: _Unit, spec: _Spec) -> Any:
+    """``fn(unit, spec)`` in a Ray worker, with one BLAS thread (see :func:`_one_blas_thread`)."""
     with _one_blas_thread():
-        return fn(path, spec)
+        return fn(unit, spec)
 
 
 def _replace(spec: _Spec, **changes: Any) -> _Spec:
