@@ -286,6 +286,7 @@ def run_world(label: str, true: WorldSpec, args: argparse.Namespace, drop: bool)
         "world": label + (" (no segment/affinity columns)" if drop else ""),
         "fit_seconds": fit_seconds,
         "segments": list(spec.segment_names),
+        "optout_multipliers": [s.unsubscribe_multiplier for s in spec.segments],
         "policies": rows,
         "spearman": rho,
         "mean_rel_error": float(rel.mean()),
@@ -392,6 +393,10 @@ def print_result(res: dict[str, Any]) -> None:
             )
             worst = max(r["rel_error"] for r in cells)
             print(f"  {rate:<11} max {worst:.1%}: {text}")
+        mults = ", ".join(
+            f"{n} {m:.2f}" for n, m in zip(res["segments"], res["optout_multipliers"], strict=True)
+        )
+        print(f"  fitted opt-out multipliers: {mults}")
         chan = [r for r in res["rates"] if r["channel"] != "all" and np.isfinite(r["rel_error"])]
         within = np.mean([r["rel_error"] <= max(0.10, 2 * r["rel_se"]) for r in chan])
         print(f"  per segment x channel: {within:.0%} of {len(chan)} rates within 10% or 2 s.e.")
