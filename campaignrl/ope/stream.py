@@ -19,12 +19,15 @@ other folds, and every row of the log is predicted by its customer's fold model.
 row is thus never scored by a model that saw it, as with
 :class:`~campaignrl.ope.reward_model.CrossFittedRewardModel`.
 
-With ``ray_address`` the files are spread over Ray tasks (one per file); the task is the
-same function the serial path runs and the per-file sums are combined in file order, so the
-results are identical to the serial run.
+The work is cut into runs of whole row groups of at least :data:`UNIT_ROWS` rows, spread
+over ``workers`` threads (numpy and Arrow release the GIL: under a tenth of the main pass
+holds it) or, with ``ray_address``, over Ray tasks. A run returns the sums of each of its
+batches, and they are added in file order, batch by batch, exactly as one serial pass over
+the files would: the results are identical (to the last bit) whatever the workers.
 
 Memory: one batch in flight per worker (``batch_rows`` x (features + actions) floats), the
-reward-model sample, and ``(columns x M)`` bucket sums; not the log.
+runs' batch sums in flight (``(columns x M)`` floats per batch), the reward-model sample,
+and the total bucket sums; not the log.
 """
 
 from __future__ import annotations
@@ -862,9 +865,9 @@ def evaluate_stream(
             features) x 8 bytes per worker).
         n_buckets: Buckets of clusters (a power of two, at least 2^8).
         ray_address: ``None`` (this process), ``"local"`` (a local Ray, or the one already
-            initialized), ``"auto"`` or a Ray address: one task per file.
-        workers: Threads over files without Ray (default: the CPUs, at most 8; 1: serial).
-            Results do not depend on it.
+            initialized), ``"auto"`` or a Ray address: one task per run of row groups.
+        workers: Threads over runs of row groups without Ray (default: the CPUs, at most 8;
+            1: serial); also the threads of the bootstrap. Results do not depend on it.
         progress: Show progress bars.
 
     Returns:
