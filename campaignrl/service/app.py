@@ -35,7 +35,7 @@ from campaignrl.service.decider import DecisionInputError
 from campaignrl.service.metrics import ServiceMetrics
 from campaignrl.service.routers import decisions, ops, policy, rewards
 from campaignrl.service.routers.models import build_models
-from campaignrl.service.runtime import ServiceRuntime, open_versions
+from campaignrl.service.runtime import ServiceRuntime, freeze_startup_objects, open_versions
 from campaignrl.service.settings import ServiceSettings
 from campaignrl.service.store import UnknownDecisionError
 from campaignrl.service.uploads import ArchiveRefused
@@ -359,4 +359,6 @@ def create_app_from_env() -> FastAPI:
     Raises:
         ValueError: Naming each bad setting.
     """
-    return create_app(ServiceSettings.load())
+    app = create_app(ServiceSettings.load())
+    freeze_startup_objects()  # a serving worker: see the function
+    return app

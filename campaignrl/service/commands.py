@@ -313,7 +313,11 @@ def _sigterm_is_a_clean_exit() -> Iterator[None]:
 
 def _run(uvicorn: Any, settings: Any, versions: Any, create_app: Any, common: Any) -> None:
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, versions=versions), **common)
+        from campaignrl.service.runtime import freeze_startup_objects
+
+        app = create_app(settings, versions=versions)
+        freeze_startup_objects()
+        uvicorn.run(app, **common)
         return
     with _multiprocess_metrics():
         # uvicorn's workers import the app by name and build it from the environment.

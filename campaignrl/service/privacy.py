@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+from collections.abc import Sequence
 
 __all__ = ["MIN_KEY_BYTES", "CustomerHasher"]
 
@@ -47,7 +47,9 @@ class CustomerHasher:
             )
         self._key = bytes(key)
         # HMAC's keyed start state, copied per id: a third cheaper than hmac.new each time.
-        self._start = hmac.new(self._key, digestmod=hashlib.sha256)
+        # The digest by name: OpenSSL's HMAC, whose copy is one C call (by constructor, the
+        # copy rebuilds two hash objects in Python).
+        self._start = hmac.new(self._key, digestmod="sha256")
 
     def __call__(self, customer_id: str | int) -> str:
         """The 64-character hex hash of ``customer_id`` (an int is hashed as its decimal).
@@ -66,6 +68,24 @@ class CustomerHasher:
         mac = self._start.copy()
         mac.update(text.encode("utf-8"))
         return mac.hexdigest()
+
+    def many(self, customer_ids: Sequence[str | int]) -> list[str]:
+        """``[self(c) for c in customer_ids]``, with less work per id for a batch of strings.
+
+        Raises:
+            TypeError: If an id is not a str or an int.
+            ValueError: If an id is empty.
+        """
+        copy = self._start.copy
+        out: list[str] = []
+        for customer_id in customer_ids:
+            if type(customer_id) is not str or not customer_id:
+                out.append(self(customer_id))  # an int, or refused naming the problem
+                continue
+            mac = copy()
+            mac.update(customer_id.encode("utf-8"))
+            out.append(mac.hexdigest())
+        return out
 
     def __repr__(self) -> str:  # never print the key
         return "CustomerHasher(key=<hidden>)"

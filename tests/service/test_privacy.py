@@ -68,3 +68,24 @@ def test_the_setting_name_is_configurable() -> None:
 def test_bad_customer_ids(customer_id: object, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         CustomerHasher(KEY)(customer_id)  # type: ignore[arg-type]
+
+
+def test_many_hashes_each_id_as_one_call_does() -> None:
+    hasher = CustomerHasher(KEY)
+    ids: list[str | int] = ["a", "cüstomer-42", 42, "a", "\U0001f600"]
+    expected = [hmac.new(KEY, str(c).encode(), hashlib.sha256).hexdigest() for c in ids]
+    assert hasher.many(ids) == expected
+    assert hasher.many([]) == []
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "error", "message"),
+    [
+        ("", ValueError, "`customer_id` must not be empty"),
+        (None, TypeError, "`customer_id` must be a str or an int, got NoneType"),
+        (True, TypeError, "`customer_id` must be a str or an int, got bool"),
+    ],
+)
+def test_many_refuses_what_one_call_refuses(customer_id: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        CustomerHasher(KEY).many(["ok", customer_id])  # type: ignore[list-item]
