@@ -2,7 +2,7 @@
 
     python benchmarks/ope_stream.py generate --rows 100000000 --out /tmp/bench_data/log100m
     python benchmarks/ope_stream.py evaluate --logs /tmp/bench_data/log100m [--rows N]
-        [--batch-rows 262144] [--bootstrap 1000] [--ray local] [--json out.json]
+        [--batch-rows 262144] [--bootstrap 1000] [--workers N] [--ray local] [--json out.json]
     python benchmarks/ope_stream.py equal --logs /tmp/bench_data/log100m --rows 10000000
     python benchmarks/ope_stream.py coverage [--logs 100] [--rows 1000000]
         [--truth-customers 4000000]
@@ -23,7 +23,8 @@ buckets of customers.
 batch evaluated, intervals), rows per second, and the peak resident memory of this process
 and its children (``getrusage``: Ray workers are children of the Ray processes, so with
 ``--ray`` measure with ``/usr/bin/time -v`` around a fresh ``ray start`` instead).
-``--rows N`` reads only the first part files holding N rows.
+``--rows N`` reads only the first part files holding N rows. ``--workers N``: threads over
+runs of row groups (default: the CPUs, at most 8; the results do not depend on it).
 
 ``equal``: the streamed estimates of the first part files holding ``--rows`` rows against
 the in-memory estimators (:func:`campaignrl.ope.evaluate.evaluate`'s estimators on the same
