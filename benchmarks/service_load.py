@@ -242,9 +242,13 @@ async def open_loop(
     }
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (all its threads; Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``).
+
+    All its threads, or only thread ``tid`` (the main thread's id is ``pid``).
+    """
+    stat = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -277,8 +281,10 @@ async def closed_loop(
             pool.release(conn)
 
     cpu0, t0 = _cpu_seconds(server_pid), time.perf_counter()
+    loop0 = _cpu_seconds(server_pid, server_pid)  # uvicorn's event loop runs in the main thread
     await asyncio.gather(*(sender() for _ in range(workers)))
     cpu1, t1 = _cpu_seconds(server_pid), time.perf_counter()
+    loop1 = _cpu_seconds(server_pid, server_pid)
     return {
         "phase": name,
         "offered_rps": float("nan"),
@@ -289,6 +295,7 @@ async def closed_loop(
         "throughput_rps": ok[0] / (t1 - t0),
         "items_per_s": ok[0] * items / (t1 - t0),
         "server_cpu_ms_per_request": (cpu1 - cpu0) * 1e3 / max(1, n),
+        "server_loop_cpu_ms_per_request": (loop1 - loop0) * 1e3 / max(1, n),
         "server_cpu_share": (cpu1 - cpu0) / (t1 - t0),
         "p50_ms": float("nan"),
         "p90_ms": float("nan"),
@@ -567,7 +574,10 @@ def table(results: Sequence[dict[str, Any]], slo_ms: float) -> str:
             phase += " ✓" if r["sustained"] else f" ✗ (not sustained at p99 < {slo_ms:g} ms)"
         errors = sum(r["errors"].values())
         if "server_cpu_ms_per_request" in r:
-            phase += f": server CPU {r['server_cpu_ms_per_request']:.2f} ms per request"
+            phase += (
+                f": server CPU {r['server_cpu_ms_per_request']:.2f} ms per request "
+                f"({r['server_loop_cpu_ms_per_request']:.2f} in the event loop's thread)"
+            )
         lines.append(
             f"| {r['store']} | {phase} | {r['offered_rps']:,.0f} | {r['requests']:,} | "
             f"{errors} | {r['throughput_rps']:,.0f} | {r['items_per_s']:,.0f} | "
