@@ -126,8 +126,8 @@ class SQLiteStore(SQLStore):
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
-            # The indexes on random keys (decision ids, customer hashes) touch a random page
-            # per row: keep them in memory (pages are shared through the OS by mmap).
+            # The unique index on event_id (clients' keys, often random) touches a random page
+            # per row that has one: keep pages in memory (shared through the OS by mmap).
             conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             self._local.conn = conn
