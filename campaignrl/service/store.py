@@ -698,7 +698,12 @@ class SQLStore(ABC):
     ) -> Iterator[StoredDecision]:
         """See :meth:`DecisionStore.iter_active`."""
         until = _finite_time(activated_until, "activated_until")
-        where = ["d.activated_at IS NOT NULL", "d.activated_at <= ?"]
+        # Without a lower bound most rows qualify, and the planner's pick of the activation
+        # index meant sorting every activated row again for each page (35 s for 200,000
+        # rows); the unary + keeps it off that index, so pages walk the created index in
+        # order. With a lower bound the few newly activated rows are best found by it.
+        activated = "d.activated_at" if activated_after is not None else "+d.activated_at"
+        where = [f"{activated} IS NOT NULL", f"{activated} <= ?"]
         params: list[Any] = [until]
         if activated_after is not None:
             where.append("d.activated_at > ?")

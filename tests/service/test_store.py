@@ -363,6 +363,36 @@ def test_sqlite_arrays_are_raw_little_endian_bytes(tmp_path: Path) -> None:
     assert journal == "wal"
 
 
+def _plans_of_iter_active(store: DecisionStore, **bounds: float) -> list[str]:
+    """The SQLite query plans of the statements one ``iter_active`` call runs."""
+    statements: list[str] = []
+    conn = store._connection()  # type: ignore[attr-defined]
+    conn.set_trace_callback(statements.append)
+    try:
+        list(store.iter_active(page_size=2, **bounds))
+    finally:
+        conn.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert selects, statements
+    return [
+        " | ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {s}").fetchall())
+        for s in selects
+        if "FROM decisions" in s
+    ]
+
+
+def test_sqlite_full_scans_walk_the_created_index(tmp_path: Path) -> None:
+    # A full read (no lower activation bound) must page along (created_at, decision_id):
+    # through the activation index every page sorted all activated rows again (quadratic).
+    store = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    store.add_decisions([decision(i) for i in range(5)])
+    full = _plans_of_iter_active(store, activated_until=100.0)
+    assert full and all("decisions_created" in p and "TEMP B-TREE" not in p for p in full), full
+    recent = _plans_of_iter_active(store, activated_until=100.0, activated_after=3.0)
+    assert recent and all("decisions_activated" in p for p in recent), recent
+    store.close()
+
+
 def test_sqlite_store_refuses_another_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "d.db"
     open_store(f"sqlite:///{path}").close()
