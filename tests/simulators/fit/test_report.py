@@ -172,9 +172,10 @@ def test_report_intervals_are_wilson_of_the_counts(report: FidelityReport) -> No
 def test_ks_equals_scipy_on_the_same_samples(
     report: FidelityReport, fitted: FittedSimulator, log: pd.DataFrame
 ) -> None:
-    # the simulated log is the fitted world under the given logging policy, seed 3: rebuild it
+    # the simulated log is the fitted world under the given logging policy, seed 3, on five
+    # times the log's customers: rebuild it
     sim = run_policy(
-        fitted.spec, Logging(), n_customers=CUSTOMERS, horizon=PERIODS, seed=3, record=True
+        fitted.spec, Logging(), n_customers=5 * CUSTOMERS, horizon=PERIODS, seed=3, record=True
     ).log
     assert sim is not None
     table = report.distributions.set_index("variable")
