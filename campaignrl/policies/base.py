@@ -86,15 +86,17 @@ def masked_softmax(scores: np.ndarray, masks: np.ndarray, temperature: float = 1
     # action and at most 0 (or -inf) for the others whatever the temperature, where ``s / t``
     # overflows to inf for a small one (1e300 / 1e-10) and ``inf - inf`` gave NaN rows.
     with np.errstate(over="ignore"):
-        z = scores - top
+        z = np.subtract(scores, top, order="K")
         if temperature != 1.0:
             z /= temperature
     # Clipping at 0 keeps masked entries finite (a masked score above the best allowed one
     # would overflow exp) before the mask zeroes them; exp(-inf) is avoided, which is slow.
-    e = np.exp(np.minimum(z, 0.0))
-    e *= masks
-    e /= e.sum(axis=1, keepdims=True)
-    return e
+    # In place: a fresh (n, A) buffer per step cost a third of the time in page faults.
+    np.minimum(z, 0.0, out=z)
+    np.exp(z, out=z)
+    z *= masks
+    z /= z.sum(axis=1, keepdims=True)
+    return z
 
 
 def _masked_softmax32(scores: np.ndarray, masks: np.ndarray, temperature: float) -> np.ndarray:
