@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "TEMP_TAIL",
     "check_new_file",
     "ordinary_mode",
     "remove_orphan_temps",
@@ -18,7 +19,7 @@ __all__ = [
     "write_text_atomic",
 ]
 
-_TEMP_TAIL = re.compile(r"^[a-z0-9_]{8}$")
+TEMP_TAIL = re.compile(r"^[a-z0-9_]{8}$")
 """the random part ``tempfile`` appends to a prefix (8 of ``[a-z0-9_]``)"""
 
 
@@ -96,7 +97,7 @@ def remove_orphan_temps(
     removed = []
     for entry in folder.iterdir():
         stem, dot, tail = entry.name[1:].rpartition(".")
-        if not (entry.name.startswith(".") and dot and stem in names and _TEMP_TAIL.match(tail)):
+        if not (entry.name.startswith(".") and dot and stem in names and TEMP_TAIL.match(tail)):
             continue
         if entry.is_symlink() or entry.is_file():
             entry.unlink()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from campaignrl._checks import check_scalar
-from campaignrl._fs import ordinary_mode, write_text_atomic
+from campaignrl._fs import TEMP_TAIL, ordinary_mode, write_text_atomic
 from campaignrl._progress import progress_bar
 from campaignrl.simulators.spec import WorldSpec
 
@@ -604,7 +603,6 @@ def _manifest(
 
 
 _OWNER_NAME = ".owner"
-_WORK_TAIL = re.compile(r"^[a-z0-9_]{8}$")
 
 
 def _work_folder(out: Path) -> Path:
@@ -648,7 +646,7 @@ def remove_dead_work_folders(out: str | os.PathLike[str]) -> list[Path]:
     prefix = f".{out.name}."
     for entry in out.parent.iterdir():
         tail = entry.name[len(prefix) :]
-        if not (entry.name.startswith(prefix) and _WORK_TAIL.match(tail)):
+        if not (entry.name.startswith(prefix) and TEMP_TAIL.match(tail)):
             continue
         if entry.is_symlink() or not entry.is_dir():
             continue
