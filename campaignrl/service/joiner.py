@@ -6,7 +6,9 @@ active: at once when it is made, or when a deferred decision is activated. Its w
 decision's activation) are on time; they are aggregated into one reward (``sum``, ``earliest``
 or ``max``). A reward that arrives after the window closed is stored, flagged late and counted,
 and never joined. Once the window closed, a decision with no on-time reward gets
-``default_reward``. Deferred decisions never activated are never joined.
+``default_reward``. Deferred decisions never activated are never joined. The outcomes a
+reward reports (``opened``, ``purchased``, ``basket_value``, ...) are joined the same way, column
+by column, for the export (:func:`aggregate_outcomes`, :meth:`Joiner.export_logs`).
 
 The joined rows feed online learning (:meth:`Joiner.joined`) and off-policy evaluation
 (:meth:`Joiner.export_logs`, a frame in the decision-log schema of
@@ -17,14 +19,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from campaignrl._checks import check_scalar
-from campaignrl.logs.schema import REQUIRED_COLUMNS, mask_column
+from campaignrl.logs.schema import (
+    BOOL_OUTCOME_COLUMNS,
+    OUTCOME_COLUMNS,
+    REQUIRED_COLUMNS,
+    mask_column,
+)
 from campaignrl.service.records import DecisionRecord, RewardRecord
 from campaignrl.service.store import DecisionStore, StoredDecision, UnknownDecisionError
 
@@ -34,8 +42,12 @@ __all__ = [
     "JoinSettings",
     "JoinedBatch",
     "Joiner",
+    "aggregate_outcomes",
     "aggregate_rewards",
 ]
+
+NO_CONTACT = "no_contact"
+"""the action that contacts nobody: nothing to open (the schema's ``opened`` is False)"""
 
 AGGREGATIONS = ("sum", "earliest", "max")
 """how the on-time rewards of one decision combine"""
@@ -147,6 +159,101 @@ def aggregate_rewards(rewards: Sequence[RewardRecord], aggregation: str) -> floa
     raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
 
 
+def aggregate_outcomes(
+    rewards: Sequence[RewardRecord], aggregation: str
+) -> dict[str, bool | float]:
+    """Combine the outcomes the on-time rewards of one decision reported, column by column.
+
+    Each column is combined over the on-time rewards that reported it (late rewards and
+    rewards silent on it are left out), the way the reward is: with ``sum`` a flag is True
+    when any report is True and ``basket_value`` is the sum of the reported baskets; with
+    ``max`` a flag is any True and the basket the largest; with ``earliest`` each column is
+    its first report (the store's order of arrival). A column no on-time reward reported is
+    absent: unknown, never False.
+
+    Examples:
+        >>> r = [RewardRecord("d", 1.0, 1.0, outcomes={"opened": False, "basket_value": 5}),
+        ...      RewardRecord("d", 1.0, 2.0, outcomes={"opened": True, "basket_value": 7}),
+        ...      RewardRecord("d", 1.0, 3.0, late=True, outcomes={"churned": True})]
+        >>> for how in ("sum", "max", "earliest"):
+        ...     print(how, aggregate_outcomes(r, how))
+        sum {'opened': True, 'basket_value': 12.0}
+        max {'opened': True, 'basket_value': 7.0}
+        earliest {'opened': False, 'basket_value': 5.0}
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
+    reports: dict[str, list[Any]] = {}
+    for reward in rewards:
+        if not reward.late and reward.outcomes is not None:
+            for column, value in reward.outcomes.items():
+                reports.setdefault(column, []).append(value)
+    out: dict[str, bool | float] = {}
+    for column in OUTCOME_COLUMNS:  # schema order
+        values = reports.get(column)
+        if not values:
+            continue
+        if aggregation == "earliest":
+            out[column] = values[0]
+        elif column in BOOL_OUTCOME_COLUMNS:
+            out[column] = any(values)
+        elif aggregation == "sum":
+            out[column] = math.fsum(values)
+        else:
+            out[column] = max(values)
+    return out
+
+
+def _outcome_frame(
+    rows: Sequence[StoredDecision], aggregation: str, feature_names: Sequence[str]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The export's outcome columns, and why each column that was reported is not written.
+
+    See :meth:`Joiner.export_logs` for the rule. Returns ``(columns, left_out)``.
+    """
+    n = len(rows)
+    known = [aggregate_outcomes(s.rewards, aggregation) for s in rows]
+    reported = {c: sum(c in k for k in known) for c in OUTCOME_COLUMNS}
+    for k, stored in zip(known, rows, strict=True):
+        # What the schema defines needs no report: nothing to open without a contact, and
+        # no basket without a purchase.
+        if stored.record.action_name == NO_CONTACT:
+            k.setdefault("opened", False)
+        if k.get("purchased") is False:
+            k.setdefault("basket_value", 0.0)
+    columns: dict[str, np.ndarray] = {}
+    left_out: dict[str, str] = {}
+    for c in OUTCOME_COLUMNS:
+        if not reported[c]:
+            continue  # nobody reported it: nothing to say
+        if c in feature_names:
+            left_out[c] = "a feature of the policy has its name"
+            continue
+        unknown = sum(c not in k for k in known)
+        if unknown:
+            left_out[c] = f"{unknown} of {n} exported decisions have no on-time report of it"
+            continue
+        dtype = bool if c in BOOL_OUTCOME_COLUMNS else np.float64
+        columns[c] = np.array([k[c] for k in known], dtype=dtype)
+    ids = [s.record.decision_id for s in rows]
+    # The rules read_logs checks, broken by reports of separate rewards: which report is
+    # wrong cannot be told, so the columns involved are not written.
+    if "basket_value" in columns and "purchased" in columns:
+        bad = (columns["basket_value"] > 0.0) & ~columns["purchased"]
+        if bad.any():
+            shown = [ids[i] for i in np.flatnonzero(bad)[:3]]
+            for c in ("purchased", "basket_value"):
+                del columns[c]
+                left_out[c] = f"a basket above 0 without a purchase is reported for {shown}"
+    if "opened" in columns:
+        bad = columns["opened"] & np.array([s.record.action_name == NO_CONTACT for s in rows])
+        if bad.any():
+            del columns["opened"]
+            shown = [ids[i] for i in np.flatnonzero(bad)[:3]]
+            left_out["opened"] = f"`opened` True is reported for no_contact decisions {shown}"
+    return columns, left_out
+
+
 class Joiner:
     """Joins rewards to decisions over a store, under :class:`JoinSettings`.
 
@@ -234,25 +341,38 @@ class Joiner:
         return received_at > decision.activated_at + self.settings.window_seconds
 
     def record_rewards(
-        self, rewards: Iterable[tuple[str, float]], *, now: float | None = None
+        self,
+        rewards: Iterable[tuple[str, float]],
+        *,
+        now: float | None = None,
+        outcomes: Sequence[Mapping[str, bool | float] | None] | None = None,
     ) -> list[RewardRecord]:
         """Stamp ``(decision_id, reward)`` pairs with the time, flag the late ones, store them.
 
         Returns after the rewards are committed. All or nothing.
 
+        Args:
+            rewards: ``(decision_id, reward)`` pairs.
+            now: The arrival time (default: the clock).
+            outcomes: For each pair, the outcomes it reports (see
+                :class:`~campaignrl.service.records.RewardRecord`) or ``None``; ``None``
+                for none reported by any.
+
         Raises:
             UnknownDecisionError: If a ``decision_id`` is unknown (nothing is stored).
-            TypeError, ValueError: If a reward is not a finite number.
+            TypeError, ValueError: If a reward is not a finite number, an outcome is refused,
+                or ``outcomes`` is not one per pair.
         """
         pairs = list(rewards)
+        reports = _outcomes_per_pair(outcomes, len(pairs))
         received_at = self.clock() if now is None else now
         decisions = self.store.get_decisions([d for d, _ in pairs])
         missing = [d for d, _ in pairs if d not in decisions]
         if missing:
             raise UnknownDecisionError(list(dict.fromkeys(missing)))
         records = [
-            RewardRecord(d, r, received_at, self.is_late(decisions[d], received_at))
-            for d, r in pairs
+            RewardRecord(d, r, received_at, self.is_late(decisions[d], received_at), o)
+            for (d, r), o in zip(pairs, reports, strict=True)
         ]
         return self.store.add_rewards(records)
 
@@ -340,9 +460,25 @@ class Joiner:
         One row per active decision whose window closed at or before ``until``, made at or
         after ``since``: ``customer_id`` and ``episode_id`` are the customer's hash, ``step``
         the decision's rank among the customer's decisions, ``reward`` the aggregated
-        on-time reward or the default; then an ``allowed=<action>`` column per action (all
-        true where no mask was logged) and the feature columns. ``write_logs`` writes it and
-        ``read_logs`` reads it back.
+        on-time reward or the default; then the outcome columns (below), an
+        ``allowed=<action>`` column per action (all true where no mask was logged) and the
+        feature columns. ``write_logs`` writes it and ``read_logs`` reads it back.
+
+        Outcome columns (``opened``, ``purchased``, ``basket_value``, ``unsubscribed``,
+        ``churned``): each decision's value is combined over its on-time rewards that
+        reported it (:func:`aggregate_outcomes`: with the default ``sum``, a flag is True if
+        any report is, and the basket is the sum of the reported baskets). Unlike the reward,
+        an outcome has no default: a decision without an on-time report of it is *unknown*,
+        and writing False or 0.0 there would bias every rate fitted from the log (no reward
+        often only means the client did not post one). So a column is written only when it
+        is known for EVERY exported decision, and it is never written with gaps
+        (``read_logs`` refuses missing outcome values; dropping the rows would bias OPE). Two
+        values need no report, as the schema defines them: ``opened`` is False for a
+        ``no_contact`` decision, and ``basket_value`` is 0.0 where ``purchased`` is False.
+        A column nobody reported is not written; nor is one that breaks a rule
+        ``read_logs`` checks once combined across rewards (a basket without a purchase: both
+        columns; an opened ``no_contact``). Why each reported column is not written is in
+        ``frame.attrs["outcomes_left_out"]`` (column -> reason; empty when all are).
 
         Args:
             since: Unix time: only decisions made at or after it; ``None`` for all.
@@ -370,6 +506,7 @@ class Joiner:
                 masks[i] = stored.record.mask
             features[i] = stored.record.features
             rewards[i] = self._reward_of(stored)[0]
+        outcomes, left_out = _outcome_frame(rows, self.settings.aggregation, self.feature_names)
         records = [s.record for s in rows]
         keys = [r.customer_key for r in records]
         columns: dict[str, object] = {
@@ -384,12 +521,15 @@ class Joiner:
             "propensity": np.array([r.propensity for r in records], dtype=np.float64),
             "reward": rewards,
             "policy_version": np.array([r.policy_version for r in records], dtype=np.int64),
+            **outcomes,
         }
         for j, action in enumerate(self.action_names):
             columns[mask_column(action)] = masks[:, j]
         for j, feature in enumerate(self.feature_names):
             columns[feature] = features[:, j]
-        return pd.DataFrame(columns)
+        frame = pd.DataFrame(columns)
+        frame.attrs["outcomes_left_out"] = left_out
+        return frame
 
     def counts(self, now: float | None = None) -> JoinCounts:
         """Counts for metrics at ``now`` (default: the clock), windows closed by ``now``."""
@@ -404,3 +544,15 @@ class Joiner:
             joined=joined,
             defaulted=defaulted,
         )
+
+
+def _outcomes_per_pair(
+    outcomes: Sequence[Mapping[str, bool | float] | None] | None, n: int
+) -> list[Mapping[str, bool | float] | None]:
+    """``outcomes`` as one entry per reward (all ``None`` when not given)."""
+    if outcomes is None:
+        return [None] * n
+    reports = list(outcomes)
+    if len(reports) != n:
+        raise ValueError(f"`outcomes` must have one entry per reward ({n}), got {len(reports)}")
+    return reports

@@ -6,7 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from campaignrl.service.store import SQLStore, check_schema_version, schema_statements
+from campaignrl.service.store import (
+    SQLStore,
+    check_schema_version,
+    schema_statements,
+    upgrade_statements,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -27,7 +32,8 @@ class PostgresStore(SQLStore):
 
     Raises:
         ValueError: If the server cannot be reached (naming ``--store`` and the URL without
-            its password) or holds tables of another schema version.
+            its password) or holds tables of a newer schema version (an older one is
+            upgraded: see :func:`~campaignrl.service.store.upgrade_statements`).
     """
 
     _MARKER = "%s"
@@ -66,7 +72,13 @@ class PostgresStore(SQLStore):
             ):
                 cur.execute(statement)
             cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-            check_schema_version(cur.fetchone()[0], repr(_redacted(url)))
+            stored = check_schema_version(cur.fetchone()[0], repr(_redacted(url)))
+            # Under the advisory lock, in the same transaction: one worker upgrades an older
+            # store, the others then read the new version; a newer store is left untouched.
+            for statement in upgrade_statements(
+                stored, real="DOUBLE PRECISION", boolean="BOOLEAN", columns=None
+            ):
+                cur.execute(statement)
 
     @contextmanager
     def _write(self) -> Iterator[Any]:

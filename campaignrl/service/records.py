@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 import operator
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DecisionRecord", "RewardRecord"]
+from campaignrl.logs.schema import BOOL_OUTCOME_COLUMNS, OUTCOME_COLUMNS
+
+__all__ = ["MAX_BASKET_VALUE", "DecisionRecord", "RewardRecord", "check_outcomes"]
+
+MAX_BASKET_VALUE = 1e12
+"""largest ``basket_value`` accepted (``read_logs``' bound: sums over a decision stay finite)"""
 
 
 def _finite(value: Any, name: str) -> float:
@@ -160,13 +167,71 @@ class DecisionRecord:
         return self.activated_at is not None
 
 
-@dataclass(frozen=True)
-class RewardRecord:
-    """One reward posted for a decision.
+def check_outcomes(outcomes: Any, name: str = "outcomes") -> Mapping[str, bool | float] | None:
+    """``outcomes`` checked and frozen: a read-only mapping in schema order, or ``None``.
+
+    Keys are among :data:`~campaignrl.logs.schema.OUTCOME_COLUMNS` (any subset: an absent
+    key, or one whose value is ``None``, was not reported); the four flags are bools
+    (``1`` is refused) and ``basket_value`` a finite number in [0, :data:`MAX_BASKET_VALUE`]
+    (``True`` is refused). A basket above 0 with ``purchased`` False is refused: by the
+    schema's definition there is no basket without a purchase. Nothing reported -> ``None``.
 
     Raises:
-        TypeError: If ``decision_id`` is not a non-empty string or a number is not a number.
-        ValueError: If ``reward`` or ``received_at`` is not finite.
+        TypeError: If ``outcomes`` is not a mapping or a value has the wrong type (named).
+        ValueError: If a key is unknown (named) or a value is out of range.
+
+    Examples:
+        >>> dict(check_outcomes({"purchased": True, "opened": None, "basket_value": 12}))
+        {'purchased': True, 'basket_value': 12.0}
+        >>> check_outcomes({"opened": 1})
+        Traceback (most recent call last):
+        ...
+        TypeError: `outcomes['opened']` must be a bool, got int 1
+    """
+    if outcomes is None:
+        return None
+    if not isinstance(outcomes, Mapping):
+        raise TypeError(
+            f"`{name}` must be a mapping of outcome to value or None, "
+            f"got {type(outcomes).__name__} {outcomes!r}"
+        )
+    unknown = [key for key in outcomes if key not in OUTCOME_COLUMNS]
+    if unknown:
+        raise ValueError(
+            f"`{name}` keys must be among {list(OUTCOME_COLUMNS)}, got unknown {unknown!r}"
+        )
+    checked: dict[str, bool | float] = {}
+    for key in OUTCOME_COLUMNS:  # schema order: equal reports compare (and hash) equal
+        value = outcomes.get(key)
+        if value is None:
+            continue
+        where = f"{name}[{key!r}]"
+        if key in BOOL_OUTCOME_COLUMNS:
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"`{where}` must be a bool, got {type(value).__name__} {value!r}")
+            checked[key] = bool(value)
+        else:
+            number = _finite(value, where)
+            if not 0.0 <= number <= MAX_BASKET_VALUE:
+                raise ValueError(f"`{where}` must be in [0, {MAX_BASKET_VALUE:g}], got {value!r}")
+            checked[key] = number
+    if checked.get("purchased") is False and checked.get("basket_value", 0.0) > 0.0:
+        raise ValueError(
+            f"`{name}['basket_value']` must be 0 when `purchased` is False, "
+            f"got {checked['basket_value']!r}"
+        )
+    return types.MappingProxyType(checked) if checked else None
+
+
+@dataclass(frozen=True)
+class RewardRecord:
+    """One reward posted for a decision, with the outcomes the client reported alongside.
+
+    Raises:
+        TypeError: If ``decision_id`` is not a non-empty string, a number is not a number or
+            an outcome has the wrong type (see :func:`check_outcomes`).
+        ValueError: If ``reward`` or ``received_at`` is not finite, or an outcome is unknown
+            or out of range.
     """
 
     decision_id: str
@@ -177,6 +242,11 @@ class RewardRecord:
     """unix seconds UTC"""
     late: bool = False
     """arrived after the decision's wait window closed (kept, counted, never trained on)"""
+    outcomes: Mapping[str, bool | float] | None = None
+    """what the decision led to, as far as this reward reports it: a read-only mapping of
+    some of ``opened``, ``purchased``, ``basket_value``, ``unsubscribed``, ``churned``
+    (:data:`~campaignrl.logs.schema.OUTCOME_COLUMNS`), or ``None`` when it reports none.
+    An absent key is unknown, never False."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.decision_id, str) or not self.decision_id:
@@ -186,3 +256,8 @@ class RewardRecord:
         object.__setattr__(self, "late", bool(self.late))
         object.__setattr__(self, "reward", _finite(self.reward, "reward"))
         object.__setattr__(self, "received_at", _finite(self.received_at, "received_at"))
+        object.__setattr__(self, "outcomes", check_outcomes(self.outcomes))
+
+    def __hash__(self) -> int:  # the outcomes mapping is not hashable: hash its items
+        items = None if self.outcomes is None else tuple(self.outcomes.items())
+        return hash((self.decision_id, self.reward, self.received_at, self.late, items))

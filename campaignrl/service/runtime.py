@@ -707,19 +707,29 @@ class ServiceRuntime:
             self.metrics.activations.inc()
         return record
 
-    def record_rewards(self, pairs: Sequence[tuple[str, float]]) -> list[RewardRecord]:
+    def record_rewards(
+        self,
+        pairs: Sequence[tuple[str, float]],
+        outcomes: Sequence[Mapping[str, bool | float] | None] | None = None,
+    ) -> list[RewardRecord]:
         """Store rewards (all or nothing), flagged late after their window; return them.
+
+        ``outcomes``: one entry per pair, the outcomes that reward reports (or ``None``).
 
         Raises:
             UnknownDecisionError: Naming the unknown ids (nothing is stored).
         """
         started = time.perf_counter()
-        stored = self.joiner.record_rewards(pairs)
+        stored = self.joiner.record_rewards(pairs, outcomes=outcomes)
         self.metrics.commit.labels("rewards").observe(time.perf_counter() - started)
         self._count_rewards(stored)
         return stored
 
-    async def record_rewards_async(self, pairs: Sequence[tuple[str, float]]) -> list[RewardRecord]:
+    async def record_rewards_async(
+        self,
+        pairs: Sequence[tuple[str, float]],
+        outcomes: Sequence[Mapping[str, bool | float] | None] | None = None,
+    ) -> list[RewardRecord]:
         """:meth:`record_rewards` for the event loop (the store read and commit are awaited).
 
         Raises:
@@ -728,16 +738,19 @@ class ServiceRuntime:
         pairs = list(pairs)
         add = getattr(self.store, "add_rewards_async", None)
         if add is None:
-            return await asyncio.to_thread(self.record_rewards, pairs)
+            return await asyncio.to_thread(self.record_rewards, pairs, outcomes)
         started = time.perf_counter()
-        records = await asyncio.to_thread(self._reward_records, pairs, self.clock())
+        records = await asyncio.to_thread(self._reward_records, pairs, self.clock(), outcomes)
         stored: list[RewardRecord] = await add(records)
         self.metrics.commit.labels("rewards").observe(time.perf_counter() - started)
         self._count_rewards(stored)
         return stored
 
     def _reward_records(
-        self, pairs: Sequence[tuple[str, float]], received_at: float
+        self,
+        pairs: Sequence[tuple[str, float]],
+        received_at: float,
+        outcomes: Sequence[Mapping[str, bool | float] | None] | None = None,
     ) -> list[RewardRecord]:
         """The rewards stamped ``received_at`` and flagged late by the joiner's window."""
         decisions = self.store.get_decisions([d for d, _ in pairs])
@@ -745,8 +758,12 @@ class ServiceRuntime:
         if missing:
             raise UnknownDecisionError(list(dict.fromkeys(missing)))
         is_late = self.joiner.is_late
+        reports = [None] * len(pairs) if outcomes is None else list(outcomes)
+        if len(reports) != len(pairs):
+            raise ValueError(f"`outcomes` must have one entry per reward, got {len(reports)}")
         return [
-            RewardRecord(d, r, received_at, is_late(decisions[d], received_at)) for d, r in pairs
+            RewardRecord(d, r, received_at, is_late(decisions[d], received_at), o)
+            for (d, r), o in zip(pairs, reports, strict=True)
         ]
 
     def _count_rewards(self, stored: Sequence[RewardRecord]) -> None:

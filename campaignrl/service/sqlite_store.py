@@ -9,7 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from campaignrl.service.store import SQLStore, check_schema_version, schema_statements
+from campaignrl.service.store import (
+    SQLStore,
+    check_schema_version,
+    schema_statements,
+    upgrade_statements,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -45,7 +50,8 @@ class SQLiteStore(SQLStore):
 
     Raises:
         ValueError: If the folder of ``path`` does not exist, ``synchronous`` is unknown, or
-            the file holds tables of another schema version.
+            the file holds tables of a newer schema version (an older one is upgraded: see
+            :func:`~campaignrl.service.store.upgrade_statements`).
 
     Examples:
         >>> import tempfile, pathlib
@@ -89,13 +95,21 @@ class SQLiteStore(SQLStore):
                 f"`checkpoint_seconds` must be a positive number, got {checkpoint_seconds!r}"
             )
         self.checkpoint_seconds = float(checkpoint_seconds)
+        # One write transaction (BEGIN IMMEDIATE: other processes wait): a store laid out by
+        # an older version is upgraded once, and one of a newer version is left untouched.
         with self._write() as cur:
             for statement in schema_statements(
                 real="REAL", blob="BLOB", boolean="INTEGER", serial="INTEGER PRIMARY KEY"
             ):
                 cur.execute(statement)
             cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-            check_schema_version(cur.fetchone()[0], repr(str(self.path)))
+            stored = check_schema_version(cur.fetchone()[0], repr(str(self.path)))
+            cur.execute("PRAGMA table_info(rewards)")
+            columns = {row[1] for row in cur.fetchall()}
+            for statement in upgrade_statements(
+                stored, real="REAL", boolean="INTEGER", columns=columns
+            ):
+                cur.execute(statement)
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="campaignrl-sqlite-checkpoint", daemon=True
         )

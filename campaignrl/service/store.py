@@ -18,13 +18,14 @@ import math
 import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from campaignrl.logs.schema import BOOL_OUTCOME_COLUMNS, OUTCOME_COLUMNS
 from campaignrl.service.records import DecisionRecord, RewardRecord
 
 __all__ = [
@@ -39,8 +40,9 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMA_VERSION = 1
-"""version of the tables' layout, stored in the ``meta`` table"""
+SCHEMA_VERSION = 2
+"""version of the tables' layout, stored in the ``meta`` table. 1: the first layout; 2: the
+rewards' nullable outcome columns (a store of version 1 gains them when opened)"""
 
 _DECISION_COLUMNS = (
     "decision_id",
@@ -291,8 +293,16 @@ def open_store(url: str) -> DecisionStore:
 # ------------------------------------------------------------------ the SQL both backends share
 
 
+def _outcome_columns(real: str, boolean: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of the rewards' outcome columns; NULL is "not reported"."""
+    return [(c, boolean if c in BOOL_OUTCOME_COLUMNS else real) for c in OUTCOME_COLUMNS]
+
+
 def schema_statements(*, real: str, blob: str, boolean: str, serial: str) -> list[str]:
     """The ``CREATE ... IF NOT EXISTS`` statements of the tables, in the backend's types.
+
+    A new store is laid out at :data:`SCHEMA_VERSION`; an existing one is left as it is (see
+    :func:`upgrade_statements`).
 
     Args:
         real: The type of a float64 (``REAL``, ``DOUBLE PRECISION``).
@@ -329,7 +339,8 @@ def schema_statements(*, real: str, blob: str, boolean: str, serial: str) -> lis
             decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
             reward {real} NOT NULL,
             received_at {real} NOT NULL,
-            late {boolean} NOT NULL
+            late {boolean} NOT NULL,
+            {", ".join(f"{name} {type_}" for name, type_ in _outcome_columns(real, boolean))}
         )""",
         "CREATE INDEX IF NOT EXISTS rewards_decision ON rewards (decision_id, received_at)",
         f"""CREATE TABLE IF NOT EXISTS policy_versions (
@@ -343,17 +354,70 @@ def schema_statements(*, real: str, blob: str, boolean: str, serial: str) -> lis
     ]
 
 
-def check_schema_version(stored: Any, where: str) -> None:
-    """Refuse a store whose tables were laid out by another version of campaignrl.
+def check_schema_version(stored: Any, where: str) -> int:
+    """The layout version of a store, refusing one this campaignrl cannot read or upgrade.
+
+    Returns:
+        The stored version, from 1 to :data:`SCHEMA_VERSION`; below it, the backend runs
+        :func:`upgrade_statements` before using the store.
 
     Raises:
-        ValueError: If ``stored`` (the ``meta`` row) is not :data:`SCHEMA_VERSION`.
+        ValueError: If ``stored`` (the ``meta`` row) is not a version from 1 to
+            :data:`SCHEMA_VERSION`: a store laid out by a newer campaignrl is refused, as
+            this one would not know what its columns mean.
+
+    Examples:
+        >>> check_schema_version("1", "'d.db'")
+        1
+        >>> check_schema_version("3", "'d.db'")
+        Traceback (most recent call last):
+        ...
+        ValueError: store 'd.db' has schema version '3'; this campaignrl reads versions 1 to 2
     """
-    if str(stored) != str(SCHEMA_VERSION):
+    text = str(stored)
+    version = int(text) if text.isdigit() else 0
+    if not 1 <= version <= SCHEMA_VERSION:
         raise ValueError(
-            f"store {where} has schema version {stored!r}; this campaignrl reads version "
-            f"{SCHEMA_VERSION}"
+            f"store {where} has schema version {stored!r}; this campaignrl reads versions "
+            f"1 to {SCHEMA_VERSION}"
         )
+    return version
+
+
+def upgrade_statements(
+    stored: int, *, real: str, boolean: str, columns: Collection[str] | None
+) -> list[str]:
+    """The statements that bring a store of layout ``stored`` to :data:`SCHEMA_VERSION`.
+
+    Run them in the transaction that read ``stored`` (with the tables locked against another
+    process doing the same), then the store is at :data:`SCHEMA_VERSION`. Version 2 adds
+    the rewards' nullable outcome columns: the rewards stored before report no outcome.
+
+    Args:
+        stored: The version :func:`check_schema_version` returned.
+        real: The type of a float64.
+        boolean: The type of a flag.
+        columns: The rewards table's columns now (SQLite, which has no ``ADD COLUMN IF NOT
+            EXISTS``: read them with ``PRAGMA table_info``), or ``None`` to add the columns
+            with ``IF NOT EXISTS`` (PostgreSQL).
+
+    Examples:
+        >>> upgrade_statements(1, real="REAL", boolean="INTEGER", columns=["id", "opened"])[0]
+        'ALTER TABLE rewards ADD COLUMN purchased INTEGER'
+        >>> upgrade_statements(2, real="REAL", boolean="INTEGER", columns=None)
+        []
+    """
+    if stored >= SCHEMA_VERSION:
+        return []
+    out: list[str] = []
+    if stored < 2:
+        for name, type_ in _outcome_columns(real, boolean):
+            if columns is None:
+                out.append(f"ALTER TABLE rewards ADD COLUMN IF NOT EXISTS {name} {type_}")
+            elif name not in columns:
+                out.append(f"ALTER TABLE rewards ADD COLUMN {name} {type_}")
+    out.append(f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
+    return out
 
 
 def encode_array(array: np.ndarray | None) -> bytes | None:
@@ -413,9 +477,36 @@ def _decision_of(row: Sequence[Any]) -> DecisionRecord:
     )
 
 
+_REWARD_COLUMNS = ("decision_id", "reward", "received_at", "late", *OUTCOME_COLUMNS)
+_INSERT_REWARD = (
+    f"INSERT INTO rewards ({', '.join(_REWARD_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_REWARD_COLUMNS))})"
+)
+
+
+def _reward_row(reward: RewardRecord) -> tuple[Any, ...]:
+    outcomes = reward.outcomes or {}
+    return (
+        reward.decision_id,
+        reward.reward,
+        reward.received_at,
+        reward.late,
+        *(outcomes.get(c) for c in OUTCOME_COLUMNS),  # None: NULL, not reported
+    )
+
+
 def _reward_of(row: Sequence[Any]) -> RewardRecord:
+    outcomes = {
+        c: (bool(v) if c in BOOL_OUTCOME_COLUMNS else float(v))  # SQLite's flags are 0/1
+        for c, v in zip(OUTCOME_COLUMNS, row[4:], strict=True)
+        if v is not None
+    }
     return RewardRecord(
-        decision_id=row[0], reward=float(row[1]), received_at=float(row[2]), late=bool(row[3])
+        decision_id=row[0],
+        reward=float(row[1]),
+        received_at=float(row[2]),
+        late=bool(row[3]),
+        outcomes=outcomes or None,
     )
 
 
@@ -590,13 +681,7 @@ class SQLStore(ABC):
             missing = [d for d in ids if d not in known]
             if missing:
                 raise UnknownDecisionError(missing)  # rolls the transaction back: nothing stored
-            cur.executemany(
-                self._q(
-                    "INSERT INTO rewards (decision_id, reward, received_at, late) "
-                    "VALUES (?, ?, ?, ?)"
-                ),
-                [(r.decision_id, r.reward, r.received_at, r.late) for r in rewards],
-            )
+            cur.executemany(self._q(_INSERT_REWARD), [_reward_row(r) for r in rewards])
         return rewards
 
     def rewards_for(self, decision_id: str) -> list[RewardRecord]:
@@ -609,7 +694,7 @@ class SQLStore(ABC):
         for chunk in _chunks(list(decision_ids)):
             cur.execute(
                 self._q(
-                    "SELECT decision_id, reward, received_at, late FROM rewards "
+                    f"SELECT {', '.join(_REWARD_COLUMNS)} FROM rewards "
                     f"WHERE decision_id IN ({self._marks(len(chunk))}) ORDER BY received_at, id"
                 ),
                 list(chunk),

@@ -171,6 +171,42 @@ class TestDecisionStoreContract:
         assert store.rewards_for("d0003") == []
         assert store.counts() == StoreCounts(2, 0, 0, 4, 1)
 
+    def test_reward_outcomes_round_trip(self, store: DecisionStore) -> None:
+        store.add_decisions([decision(1), decision(2)])
+        rewards = [
+            RewardRecord("d0001", 1.0, 1.0),  # none reported: NULLs, read back as None
+            RewardRecord(
+                "d0001",
+                2.0,
+                2.0,
+                outcomes={
+                    "opened": True,
+                    "purchased": True,
+                    "basket_value": 0.1 + 0.2,  # 0.30000000000000004: bit exact
+                    "unsubscribed": False,  # False is stored as False, not as NULL
+                    "churned": False,
+                },
+            ),
+            RewardRecord("d0002", 3.0, 3.0, late=True, outcomes={"purchased": False}),
+            RewardRecord("d0002", 4.0, 4.0, outcomes={"basket_value": 0.0, "churned": True}),
+        ]
+        assert store.add_rewards(rewards) == rewards
+        back = store.rewards_for("d0001") + store.rewards_for("d0002")
+        assert back == rewards
+        assert back[0].outcomes is None
+        assert back[1].outcomes is not None
+        assert dict(back[1].outcomes) == {
+            "opened": True,
+            "purchased": True,
+            "basket_value": 0.30000000000000004,
+            "unsubscribed": False,
+            "churned": False,
+        }
+        assert [type(v) for v in back[1].outcomes.values()] == [bool, bool, float, bool, bool]
+        assert back[2].outcomes is not None and dict(back[2].outcomes) == {"purchased": False}
+        rows = list(store.iter_active(activated_until=10.0, steps=True))
+        assert [r.rewards for r in rows] == [tuple(rewards[:2]), tuple(rewards[2:])]
+
     def test_unknown_decision_in_a_reward_batch_stores_nothing(self, store: DecisionStore) -> None:
         store.add_decisions([decision(1)])
         batch = [RewardRecord("d0001", 1.0, 5.0), RewardRecord("ghost", 1.0, 5.0)]
@@ -399,9 +435,121 @@ def test_sqlite_store_refuses_another_schema_version(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(
-        ValueError, match="has schema version '99'; this campaignrl reads version 1"
+        ValueError, match="has schema version '99'; this campaignrl reads versions 1 to 2"
     ):
         open_store(f"sqlite:///{path}")
+
+
+# -------------------------------------------------------------------- layout upgrades
+
+_V1_TABLES = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE decisions (
+        decision_id TEXT PRIMARY KEY, event_id TEXT UNIQUE, customer_key TEXT NOT NULL,
+        created_at {real} NOT NULL, action INTEGER NOT NULL, action_name TEXT NOT NULL,
+        propensity {real} NOT NULL, probabilities {blob} NOT NULL, features {blob} NOT NULL,
+        mask {blob}, policy_version INTEGER NOT NULL, deferred {boolean} NOT NULL,
+        activated_at {real})""",
+    "CREATE INDEX decisions_created ON decisions (created_at, decision_id)",
+    "CREATE INDEX decisions_activated ON decisions (activated_at)",
+    """CREATE TABLE rewards (
+        id {serial}, decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
+        reward {real} NOT NULL, received_at {real} NOT NULL, late {boolean} NOT NULL)""",
+    "CREATE INDEX rewards_decision ON rewards (decision_id, received_at)",
+    """CREATE TABLE policy_versions (version INTEGER PRIMARY KEY, action_names TEXT NOT NULL,
+        feature_names TEXT NOT NULL, registered_at {real} NOT NULL)""",
+]
+"""the tables as campaignrl laid them out at schema version 1 (before the outcome columns),
+frozen here: stores made then must keep opening"""
+
+_OUTCOMES = ["opened", "purchased", "basket_value", "unsubscribed", "churned"]
+
+
+def _make_old_store(store_url: str, version: str) -> None:
+    """A store in the version-1 layout, its ``meta`` saying ``version``, holding decision d0001
+    with one reward (2.5 at 3.0, on time), written by plain SQL as the old code wrote them."""
+    from campaignrl.service.store import _decision_row  # the row layout did not change
+
+    row = list(_decision_row(decision(1)))
+    if store_url.startswith("sqlite"):
+        types = {"real": "REAL", "blob": "BLOB", "boolean": "INTEGER"}
+        serial = "INTEGER PRIMARY KEY"
+        row[11] = int(row[11])  # deferred, as SQLite stores a flag
+        path = store_url[len("sqlite:///") :]
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            for statement in _V1_TABLES:
+                conn.execute(statement.format(serial=serial, **types))
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (version,))
+            conn.execute(f"INSERT INTO decisions VALUES ({', '.join('?' * len(row))})", row)
+            conn.execute("INSERT INTO rewards (decision_id, reward, received_at, late) "
+                         "VALUES ('d0001', 2.5, 3.0, 0)")  # fmt: skip
+        return
+    import psycopg
+
+    types = {"real": "DOUBLE PRECISION", "blob": "BYTEA", "boolean": "BOOLEAN"}
+    serial = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+    with psycopg.connect(store_url, autocommit=True) as pg:
+        for statement in _V1_TABLES:
+            pg.execute(statement.format(serial=serial, **types))
+        pg.execute("INSERT INTO meta VALUES ('schema_version', %s)", (version,))
+        pg.execute(f"INSERT INTO decisions VALUES ({', '.join(['%s'] * len(row))})", row)
+        pg.execute("INSERT INTO rewards (decision_id, reward, received_at, late) "
+                     "VALUES ('d0001', 2.5, 3.0, false)")  # fmt: skip
+
+
+def _layout(store_url: str) -> tuple[str, list[str]]:
+    """The stored schema version and the rewards table's columns, read by plain SQL."""
+    if store_url.startswith("sqlite"):
+        path = store_url[len("sqlite:///") :]
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            stored = version.fetchone()[0]
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(rewards)")]
+        return stored, columns
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        stored = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        names = conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'rewards' ORDER BY ordinal_position"
+        ).fetchall()
+    assert stored is not None
+    return stored[0], [n[0] for n in names]
+
+
+def test_a_version_1_store_gains_the_outcome_columns(store_url: str) -> None:
+    _make_old_store(store_url, "1")
+    assert _layout(store_url) == ("1", ["id", "decision_id", "reward", "received_at", "late"])
+    store = open_store(store_url)
+    try:
+        assert _layout(store_url) == (
+            "2",
+            ["id", "decision_id", "reward", "received_at", "late", *_OUTCOMES],
+        )
+        assert store.get_decision("d0001") == decision(1)
+        # the reward stored before the upgrade reports no outcome (NULL: unknown, not False)
+        assert store.rewards_for("d0001") == [RewardRecord("d0001", 2.5, 3.0)]
+        new = RewardRecord("d0001", 1.0, 4.0, outcomes={"purchased": True, "basket_value": 9.5})
+        store.add_rewards([new])
+        assert store.rewards_for("d0001") == [RewardRecord("d0001", 2.5, 3.0), new]
+    finally:
+        store.close()
+    again = open_store(store_url)  # upgraded once: opening again changes nothing
+    try:
+        assert _layout(store_url)[0] == "2"
+        assert again.counts() == StoreCounts(1, 0, 0, 2, 0)
+        assert again.rewards_for("d0001")[1] == new
+    finally:
+        again.close()
+
+
+def test_a_newer_store_is_refused_and_left_untouched(store_url: str) -> None:
+    # A layout this campaignrl does not know (version 3): refused before anything is added.
+    _make_old_store(store_url, "3")
+    with pytest.raises(ValueError, match="has schema version '3'; this campaignrl reads versions"):
+        open_store(store_url)
+    assert _layout(store_url) == ("3", ["id", "decision_id", "reward", "received_at", "late"])
 
 
 def test_closed_store_refuses_use(tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic.json_schema import JsonDict
+
+from campaignrl.service.records import MAX_BASKET_VALUE
 
 __all__ = [
     "DECISION_ID_PATTERN",
@@ -24,6 +27,8 @@ __all__ = [
     "DecisionOut",
     "ErrorOut",
     "HealthOut",
+    "OutcomesIn",
+    "OutcomesOut",
     "PolicyOut",
     "RewardBatchOut",
     "RewardIn",
@@ -103,12 +108,69 @@ class ValidationErrorOut(BaseModel):
     detail: list[ValidationItem]
 
 
+Flag = Annotated[bool, Field(strict=True)]
+Basket = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0.0, le=MAX_BASKET_VALUE)]
+
+_BASKET_WITHOUT_PURCHASE: JsonDict = {
+    "required": ["purchased", "basket_value"],
+    "properties": {
+        "purchased": {"const": False},
+        "basket_value": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+"""the one combination refused, stated in the schema (``not``) where clients can see it"""
+
+
+class OutcomesIn(BaseModel):
+    """What the decision led to, as far as this reward knows: any subset of the outcomes.
+
+    An absent (or ``null``) outcome is not reported: unknown, never false. Exported per
+    decision over its on-time rewards (``campaignrl logs export``).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"not": _BASKET_WITHOUT_PURCHASE}
+    )
+    opened: Flag | None = Field(None, description="the contact was opened (read)")
+    purchased: Flag | None = Field(None, description="the customer bought (this period)")
+    basket_value: Basket | None = Field(
+        None, description="value of the basket bought; 0 without a purchase"
+    )
+    unsubscribed: Flag | None = Field(None, description="opted out of the contacted channel")
+    churned: Flag | None = Field(None, description="left for good")
+
+    @model_validator(mode="after")
+    def _no_basket_without_purchase(self) -> OutcomesIn:
+        if self.purchased is False and self.basket_value is not None and self.basket_value > 0:
+            raise ValueError(
+                f"`basket_value` must be 0 when `purchased` is false, got {self.basket_value!r}"
+            )
+        return self
+
+    def reported(self) -> dict[str, bool | float] | None:
+        """The outcomes given (``null`` ones left out), or ``None`` if none is."""
+        return self.model_dump(exclude_none=True) or None
+
+
 class RewardIn(BaseModel):
     """A reward for a decision."""
 
     model_config = _STRICT
     decision_id: DecisionId
     reward: Reward
+    outcomes: OutcomesIn | None = Field(
+        None, description="what the decision led to (any subset); stored with the reward"
+    )
+
+
+class OutcomesOut(BaseModel):
+    """The outcomes stored with a reward (those given, ``null`` ones left out)."""
+
+    opened: bool | None = None
+    purchased: bool | None = None
+    basket_value: float | None = None
+    unsubscribed: bool | None = None
+    churned: bool | None = None
 
 
 class RewardOut(BaseModel):
@@ -120,6 +182,8 @@ class RewardOut(BaseModel):
     """unix seconds UTC"""
     late: bool
     """arrived after the decision's window closed: stored and counted, never joined"""
+    outcomes: OutcomesOut | None = None
+    """the outcomes stored with it, or ``null`` when none was given"""
 
 
 class RewardBatchOut(BaseModel):

@@ -1,6 +1,8 @@
 """``POST /v1/rewards`` and ``/v1/rewards:batch``: rewards joined later to their decisions.
 
-A reward is stamped with the time it arrives; after its decision's window closed it is
+A reward may carry the outcomes the client observed (``opened``, ``purchased``,
+``basket_value``, ``unsubscribed``, ``churned``: any subset), stored with it and echoed. A
+reward is stamped with the time it arrives; after its decision's window closed it is
 stored flagged late (counted, never learned from). An unknown ``decision_id`` is a 404 and
 nothing of the request is stored. Answered only after the store committed. The handlers are
 coroutines: the store's read and its (group) commit are awaited, never blocking the loop.
@@ -43,6 +45,7 @@ def _out(reward: RewardRecord) -> dict[str, Any]:
         "reward": reward.reward,
         "received_at": reward.received_at,
         "late": reward.late,
+        "outcomes": None if reward.outcomes is None else dict(reward.outcomes),
     }
 
 
@@ -61,7 +64,8 @@ def build_router(max_batch: int) -> APIRouter:
     async def post_rewards(body: Any, runtime: CheckedRuntime) -> Response:
         """Store every reward of the batch in one commit, or none if an id is unknown."""
         pairs = [(r.decision_id, r.reward) for r in body.rewards]
-        stored = await runtime.record_rewards_async(pairs)
+        outcomes = [None if r.outcomes is None else r.outcomes.reported() for r in body.rewards]
+        stored = await runtime.record_rewards_async(pairs, outcomes)
         return json_response({"rewards": [_out(r) for r in stored]})
 
     @router.post(
@@ -72,7 +76,10 @@ def build_router(max_batch: int) -> APIRouter:
     )
     async def post_reward(body: RewardIn, runtime: CheckedRuntime) -> Response:
         """Store the reward; ``late`` says whether it missed its decision's window."""
-        (stored,) = await runtime.record_rewards_async([(body.decision_id, body.reward)])
+        outcomes = None if body.outcomes is None else body.outcomes.reported()
+        (stored,) = await runtime.record_rewards_async(
+            [(body.decision_id, body.reward)], [outcomes]
+        )
         return json_response(_out(stored))
 
     return router
