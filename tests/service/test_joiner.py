@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -302,3 +303,169 @@ def test_from_store_takes_the_names_of_the_newest_version(
     joiner = Joiner.from_store(store, JoinSettings(settle_seconds=0.0), clock=clock)
     assert joiner.action_names == ACTIONS and joiner.feature_names == FEATURES
     assert joiner.export_logs(until=1e9)["decision_id"].tolist() == ["d1", "d2", "d3", "d4"]
+
+
+# ---------------------------------------------------------------------------- outcomes
+
+ALL_KNOWN = {"opened": True, "purchased": False, "basket_value": 0.0, "unsubscribed": False,
+             "churned": False}  # fmt: skip
+
+
+def post_outcomes(
+    joiner: Joiner, clock: Clock, at: float, decision_id: str, reward: float, **outcomes: Any
+) -> None:
+    clock.now = at
+    joiner.record_rewards([(decision_id, reward)], outcomes=[outcomes or None])
+
+
+@pytest.fixture
+def outcome_scene(store: DecisionStore) -> tuple[DecisionStore, Clock]:
+    """o1, o2 (no_contact), o3 made at 100 (windows close at 110), with reported outcomes:
+    o1 twice on time and once late, o2 once (no opened, no basket), o3 twice."""
+    clock = Clock(100.0)
+    store.add_decisions(
+        [
+            decision("o1", 100.0, customer="a"),
+            decision("o2", 100.0, customer="b", action=0),
+            decision("o3", 100.0, customer="c", action=2),
+        ]
+    )
+    joiner = make_joiner(store, clock)
+    post_outcomes(joiner, clock, 101.0, "o1", 2.0, **ALL_KNOWN)
+    post_outcomes(joiner, clock, 105.0, "o1", 3.0, purchased=True, basket_value=12.5)
+    post_outcomes(joiner, clock, 112.0, "o1", 50.0, basket_value=100.0, churned=True)  # late
+    post_outcomes(joiner, clock, 102.0, "o2", 0.0, purchased=False, unsubscribed=False,
+                  churned=True)  # fmt: skip
+    post_outcomes(joiner, clock, 103.0, "o3", 1.0, opened=False, purchased=True,
+                  basket_value=4.0, unsubscribed=True, churned=False)  # fmt: skip
+    post_outcomes(joiner, clock, 104.0, "o3", 1.0, basket_value=6.0)
+    return store, clock
+
+
+# By hand, over the on-time reports. o1: opened any(T) = T; purchased any(F, T) = T; basket
+# 0 + 12.5 (the late 100.0 left out); churned F (the late T left out). o2 (no_contact): opened
+# F by definition; basket 0 as purchased is F. o3: basket 4 + 6.
+EXPECTED_OUTCOMES = {
+    "sum": {
+        "opened": [True, False, False],
+        "purchased": [True, False, True],
+        "basket_value": [12.5, 0.0, 10.0],
+        "unsubscribed": [False, False, True],
+        "churned": [False, True, False],
+    },
+    "max": {"basket_value": [12.5, 0.0, 6.0], "purchased": [True, False, True]},
+    # the first report of each column: o1's purchased F and basket 0 (at 101)
+    "earliest": {"basket_value": [0.0, 0.0, 4.0], "purchased": [False, False, True]},
+}
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "max", "earliest"])
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_export_aggregates_outcomes_and_read_logs_reads_them(
+    outcome_scene: tuple[DecisionStore, Clock], tmp_path: Path, aggregation: str, suffix: str
+) -> None:
+    store, clock = outcome_scene
+    frame = make_joiner(store, clock, aggregation=aggregation).export_logs(until=300.0)
+    assert frame["decision_id"].tolist() == ["o1", "o2", "o3"]
+    # after the required columns, in schema order, before the masks
+    assert list(frame.columns[9:15]) == [
+        "opened",
+        "purchased",
+        "basket_value",
+        "unsubscribed",
+        "churned",
+        "allowed=no_contact",
+    ]
+    assert frame.attrs["outcomes_left_out"] == {}
+    expected = EXPECTED_OUTCOMES[aggregation]
+    for column, values in expected.items():
+        assert frame[column].tolist() == values, column
+    data = read_logs(write_logs(frame, tmp_path / f"logs{suffix}"), action_names=ACTIONS)
+    assert data.outcomes is not None
+    assert sorted(data.outcomes) == sorted(EXPECTED_OUTCOMES["sum"])
+    for column, values in expected.items():
+        assert data.outcomes[column].tolist() == values, column
+    assert data.outcomes["basket_value"].dtype == np.float64
+    assert data.outcomes["churned"].dtype == bool
+    # the reward is unchanged by the outcomes: o1's on-time 2 + 3 (sum)
+    if aggregation == "sum":
+        assert data.rewards.tolist() == [5.0, 0.0, 2.0]
+
+
+def test_an_outcome_unknown_for_one_decision_is_not_written(
+    outcome_scene: tuple[DecisionStore, Clock], tmp_path: Path
+) -> None:
+    store, clock = outcome_scene
+    # o4 (no_contact) has only a late reward, reporting everything: unknown, but its opened
+    # is False by definition. o5 has a reward without outcomes (only its reward is known).
+    store.add_decisions(
+        [decision("o4", 100.0, customer="d", action=0), decision("o5", 100.0, customer="e")]
+    )
+    joiner = make_joiner(store, clock)
+    post_outcomes(joiner, clock, 111.0, "o4", 1.0, **{**ALL_KNOWN, "opened": False})
+    post_outcomes(joiner, clock, 101.0, "o5", 1.0)
+    frame = joiner.export_logs(until=300.0)
+    left_out = "2 of 5 exported decisions have no on-time report of it"
+    assert frame.attrs["outcomes_left_out"] == {
+        "opened": "1 of 5 exported decisions have no on-time report of it",  # o5 only
+        "purchased": left_out,
+        "basket_value": left_out,
+        "unsubscribed": left_out,
+        "churned": left_out,
+    }
+    assert not set(frame.columns) & set(EXPECTED_OUTCOMES["sum"])
+    data = read_logs(write_logs(frame, tmp_path / "l.parquet"), action_names=ACTIONS)
+    assert data.outcomes is None and data.rewards.tolist() == [5.0, 0.0, 2.0, 0.0, 1.0]
+    # Once o5 reports it, opened is known for every decision: written.
+    store.add_rewards([RewardRecord("o5", 0.0, 101.0, outcomes={"opened": True})])
+    frame = joiner.export_logs(until=300.0)
+    assert frame["opened"].tolist() == [True, False, False, False, True]
+    assert "opened" not in frame.attrs["outcomes_left_out"]
+
+
+def test_outcomes_contradicting_across_rewards_are_not_written(store: DecisionStore) -> None:
+    clock = Clock(100.0)
+    store.add_decisions([decision("p1", 100.0), decision("p2", 100.0, action=0, customer="b")])
+    joiner = make_joiner(store, clock)
+    # p1: a basket in one reward, "no purchase" in another (each valid alone)
+    post_outcomes(joiner, clock, 101.0, "p1", 1.0, purchased=False, opened=True, churned=False)
+    post_outcomes(joiner, clock, 102.0, "p1", 1.0, basket_value=5.0)
+    # p2: no_contact reported opened
+    post_outcomes(joiner, clock, 103.0, "p2", 1.0, purchased=False, basket_value=0.0,
+                  opened=True, churned=False)  # fmt: skip
+    frame = joiner.export_logs(until=300.0)
+    assert frame.attrs["outcomes_left_out"] == {
+        "purchased": "a basket above 0 without a purchase is reported for ['p1']",
+        "basket_value": "a basket above 0 without a purchase is reported for ['p1']",
+        "opened": "`opened` True is reported for no_contact decisions ['p2']",
+    }
+    assert frame["churned"].tolist() == [False, False]  # the consistent column is written
+    data = read_logs(frame, action_names=ACTIONS)
+    assert data.outcomes is not None and list(data.outcomes) == ["churned"]
+
+
+def test_an_outcome_named_like_a_feature_is_not_written(store: DecisionStore) -> None:
+    clock = Clock(100.0)
+    store.add_decisions([decision("q1", 100.0)])
+    joiner = Joiner(
+        store,
+        JoinSettings(window_seconds=10.0, settle_seconds=0.0),
+        action_names=ACTIONS,
+        feature_names=("recency", "churned"),
+        clock=clock,
+    )
+    joiner.record_rewards([("q1", 1.0)], outcomes=[{"churned": True, "opened": True}])
+    frame = joiner.export_logs(until=300.0)
+    assert frame.attrs["outcomes_left_out"] == {"churned": "a feature of the policy has its name"}
+    assert frame["opened"].tolist() == [True]
+    assert frame["churned"].tolist() == [1.5 * 2]  # the feature (len("q1") * 1.5)
+
+
+def test_record_rewards_needs_one_outcome_entry_per_reward(store: DecisionStore) -> None:
+    store.add_decisions([decision("r1", 0.0)])
+    joiner = make_joiner(store, Clock(1.0))
+    with pytest.raises(ValueError, match=r"`outcomes` must have one entry per reward \(2\), got 1"):
+        joiner.record_rewards([("r1", 1.0), ("r1", 2.0)], outcomes=[None])
+    with pytest.raises(TypeError, match=r"`outcomes\['opened'\]` must be a bool, got int 1"):
+        joiner.record_rewards([("r1", 1.0)], outcomes=[{"opened": 1}])
+    assert store.counts().rewards == 0

@@ -89,3 +89,56 @@ def test_bad_rewards(changes: dict[str, Any], error: type, message: str) -> None
     values: dict[str, Any] = {"decision_id": "d1", "reward": 1.0, "received_at": 2.0, **changes}
     with pytest.raises(error, match=message):
         RewardRecord(**values)
+
+
+BAD_OUTCOMES = [
+    ([("opened", True)], TypeError, "`outcomes` must be a mapping of outcome to value or None"),
+    ({"opened": 1}, TypeError, r"`outcomes\['opened'\]` must be a bool, got int 1"),
+    ({"churned": "true"}, TypeError, r"`outcomes\['churned'\]` must be a bool, got str 'true'"),
+    ({"purchased": np.float64(1.0)}, TypeError, r"`outcomes\['purchased'\]` must be a bool"),
+    ({"basket_value": True}, TypeError, r"`outcomes\['basket_value'\]` must be a number, got bool"),
+    ({"basket_value": "9"}, TypeError, r"`outcomes\['basket_value'\]` must be a number, got str"),
+    ({"basket_value": -0.5}, ValueError, r"`outcomes\['basket_value'\]` must be in \[0, 1e\+12\]"),
+    ({"basket_value": 2e12}, ValueError, r"`outcomes\['basket_value'\]` must be in \[0, 1e\+12\]"),
+    ({"basket_value": float("nan")}, ValueError, r"`outcomes\['basket_value'\]` must be finite"),
+    ({"colour": True, "opened": True}, ValueError, r"keys must be among .* unknown \['colour'\]"),
+    ({"purchased": False, "basket_value": 3.0}, ValueError,
+     r"`outcomes\['basket_value'\]` must be 0 when `purchased` is False, got 3.0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("outcomes", "error", "message"), BAD_OUTCOMES)
+def test_bad_outcomes(outcomes: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        RewardRecord("d1", 1.0, 2.0, outcomes=outcomes)
+
+
+def test_outcomes_are_normalised_read_only_and_hashable() -> None:
+    given: dict[str, Any] = {
+        "churned": np.bool_(False),
+        "basket_value": 7,
+        "opened": None,
+        "purchased": True,
+    }
+    record = RewardRecord("d1", 1.0, 2.0, outcomes=given)
+    assert record.outcomes is not None
+    # schema order, numpy and int values converted, None (not reported) left out
+    assert list(record.outcomes.items()) == [
+        ("purchased", True),
+        ("basket_value", 7.0),
+        ("churned", False),
+    ]
+    assert [type(v) for v in record.outcomes.values()] == [bool, float, bool]
+    with pytest.raises(TypeError):
+        record.outcomes["opened"] = True  # type: ignore[index]
+    same = RewardRecord("d1", 1.0, 2.0, outcomes={"purchased": True, "churned": False,
+                                                   "basket_value": 7.0})  # fmt: skip
+    assert record == same and hash(record) == hash(same)
+    assert record != RewardRecord("d1", 1.0, 2.0, outcomes={"purchased": True})
+    # nothing reported is no outcomes at all
+    assert RewardRecord("d1", 1.0, 2.0, outcomes={}).outcomes is None
+    unreported: dict[str, Any] = {"opened": None}
+    assert RewardRecord("d1", 1.0, 2.0, outcomes=unreported) == RewardRecord("d1", 1.0, 2.0)
+    # a basket of 0 with no purchase is consistent
+    zero = RewardRecord("d1", 1.0, 2.0, outcomes={"purchased": False, "basket_value": 0.0})
+    assert zero.outcomes is not None and zero.outcomes["basket_value"] == 0.0
