@@ -39,9 +39,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -66,11 +67,11 @@ from campaignrl.ope.bootstrap import (
     poisson_replicates,
     uniform_of,
 )
-from campaignrl.ope.diagnostics import weight_diagnostics
+from campaignrl.ope.diagnostics import MAX_WEIGHT, weight_diagnostics
 from campaignrl.ope.evaluate import Evaluation
 from campaignrl.ope.intervals import MIN_BOOTSTRAP
 from campaignrl.ope.records import Estimate
-from campaignrl.ope.target import TargetPolicy
+from campaignrl.ope.target import SUM_ATOL, TargetPolicy, takes_masks
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -84,6 +85,10 @@ __all__ = [
 
 DEFAULT_BATCH_ROWS = 1 << 18
 """rows per record batch (262,144: about 100 MB of working arrays with 19 actions)"""
+CHUNK_ROWS = 2048
+"""rows of a batch whose target probabilities and reward predictions are made together
+(:func:`_policy_terms`): their (rows, A) float64 arrays, ~300 KB with 19 actions, stay in
+the CPU's cache instead of making every pass over a batch a trip to memory"""
 UNIT_ROWS = 1 << 19
 """rows (at least, in whole row groups) a thread or a Ray task reads: 524,288, so that a few
 big files still keep every worker busy"""
@@ -227,15 +232,8 @@ class FittedRewardModel:
         """
         n, n_a = data.n_rounds, self.n_actions
         feats = data.features if data.features is not None else np.zeros((n, 0))
-        linear = self._linear()
-        if linear is not None:
-            # A linear model predicts design @ coef + intercept: with a one-hot action block
-            # that is the features' part plus one coefficient per action. All folds at once,
-            # without building the (n A, A + d) design: (n, K) feature parts, then each row
-            # takes its fold's part and its fold's action coefficients.
-            feature_coef, action_coef = linear
-            base = (feats @ feature_coef)[np.arange(n), folds]
-            return action_coef[folds] + base[:, None]
+        if self.linear is not None:
+            return _linear_predict(self.linear, feats, folds)
         out = np.empty((n, n_a))
         for k, model in enumerate(self.models):
             rows = np.flatnonzero(folds == k)
@@ -246,7 +244,8 @@ class FittedRewardModel:
             out[rows] = _predict(model, design, self.classify).reshape(n_a, rows.size).T
         return out
 
-    def _linear(self) -> tuple[np.ndarray, np.ndarray] | None:
+    @cached_property
+    def linear(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The coefficients of linear regressors, ``None`` for other models.
 
         ``(d, K)`` feature coefficients and ``(K, A)`` action coefficients plus intercept:
@@ -261,6 +260,21 @@ class FittedRewardModel:
         stacked = np.asarray(coefs, dtype=np.float64)  # (K, A + d)
         intercepts = np.array([float(np.asarray(m.intercept_)) for m in self.models])
         return stacked[:, n_a:].T.copy(), stacked[:, :n_a] + intercepts[:, None]
+
+
+def _linear_predict(
+    linear: tuple[np.ndarray, np.ndarray], feats: np.ndarray, folds: np.ndarray
+) -> np.ndarray:
+    """``(n, A)`` predictions of linear fold models (:attr:`FittedRewardModel.linear`).
+
+    A linear model predicts design @ coef + intercept: with a one-hot action block that is
+    the features' part plus one coefficient per action. All folds at once, without building
+    the (n A, A + d) design: (n, K) feature parts, then each row takes its fold's part and
+    its fold's action coefficients. Row by row: the same values for any slice of rows.
+    """
+    feature_coef, action_coef = linear
+    base = (feats @ feature_coef)[np.arange(feats.shape[0]), folds]
+    return action_coef[folds] + base[:, None]
 
 
 def _predict(model: Any, x: np.ndarray, classify: bool) -> np.ndarray:
@@ -638,35 +652,23 @@ def unit_sums(unit: _Unit, spec: _Spec) -> list[_BatchSums]:
     path = unit.path
     for start, batch in _batches(unit, spec):
         data, hashes = _batch_data(path, start, batch, spec)
-        policy, probs, ignored = _target_probs(spec, data)
-        q = None if spec.model is None else spec.model.predict(data, _folds(hashes, spec.n_folds))
-        try:
-            inputs = ope_inputs(data, policy, q)
-        except ValueError as exc:
-            if "supports the target" in str(exc):  # support is judged on the whole log
-                inputs = _unsupported_inputs(data, policy, q)
-            else:
-                raise ValueError(f"{exc} (in {str(path)!r}, rows from {start})") from None
+        terms = _policy_terms(spec, data, hashes) if _chunked(spec) else None
+        if terms is None:
+            terms = _checked_terms(spec, data, hashes, f"(in {str(path)!r}, rows from {start})")
+        inputs = terms.inputs
         bucket = (hashes & mask).astype(np.intp)
         m = spec.n_buckets
         sums = np.zeros((spec.n_columns, m))
         sums[0] += np.bincount(bucket, minlength=m)
         sums[1] += np.bincount(bucket, weights=inputs.weights, minlength=m)
         for est, rows in zip(spec.estimators, spec.layout, strict=True):
-            terms = est.terms(inputs)
+            est_terms = est.terms(inputs)
             for row, column in zip(
-                rows, (terms.direct, terms.numerator, terms.denominator), strict=True
+                rows, (est_terms.direct, est_terms.numerator, est_terms.denominator), strict=True
             ):
                 if row >= 0 and column is not None:
                     sums[row] += np.bincount(bucket, weights=column, minlength=m)
         w = inputs.weights
-        blocked = None
-        if data.masks is not None:
-            # Mass on actions the logger could not take: not allowed at this decision.
-            # probs are finite and non-negative (TargetPolicy checks), so p * not-allowed is
-            # p's masked-out part exactly; with both column-major, one pass per action.
-            outside = np.logical_not(np.asfortranarray(data.masks))
-            blocked = (np.asfortranarray(probs) * outside).sum(axis=0)
         out.append(
             _BatchSums(
                 n_rows=data.n_rounds,
@@ -675,12 +677,134 @@ def unit_sums(unit: _Unit, spec: _Spec) -> list[_BatchSums]:
                 max_weight=float(w.max()),
                 n_supported=int(np.count_nonzero(w > 0)),
                 seen=np.bincount(data.actions, minlength=n_a),
-                target_mass=probs.sum(axis=0),
-                blocked=blocked,
-                masks_ignored=ignored,
+                target_mass=terms.target_mass,
+                blocked=terms.blocked,
+                masks_ignored=terms.masks_ignored,
             )
         )
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class _TargetTerms:
+    """A batch's estimator inputs and the target's mass per action."""
+
+    inputs: OPEInputs
+    target_mass: np.ndarray
+    """(A,) the target's summed probability of each action"""
+    blocked: np.ndarray | None
+    """(A,) the part of ``target_mass`` on actions not allowed (``None``: no masks)"""
+    masks_ignored: bool
+
+
+def _checked_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray, where: str) -> _TargetTerms:
+    """The batch's terms through the estimators' own checked path (whole-batch arrays)."""
+    policy, probs, ignored = _target_probs(spec, data)
+    q = None if spec.model is None else spec.model.predict(data, _folds(hashes, spec.n_folds))
+    try:
+        inputs = ope_inputs(data, policy, q)
+    except ValueError as exc:
+        if "supports the target" in str(exc):  # support is judged on the whole log
+            inputs = _unsupported_inputs(data, policy, q)
+        else:
+            raise ValueError(f"{exc} {where}") from None
+    blocked = None
+    if data.masks is not None:
+        # Mass on actions the logger could not take: not allowed at this decision.
+        # probs are finite and non-negative (TargetPolicy checks), so p * not-allowed is
+        # p's masked-out part exactly; with both column-major, one pass per action.
+        outside = np.logical_not(np.asfortranarray(data.masks))
+        blocked = (np.asfortranarray(probs) * outside).sum(axis=0)
+    return _TargetTerms(inputs, probs.sum(axis=0), blocked, ignored)
+
+
+def _chunked(spec: _Spec) -> bool:
+    """Whether the batch's target is a policy object, evaluated by :func:`_policy_terms`."""
+    return not isinstance(spec.target, np.ndarray)
+
+
+def _policy_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray) -> _TargetTerms | None:
+    """:func:`_checked_terms` of a policy target, :data:`CHUNK_ROWS` rows at a time.
+
+    The policy's probabilities, the reward model's predictions and their products are made
+    for a chunk of rows at a time, so that their ``(rows, A)`` arrays stay in the CPU's cache
+    and only ``(n,)`` vectors are kept: ``pi(a_i | x_i)``, ``q_hat(x_i, a_i)`` and
+    ``sum_a pi(a | x_i) q_hat(x_i, a)``. Every value is computed row by row as in
+    :func:`~campaignrl.ope.policy_target.policy_target` and
+    :func:`~campaignrl.ope.base.ope_inputs` (the same operations on each row: the same
+    inputs to the last bit); only the target's mass per action, a diagnostic, is summed in
+    another order. The checks are theirs, made on the chunk (probabilities finite, at least
+    0 and summing to 1; weights below ``MAX_WEIGHT``; finite model terms): ``None`` when
+    one fails, for :func:`_checked_terms` to report it as the checked path does.
+    """
+    policy = spec.target
+    names = tuple(getattr(policy, "feature_names", ()))
+    actions = tuple(getattr(policy, "action_names", data.action_names))
+    if (
+        data.features is None
+        or actions != data.action_names
+        or any(f not in data.feature_names for f in names)
+    ):
+        return None  # the checked path names the missing columns or differing actions
+    n, n_a = data.n_rounds, data.n_actions
+    index = [data.feature_names.index(f) for f in names]
+    feats = data.features
+    x = feats if index == list(range(feats.shape[1])) else feats[:, index]
+    masks = data.masks
+    model = spec.model
+    folds = None if model is None else _folds(hashes, spec.n_folds)
+    q_all = None
+    if model is not None and model.linear is None:
+        # Other models predict a whole batch at once (a call per chunk costs more).
+        q_all = model.predict(data, cast(np.ndarray, folds))
+    factual = np.empty(n)
+    q_factual = np.empty(n) if model is not None else None
+    expected = np.empty(n) if model is not None else None
+    target_mass = np.zeros(n_a)
+    blocked = None if masks is None else np.zeros(n_a)
+    acts = data.actions
+    for first in range(0, n, CHUNK_ROWS):
+        rows = slice(first, min(n, first + CHUNK_ROWS))
+        if masks is None:
+            probs = np.asarray(policy.probabilities(x[rows]), dtype=np.float64)
+        else:
+            probs = np.asarray(policy.probabilities(x[rows], masks[rows]), dtype=np.float64)
+        size = rows.stop - first
+        # TargetPolicy's checks: NaN fails ``min >= 0``, an infinity the sums to one.
+        if probs.shape != (size, n_a) or not (
+            probs.min(initial=0.0) >= 0.0
+            and float(np.abs(probs.sum(axis=1) - 1.0).max(initial=0.0)) <= SUM_ATOL
+        ):
+            return None
+        at = np.arange(size)
+        a = acts[rows]
+        factual[rows] = probs[at, a]
+        target_mass += probs.sum(axis=0)
+        if blocked is not None and masks is not None:
+            blocked += (probs * np.logical_not(masks[rows])).sum(axis=0)
+        if model is not None and folds is not None:
+            q = (
+                _linear_predict(
+                    cast(tuple[np.ndarray, np.ndarray], model.linear), feats[rows], folds[rows]
+                )
+                if q_all is None
+                else q_all[rows]
+            )
+            cast(np.ndarray, q_factual)[rows] = q[at, a]
+            # As TargetPolicy.expected: one product sum per row.
+            cast(np.ndarray, expected)[rows] = np.einsum("ia,ia->i", q, probs)
+    with np.errstate(over="ignore", divide="ignore"):
+        weights = factual / data.propensities
+    if not (weights <= MAX_WEIGHT).all():
+        return None
+    if expected is not None and not (
+        np.isfinite(expected).all() and np.isfinite(cast(np.ndarray, q_factual)).all()
+    ):
+        return None  # a non-finite prediction: finite ones give finite terms
+    ignored = masks is None and takes_masks(policy)
+    return _TargetTerms(
+        OPEInputs(data.rewards, weights, q_factual, expected), target_mass, blocked, ignored
+    )
 
 
 def _unsupported_inputs(data: LoggedData, policy: TargetPolicy, q: np.ndarray | None) -> OPEInputs:

@@ -14,7 +14,7 @@ from campaignrl.logs.io import LoggedData
 
 __all__ = ["ProbabilityModel", "TargetPolicy", "as_target", "load_target_table", "takes_masks"]
 
-_ATOL = 1e-6
+SUM_ATOL = 1e-6
 """tolerance on probabilities summing to one over actions"""
 _MASS_BLOCK_ROWS = 1 << 16
 """rows per block of the masked unlogged-mass computation"""
@@ -84,7 +84,7 @@ class TargetPolicy:
             )
         axis = 1 if self.per_row else 0
         totals = probs.sum(axis=axis)
-        off = np.abs(totals - 1.0) > _ATOL
+        off = np.abs(totals - 1.0) > SUM_ATOL
         if off.any():
             idx = tuple(int(i) for i in np.argwhere(off)[0])
             raise ValueError(

@@ -1,0 +1,122 @@
+"""The streamed policy path (chunks of rows, checks on the chunk) against the checked path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.tree import DecisionTreeRegressor
+
+from campaignrl.logs.schema import mask_column
+from campaignrl.ope import DR, IPS, SNIPS, stream
+from campaignrl.ope.stream import evaluate_stream
+from campaignrl.policies.base import Exploration
+from campaignrl.policies.linear import LinearPolicy
+
+ACTIONS = ("no_contact", "a1", "a2", "a3", "a4")
+FEATURES = ("x0", "x1", "x2")
+TARGET = LinearPolicy(
+    FEATURES,
+    ACTIONS,
+    np.random.default_rng(5).normal(size=(len(ACTIONS), len(FEATURES))),
+    exploration=Exploration(kind="softmax", epsilon=0.2),
+)
+
+
+def write_log(folder: Path, rows: int, masks: bool = True, tiny: int | None = None) -> Path:
+    """One file of ``rows`` decisions (customers of 3), ``tiny``: a row of propensity 1e-300."""
+    folder.mkdir()
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(rows, len(FEATURES)))
+    allowed = rng.random((rows, len(ACTIONS))) < 0.6
+    allowed[:, 0] = True  # no_contact is always allowed
+    logging = allowed / allowed.sum(axis=1, keepdims=True)
+    actions = (rng.random((rows, 1)) < logging.cumsum(axis=1)).argmax(axis=1)
+    propensity = logging[np.arange(rows), actions]
+    if tiny is not None:
+        propensity[tiny] = 1e-300
+    columns: dict[str, Any] = {
+        "customer_id": pa.array([f"c{i // 3}" for i in range(rows)]),
+        "action": pa.array(np.asarray(ACTIONS)[actions]),
+        "propensity": propensity,
+        "reward": x[:, 1] * (actions == 2) + rng.normal(size=rows),
+        **{f: x[:, j] for j, f in enumerate(FEATURES)},
+    }
+    if masks:
+        columns |= {mask_column(a): allowed[:, j] for j, a in enumerate(ACTIONS)}
+    pq.write_table(pa.table(columns), folder / "part-0.parquet", row_group_size=700)
+    return folder
+
+
+def run(folder: Path, model: Any, target: Any = TARGET) -> dict[str, Any]:
+    return evaluate_stream(
+        folder,
+        target,
+        [IPS(), SNIPS(), DR()],
+        reward_model=model,
+        model_sample=1500,
+        n_bootstrap=200,
+        n_buckets=256,
+        batch_rows=512,
+        workers=1,
+    ).to_dict()
+
+
+@pytest.mark.parametrize("model", [Ridge(alpha=1.0), DecisionTreeRegressor(max_depth=3)])
+@pytest.mark.parametrize("masks", [True, False])
+def test_chunks_give_the_checked_paths_very_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: Any, masks: bool
+) -> None:
+    folder = write_log(tmp_path / "log", 2000, masks=masks)
+    # Chunks of 37 rows: batches of 512 and 700-row groups cut them unevenly.
+    monkeypatch.setattr(stream, "CHUNK_ROWS", 37)
+    taken = []
+    policy_terms = stream._policy_terms
+
+    def spy(*args: Any) -> Any:
+        taken.append(policy_terms(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(stream, "_policy_terms", spy)
+    chunked = run(folder, model)
+    # Batches of 512 rows in row groups of 700: 512, 188, 512, 188, 512, 88 rows, all chunked.
+    assert len(taken) == 6 and all(t is not None for t in taken)
+    monkeypatch.setattr(stream, "_chunked", lambda spec: False)
+    checked = run(folder, model)
+    # The estimator inputs are the same to the last bit (the same operations on each row),
+    # and so are the estimates and intervals summed from them.
+    assert chunked["estimates"] == checked["estimates"]
+    got, want = chunked["diagnostics"], checked["diagnostics"]
+    assert any("no allowed=<action> columns" in w for w in chunked["warnings"]) is (not masks)
+    assert chunked["warnings"] == checked["warnings"]
+    # The target's mass per action (a diagnostic) is summed chunk by chunk: a mean of 2,000
+    # probabilities in [0, 1] in another order, within 2000 * 2^-53 of the other.
+    mass = got.pop("unlogged_target_mass")
+    assert mass == pytest.approx(want.pop("unlogged_target_mass"), abs=2000 * 2.0**-53)
+    assert got == want
+
+
+class _Broken:
+    """The target's probabilities, NaN where ``x0`` is above 2 (a defective policy object)."""
+
+    feature_names = FEATURES
+    action_names = ACTIONS
+
+    def probabilities(self, features: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        probs = TARGET.probabilities(features, masks)
+        probs[features[:, 0] > 2.0] = np.nan
+        return probs
+
+
+def test_defects_are_reported_as_by_the_checked_path(tmp_path: Path) -> None:
+    folder = write_log(tmp_path / "log", 600)
+    with pytest.raises(ValueError, match=r"probabilities must be finite and >= 0, got nan"):
+        run(folder, Ridge(), target=_Broken())
+    tiny = write_log(tmp_path / "tiny", 600, tiny=77)
+    with pytest.raises(ValueError, match=r"`propensity` at row 77 is 1e-300.*overflows"):
+        run(tiny, Ridge())
