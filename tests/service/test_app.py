@@ -290,9 +290,55 @@ def test_rewards_on_time_late_and_unknown(tmp_path):
         assert "campaignrl_store_defaulted 1.0" in metrics
 
 
+def test_rewards_carry_outcomes_stored_echoed_and_exported(tmp_path):
+    clock = FakeClock()
+    app = make_app(tmp_path, clock=clock, reward_window_seconds=60)
+    with TestClient(app) as client:
+        api = CheckedClient(client, app)
+        a, b = (decide(api, customer_id=f"c{i}").json()["decision_id"] for i in range(2))
+        given = {"opened": True, "purchased": True, "basket_value": 40, "churned": None}
+        one = api.post("/v1/rewards", json={"decision_id": a, "reward": 2.5, "outcomes": given})
+        assert one.status_code == 200
+        # echoed as stored: the basket a float, the null (not reported) left out
+        assert one.json()["outcomes"] == {"opened": True, "purchased": True, "basket_value": 40.0}
+        body = {
+            "rewards": [
+                {"decision_id": a, "reward": 1.0, "outcomes": {"unsubscribed": False}},
+                {"decision_id": b, "reward": 0.0},
+            ]
+        }
+        batch = api.post("/v1/rewards:batch", json=body).json()["rewards"]
+        assert [r["outcomes"] for r in batch] == [{"unsubscribed": False}, None]
+        plain = api.post("/v1/rewards", json={"decision_id": b, "reward": 0.5}).json()
+        assert plain["outcomes"] is None
+        told = {"opened": False, "purchased": False, "unsubscribed": True}
+        api.post("/v1/rewards", json={"decision_id": b, "reward": 0.0, "outcomes": told})
+        stored = api.runtime.store.rewards_for(a)
+        assert [None if r.outcomes is None else dict(r.outcomes) for r in stored] == [
+            {"opened": True, "purchased": True, "basket_value": 40.0},
+            {"unsubscribed": False},
+        ]
+        clock.advance(61)
+        frame = api.runtime.joiner.export_logs()
+        assert frame["decision_id"].tolist() == [a, b]
+        # b's basket is 0 by definition (purchased False); nobody reported churned
+        assert frame["opened"].tolist() == [True, False]
+        assert frame["purchased"].tolist() == [True, False]
+        assert frame["basket_value"].tolist() == [40.0, 0.0]
+        assert frame["unsubscribed"].tolist() == [False, True]
+        assert "churned" not in frame.columns and frame.attrs["outcomes_left_out"] == {}
+
+
 # ---------------------------------------------------------------------------- strict input
 
 GOOD = {"customer_id": "c1", "features": ROW}
+RAW_REWARD = '{"decision_id": "00000000000000000000000000000000", "reward": 1, "outcomes": %s}'
+
+
+def _reward(**outcomes: Any) -> dict[str, Any]:
+    return {"decision_id": "0" * 32, "reward": 1.0, "outcomes": outcomes}
+
+
 RAW = '{"customer_id": "c", "features": {"recency": %s, "segment=new": 0}}'
 
 
@@ -342,6 +388,26 @@ def _with(**changes: Any) -> dict[str, Any]:
          "less than or equal to"),
         ("/v1/rewards:batch", {"rewards": [{"decision_id": "0" * 32, "reward": 1}] * 4},
          ["body", "rewards"], "at most 3 items"),
+        ("/v1/rewards", _reward(opened=1), ["body", "outcomes", "opened"], "valid boolean"),
+        ("/v1/rewards", _reward(churned="true"), ["body", "outcomes", "churned"],
+         "valid boolean"),
+        ("/v1/rewards", _reward(basket_value=True), ["body", "outcomes", "basket_value"],
+         "valid number"),
+        ("/v1/rewards", _reward(basket_value="9.5"), ["body", "outcomes", "basket_value"],
+         "valid number"),
+        ("/v1/rewards", _reward(basket_value=-0.01), ["body", "outcomes", "basket_value"],
+         "greater than or equal to 0"),
+        ("/v1/rewards", _reward(basket_value=2e12), ["body", "outcomes", "basket_value"],
+         "less than or equal to"),
+        ("/v1/rewards", RAW_REWARD % '{"basket_value": NaN}', ["body", "outcomes", "basket_value"],
+         "finite number"),
+        ("/v1/rewards", _reward(colour=True, opened=True), ["body", "outcomes", "colour"],
+         "Extra inputs are not permitted"),
+        ("/v1/rewards", RAW_REWARD % "[true]", ["body", "outcomes"], "valid dictionary"),
+        ("/v1/rewards", _reward(purchased=False, basket_value=3.0), ["body", "outcomes"],
+         "`basket_value` must be 0 when `purchased` is false, got 3.0"),
+        ("/v1/rewards:batch", {"rewards": [_reward(), _reward(unsubscribed=0)]},
+         ["body", "rewards", 1, "outcomes", "unsubscribed"], "valid boolean"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_422_naming_the_field(tmp_path, path, raw, loc, message):
