@@ -437,4 +437,6 @@ def _cmd_logs_export(args: argparse.Namespace) -> int:
         store.close()
     write_logs(frame, out)
     print(f"wrote {len(frame)} joined decisions to {out}")
+    for column, why in frame.attrs.get("outcomes_left_out", {}).items():
+        print(f"outcome column {column!r} not written: {why}")
     return 0

@@ -156,7 +156,10 @@ def test_logs_export_writes_what_ope_reads(tmp_path, capsys, monkeypatch):
             d["decision_id"]
             for d in client.post("/v1/decisions:batch", json=body).json()["decisions"]
         ]
-        client.post("/v1/rewards", json={"decision_id": ids[0], "reward": 3.0})
+        outcomes = {"purchased": True, "basket_value": 3.0}
+        client.post(
+            "/v1/rewards", json={"decision_id": ids[0], "reward": 3.0, "outcomes": outcomes}
+        )
     out = tmp_path / "logs.parquet"
     args = [
         "logs",
@@ -169,7 +172,12 @@ def test_logs_export_writes_what_ope_reads(tmp_path, capsys, monkeypatch):
         "10",
     ]
     assert main(args) == 0
-    assert "wrote 6 joined decisions" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 6 joined decisions" in printed
+    # reported for one decision, unknown for five: not written (no False made up), and said
+    unknown = "not written: 5 of 6 exported decisions have no on-time report of it"
+    assert f"outcome column 'purchased' {unknown}" in printed
+    assert f"outcome column 'basket_value' {unknown}" in printed
     logs = read_logs(out, action_names=ACTIONS)
     assert len(logs.actions) == 6
     frame = pd.read_parquet(out)
