@@ -38,7 +38,8 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
@@ -52,7 +53,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from campaignrl._checks import check_scalar
-from campaignrl.logs.io import LoggedData
+from campaignrl.logs.io import MAX_ABS_VALUE, LoggedData
 from campaignrl.logs.schema import (
     MASK_PREFIX,
     OUTCOME_COLUMNS,
@@ -548,6 +549,30 @@ def _bools(column: pa.Array) -> np.ndarray:
     return unpacked[first % 8 : first % 8 + len(column)].view(bool)
 
 
+def _bounded(values: np.ndarray) -> bool:
+    """Whether every value is at most ``MAX_ABS_VALUE`` in magnitude (so finite, not NaN)."""
+    if values.size == 0:
+        return True
+    return bool(values.max() <= MAX_ABS_VALUE and values.min() >= -MAX_ABS_VALUE)
+
+
+def _checked_data(fields: dict[str, Any]) -> LoggedData:
+    """A :class:`LoggedData` of arrays :func:`_batch_data` has checked as it would.
+
+    Its own checks would make each pass over the batch again; the fields are set as its
+    ``__post_init__`` leaves them (read-only arrays of the right dtypes).
+    """
+    data = object.__new__(LoggedData)
+    for item in dataclass_fields(LoggedData):
+        value = fields.get(item.name, item.default)
+        if value is MISSING:  # pragma: no cover - _batch_data gives every required field
+            raise TypeError(f"LoggedData needs `{item.name}`")
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+        object.__setattr__(data, item.name, value)
+    return data
+
+
 def _batch_data(
     path: Path, start: int, batch: pa.RecordBatch, spec: _Spec, hashed: bool = True
 ) -> tuple[LoggedData, np.ndarray]:
@@ -574,31 +599,53 @@ def _batch_data(
             row = int(np.argmax(codes.is_null().to_numpy(zero_copy_only=False)))
             _unknown_action(action, row, start, where, names)
         actions = codes.to_numpy(zero_copy_only=False).astype(np.int64)
+    n = batch.num_rows
+    # LoggedData's checks, made here as the columns are converted (a bound on each column,
+    # one pass, in cache): a batch that passes them all is built without checking it again;
+    # any other is built by LoggedData itself, which names the defect.
+    valid = not pa.types.is_integer(action.type) or bool(
+        n == 0 or (actions.min() >= 0 and actions.max() < len(names))
+    )
     features = None
     if spec.feature_names:
-        features = np.empty((batch.num_rows, len(spec.feature_names)), order="F")
+        features = np.empty((n, len(spec.feature_names)), order="F")
         for j, name in enumerate(spec.feature_names):
-            features[:, j] = _column_floats(batch, name, where)
+            features[:, j] = column = _column_floats(batch, name, where)
+            valid = valid and _bounded(column)
     masks = None
     if spec.has_masks:
-        masks = np.empty((batch.num_rows, len(names)), dtype=bool)
+        # Column-major, as the policies and the masked sums read them: one column per action.
+        masks = np.empty((n, len(names)), dtype=bool, order="F")
         for j, name in enumerate(names):
             column = batch.column(mask_column(name))
             if column.null_count:
                 raise ValueError(f"column `{mask_column(name)}` {where} has a missing value")
             masks[:, j] = _bools(column)
-    try:
-        data = LoggedData(
-            actions=actions,
-            rewards=_column_floats(batch, "reward", where),
-            propensities=_column_floats(batch, "propensity", where),
-            action_names=names,
-            features=features,
-            feature_names=spec.feature_names,
-            masks=masks,
-        )
-    except ValueError as exc:
-        raise ValueError(f"{exc} {where}") from None
+        valid = valid and bool(masks.reshape(-1, order="F")[actions * n + np.arange(n)].all())
+    rewards = _column_floats(batch, "reward", where)
+    propensities = _column_floats(batch, "propensity", where)
+    # NaN fails every comparison, so these bounds refuse it too.
+    valid = (
+        valid
+        and _bounded(rewards)
+        and bool(n == 0 or (propensities.min() > 0.0 and propensities.max() <= 1.0))
+    )
+    fields = {
+        "actions": actions,
+        "rewards": rewards,
+        "propensities": propensities,
+        "action_names": names,
+        "features": features,
+        "feature_names": spec.feature_names,
+        "masks": masks,
+    }
+    if valid:
+        data = _checked_data(fields)
+    else:
+        try:
+            data = LoggedData(**fields)
+        except ValueError as exc:
+            raise ValueError(f"{exc} {where}") from None
     if not hashed:
         return data, np.zeros(0, dtype=np.uint64)
     return data, hash_ids(batch.column(spec.cluster), _BUCKET_SALT, spec.cluster)
@@ -752,17 +799,22 @@ def _policy_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray) -> _TargetT
     x = feats if index == list(range(feats.shape[1])) else feats[:, index]
     masks = data.masks
     model = spec.model
-    folds = None if model is None else _folds(hashes, spec.n_folds)
-    q_all = None
-    if model is not None and model.linear is None:
+    folds = np.zeros(0, np.intp) if model is None else _folds(hashes, spec.n_folds)
+    q_all = base = action_coef = None
+    if model is not None and model.linear is not None:
+        # As _linear_predict, whose products come per batch; the (rows, A) sums per chunk.
+        feature_coef, action_coef = model.linear
+        base = (feats @ feature_coef)[np.arange(n), folds]
+    elif model is not None:
         # Other models predict a whole batch at once (a call per chunk costs more).
-        q_all = model.predict(data, cast(np.ndarray, folds))
+        q_all = model.predict(data, folds)
     factual = np.empty(n)
     q_factual = np.empty(n) if model is not None else None
     expected = np.empty(n) if model is not None else None
     target_mass = np.zeros(n_a)
     blocked = None if masks is None else np.zeros(n_a)
     acts = data.actions
+    ones = np.ones(min(n, CHUNK_ROWS))
     for first in range(0, n, CHUNK_ROWS):
         rows = slice(first, min(n, first + CHUNK_ROWS))
         if masks is None:
@@ -776,23 +828,21 @@ def _policy_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray) -> _TargetT
             and float(np.abs(probs.sum(axis=1) - 1.0).max(initial=0.0)) <= SUM_ATOL
         ):
             return None
-        at = np.arange(size)
         a = acts[rows]
-        factual[rows] = probs[at, a]
-        target_mass += probs.sum(axis=0)
+        factual[rows] = _pick(probs, a)
+        # Column sums as one matrix-vector product (a diagnostic: any order will do).
+        target_mass += ones[:size] @ probs
         if blocked is not None and masks is not None:
-            blocked += (probs * np.logical_not(masks[rows])).sum(axis=0)
-        if model is not None and folds is not None:
-            q = (
-                _linear_predict(
-                    cast(tuple[np.ndarray, np.ndarray], model.linear), feats[rows], folds[rows]
-                )
-                if q_all is None
-                else q_all[rows]
-            )
-            cast(np.ndarray, q_factual)[rows] = q[at, a]
+            blocked += ones[:size] @ (probs * np.logical_not(masks[rows]))
+        if q_factual is not None and expected is not None:
+            if q_all is not None:
+                q = q_all[rows]
+            else:
+                q = cast(np.ndarray, action_coef)[folds[rows]]
+                q += cast(np.ndarray, base)[rows, None]
+            q_factual[rows] = _pick(q, a)
             # As TargetPolicy.expected: one product sum per row.
-            cast(np.ndarray, expected)[rows] = np.einsum("ia,ia->i", q, probs)
+            expected[rows] = np.einsum("ia,ia->i", q, probs)
     with np.errstate(over="ignore", divide="ignore"):
         weights = factual / data.propensities
     if not (weights <= MAX_WEIGHT).all():
@@ -805,6 +855,16 @@ def _policy_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray) -> _TargetT
     return _TargetTerms(
         OPEInputs(data.rewards, weights, q_factual, expected), target_mass, blocked, ignored
     )
+
+
+def _pick(table: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """``table[i, actions[i]]`` for every row ``i``: one gather from the flat buffer."""
+    n = actions.shape[0]
+    if table.flags.f_contiguous:
+        return table.ravel(order="F").take(actions * n + np.arange(n))
+    if table.flags.c_contiguous:
+        return table.ravel().take(np.arange(n) * table.shape[1] + actions)
+    return table[np.arange(n), actions]
 
 
 def _unsupported_inputs(data: LoggedData, policy: TargetPolicy, q: np.ndarray | None) -> OPEInputs:

@@ -120,3 +120,70 @@ def test_defects_are_reported_as_by_the_checked_path(tmp_path: Path) -> None:
     tiny = write_log(tmp_path / "tiny", 600, tiny=77)
     with pytest.raises(ValueError, match=r"`propensity` at row 77 is 1e-300.*overflows"):
         run(tiny, Ridge())
+
+
+def _batch(folder: Path) -> tuple[stream._Spec, Any]:
+    """The spec of a log and its first record batch, as evaluate_stream reads them."""
+    names = pq.read_schema(folder / "part-0.parquet").names
+    masks = tuple(c for c in names if c.startswith("allowed="))
+    spec = stream._Spec(
+        columns=("action", "propensity", "reward", "customer_id", *FEATURES, *masks),
+        action_names=ACTIONS,
+        feature_names=FEATURES,
+        has_masks=bool(masks),
+        cluster="customer_id",
+        target=TARGET,
+        estimators=(IPS(),),
+        layout=((-1, 2, -1),),
+        n_columns=3,
+        model=None,
+        n_folds=2,
+        n_buckets=256,
+        batch_rows=1000,
+    )
+    unit = stream._Unit(folder / "part-0.parquet", (0,), 0, 700, 0, True)
+    return spec, next(stream._batches(unit, spec))
+
+
+def test_batches_built_without_checks_are_those_loggeddata_builds(tmp_path: Path) -> None:
+    spec, (start, batch) = _batch(write_log(tmp_path / "log", 700))
+    data, _ = stream._batch_data(Path("f"), start, batch, spec)
+    fields = {f: getattr(data, f) for f in ("actions", "rewards", "propensities", "features")}
+    checked = stream.LoggedData(
+        **fields, action_names=ACTIONS, feature_names=FEATURES, masks=data.masks
+    )
+    for name in ("actions", "rewards", "propensities", "features", "masks"):
+        got, want = getattr(data, name), getattr(checked, name)
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+        assert not got.flags.writeable, name
+    assert (data.action_names, data.feature_names) == (ACTIONS, FEATURES)
+    assert (data.positions, data.episode_ids, data.outcomes) == (None, None, None)
+    assert data.n_positions == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        ("reward", np.nan, r"`rewards` must be finite, got nan at index \(5,\)"),
+        ("propensity", 0.0, r"`propensities` must be in \(0, 1\], got .*0\.0\)? at index 5"),
+        ("x1", -2e12, r"`features` must be at most 1e\+12 .* \(5, 1\) \(column 'x1'\)"),
+        ("allowed=a2", False, r"`masks` must allow the logged action, row 5 does not"),
+    ],
+)
+def test_bad_values_are_named_as_loggeddata_names_them(
+    tmp_path: Path, column: str, value: Any, match: str
+) -> None:
+    folder = write_log(tmp_path / "log", 700)
+    table = pq.read_table(folder / "part-0.parquet")
+    values = table.column(column).to_numpy(zero_copy_only=False).copy()
+    values[5] = value
+    table = table.set_column(table.schema.get_field_index(column), column, pa.array(values))
+    if column == "allowed=a2":  # the logged action of row 5 made a2
+        actions = table.column("action").to_numpy(zero_copy_only=False).copy()
+        actions[5] = "a2"
+        column_at = table.schema.get_field_index("action")
+        table = table.set_column(column_at, "action", pa.array(actions, pa.string()))
+    pq.write_table(table, folder / "part-0.parquet")
+    spec, (start, batch) = _batch(folder)
+    with pytest.raises(ValueError, match=match + r" of 'f' \(rows from 0\)"):
+        stream._batch_data(Path("f"), start, batch, spec)
