@@ -375,7 +375,7 @@ def check_schema_version(stored: Any, where: str) -> int:
         ValueError: store 'd.db' has schema version '3'; this campaignrl reads versions 1 to 2
     """
     text = str(stored)
-    version = int(text) if text.isdigit() else 0
+    version = int(text) if text.isascii() and text.isdigit() else 0
     if not 1 <= version <= SCHEMA_VERSION:
         raise ValueError(
             f"store {where} has schema version {stored!r}; this campaignrl reads versions "
