@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from campaignrl._checks import check_scalar
+from campaignrl.catalog import NO_CONTACT
 from campaignrl.logs.schema import (
     BOOL_OUTCOME_COLUMNS,
     OUTCOME_COLUMNS,
@@ -45,9 +46,6 @@ __all__ = [
     "aggregate_outcomes",
     "aggregate_rewards",
 ]
-
-NO_CONTACT = "no_contact"
-"""the action that contacts nobody: nothing to open (the schema's ``opened`` is False)"""
 
 AGGREGATIONS = ("sum", "earliest", "max")
 """how the on-time rewards of one decision combine"""
