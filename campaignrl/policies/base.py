@@ -298,8 +298,18 @@ class Policy(ABC):
                 not ``(n, A)`` booleans with at least one allowed action per row.
         """
         x = self._check_features(features)
-        m = self._check_masks(masks, x.shape[0])
-        return self.exploration.probabilities(self._exploration_scores(x), m)
+        return self.checked_probabilities(x, self._check_masks(masks, x.shape[0]))
+
+    def checked_probabilities(self, features: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """:meth:`probabilities` of inputs their caller has checked as it checks them.
+
+        ``features`` ``(n, d)`` finite numbers, ``masks`` ``(n, A)`` booleans allowing at
+        least one action per row. For callers that already hold such inputs (the streamed
+        OPE of validated log batches), which would otherwise be checked again here; kinds
+        whose probabilities differ from the exploration of their scores override this
+        method, not :meth:`probabilities`.
+        """
+        return self.exploration.probabilities(self._exploration_scores(features), masks)
 
     def _exploration_scores(self, features: np.ndarray) -> np.ndarray:
         """Scores as :meth:`probabilities` hands them to the exploration step.

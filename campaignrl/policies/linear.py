@@ -182,20 +182,15 @@ class LinearPolicy(Policy):
             out = out + self.alpha * np.sqrt(np.maximum(quad, 0.0))
         return out
 
-    def probabilities(self, features: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-        """``(n, A)`` exact action probabilities; zero on masked actions.
+    def checked_probabilities(self, features: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """``(n, A)`` exact action probabilities of checked inputs (see :meth:`probabilities`).
 
         Greedy exploration only needs each row's best action: with per-group models it is
         found from float32 scores, and rows whose top two are within the float32 error bound
         are decided again on float64 scores, so the result is the float64 one (see
         :meth:`_greedy_best`).
-
-        Raises:
-            ValueError: If ``features`` is not ``(n, d)`` with finite values or ``masks`` is
-                not ``(n, A)`` booleans with at least one allowed action per row.
         """
-        x = self._check_features(features)
-        m = self._check_masks(masks, x.shape[0])
+        x, m = features, np.asfortranarray(masks)
         if self.exploration.kind == "greedy":
             few = x.shape[0] <= _FEW_ROWS
             best = self._greedy_best_few(x, m) if few else self._greedy_best(x, m)

@@ -19,7 +19,7 @@ from campaignrl.policies.base import Exploration
 from campaignrl.policies.linear import LinearPolicy
 
 ACTIONS = ("no_contact", "a1", "a2", "a3", "a4")
-FEATURES = ("x0", "x1", "x2")
+FEATURES = ("x0", "x1", "x2", "x3")
 TARGET = LinearPolicy(
     FEATURES,
     ACTIONS,
