@@ -828,9 +828,9 @@ def _policy_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray) -> _TargetT
     for first in range(0, n, CHUNK_ROWS):
         rows = slice(first, min(n, first + CHUNK_ROWS))
         size = rows.stop - first
-        # Row-major, as policy_target hands them on: a BLAS kernel may round a row's scores
-        # differently in another layout (by an ulp), and the results would not be identical.
-        features = np.ascontiguousarray(x[rows])
+        # Column-major rows, as read_logs gives the in-memory estimators their features (a
+        # BLAS kernel may round a row's scores differently, by an ulp, in another layout).
+        features = x[rows]
         if checked:
             allowed = (
                 np.ones((size, n_a), dtype=bool, order="F")
