@@ -858,7 +858,8 @@ def _policy_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray) -> _TargetT
             if q_all is not None:
                 q = q_all[rows]
             else:
-                q = cast(np.ndarray, action_coef)[folds[rows]]
+                # As _linear_predict (take: the same rows as indexing, 5x faster).
+                q = np.take(cast(np.ndarray, action_coef), folds[rows], axis=0)
                 q += cast(np.ndarray, base)[rows, None]
             q_factual[rows] = _pick(q, a)
             # As TargetPolicy.expected: one product sum per row.

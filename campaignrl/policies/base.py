@@ -212,9 +212,8 @@ class Exploration:
 
     def _spread(self, masks: np.ndarray) -> np.ndarray:
         """``(A, n)``: ``epsilon / k`` on each of a row's ``k`` allowed actions (transposed)."""
-        spread = masks.T.astype(np.float64)
-        spread *= self.epsilon / _allowed_counts(masks)
-        return spread
+        # One pass: the cast mask (1.0 or 0.0) times each row's share, as a float64 product.
+        return np.multiply(masks.T, self.epsilon / _allowed_counts(masks), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
