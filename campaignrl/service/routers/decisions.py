@@ -12,14 +12,23 @@ route calls. Any body the fast path does not accept goes the ordinary FastAPI wa
 gives the same answer as without the fast path: the 422 naming the field, the 400 of a body
 that is not UTF-8, the API key's 401 or 403. The routes declare their models as usual, so the
 OpenAPI schema is unchanged.
+
+When msgspec is installed, the batch route goes leaner still (:func:`lean_batch_reader`): the
+body is decoded by msgspec into structs typed as the request model (strict numbers within
+bounds, strict booleans, lengths, unknown keys refused) in C, the features land in one
+``(n, d)`` array, and the answer is encoded by msgspec (a third of the time of pydantic's
+model validation, a third of pydantic-core's encoding). It only ever accepts what the
+request model accepts, with the same values: anything it does not accept goes the pydantic
+way above, so every refusal is still the model's 422 naming the field.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from itertools import chain
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -36,6 +45,9 @@ from campaignrl.service.routers.deps import (
 )
 from campaignrl.service.routers.models import (
     DECISION_ID_PATTERN,
+    MAX_ABS_FEATURE,
+    MAX_CUSTOMER_ID_CHARS,
+    MAX_EVENT_ID_CHARS,
     ApiModels,
     DecisionBatchOut,
     DecisionOut,
@@ -45,6 +57,7 @@ from campaignrl.service.routers.models import (
 from campaignrl.service.runtime import ServiceRuntime
 
 __all__ = [
+    "BatchColumns",
     "CheckedRuntime",
     "FastPath",
     "build_router",
@@ -52,7 +65,20 @@ __all__ = [
     "decision_json",
     "decision_out",
     "json_response",
+    "lean_batch_reader",
 ]
+
+
+def _optional(name: str) -> Any:
+    """The module ``name``, or ``None`` when it is not installed (an optional accelerator)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+msgspec: Any = _optional("msgspec")
+"""msgspec, when installed: decodes and encodes the batch route's common bodies in C"""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "the body is not UTF-8 text (FastAPI's answer)"},
@@ -159,13 +185,161 @@ def _feature_reader(models: ApiModels) -> Callable[[Sequence[Any]], np.ndarray]:
     return read
 
 
+class BatchColumns(NamedTuple):
+    """Deciding requests column by column, as the routes hand them to the runtime."""
+
+    customer_ids: list[str]
+    features: np.ndarray
+    """``(n, d)`` float64 in the policy's feature order"""
+    event_ids: list[str | None]
+    deferred: list[bool]
+    masks: list[Any] | None
+    """one mask per row (``None``: all allowed), or ``None`` when no row has one"""
+
+
+def _columns_reader(models: ApiModels) -> Callable[[Sequence[Any]], BatchColumns]:
+    """The :class:`BatchColumns` of validated request models (one per customer)."""
+    features = _feature_reader(models)
+
+    def read(items: Sequence[Any]) -> BatchColumns:
+        masks = [item.mask for item in items]
+        return BatchColumns(
+            [item.customer_id for item in items],
+            features(items),
+            [item.event_id for item in items],
+            [item.deferred for item in items],
+            None if all(m is None for m in masks) else masks,
+        )
+
+    return read
+
+
+def lean_batch_reader(models: ApiModels) -> Callable[[bytes], BatchColumns | None] | None:
+    """A reader of batch bodies decoded by msgspec, or ``None`` when msgspec is not installed.
+
+    The reader gives the columns of a body the batch model accepts in its common form, and
+    ``None`` for any other body, which then goes the pydantic way (whose 422 names the
+    field). What it accepts, the model accepts too, with the same values:
+
+    * msgspec's typed decoding checks in C what the strict model checks: the keys (none
+      unknown, the required ones present; a repeated key keeps its last value, as in
+      pydantic), the types (``true`` is not a number, ``1`` is the float ``1.0``, as in
+      pydantic), numbers within ``MAX_ABS_FEATURE`` (``1e400`` is out of range; ``NaN`` is
+      not JSON), string lengths and the batch's size; its JSON reader refuses what
+      pydantic's does (invalid UTF-8, lone surrogates, trailing characters).
+    * ids must be printable (:meth:`str.isprintable`): no control characters, stricter than
+      the model (a no-break space is left to pydantic).
+    * a mask is ``A`` booleans or 1 to ``A`` action names (each checked by msgspec); a mix
+      of both is left to pydantic.
+
+    Examples:
+        >>> from campaignrl.service.routers.models import build_models
+        >>> read = lean_batch_reader(build_models(("x",), ("no_contact", "a@email"), max_batch=2))
+        >>> ok = b'{"decisions": [{"customer_id": "c", "features": {"x": 1}}]}'
+        >>> read is None or read(ok).features.tolist() == [[1.0]]
+        True
+        >>> read is None or read(ok.replace(b"1", b"true")) is None  # left to pydantic
+        True
+    """
+    if msgspec is None:
+        return None
+    names, actions = models.feature_names, models.action_names
+    d, n_a = len(names), len(actions)
+    fields = [f"f{i}" for i in range(d)]
+    number = Annotated[float, msgspec.Meta(ge=-MAX_ABS_FEATURE, le=MAX_ABS_FEATURE)]
+    # gc=False: these structs never hold a cycle, so the cycle collector need not track them.
+    features = msgspec.defstruct(
+        "Features",
+        [(f, number) for f in fields],
+        rename=dict(zip(fields, names, strict=True)),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    customer_id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CUSTOMER_ID_CHARS)]
+    event_id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_ID_CHARS)]
+    action = Literal.__getitem__(tuple(actions))
+    item = msgspec.defstruct(
+        "DecisionIn",
+        [
+            ("customer_id", customer_id),
+            ("features", features),
+            ("event_id", event_id | None, None),
+            ("deferred", bool, False),
+            ("mask", list[bool | action] | None, None),  # type: ignore[valid-type]
+        ],
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    batch = msgspec.defstruct(
+        "DecisionBatchIn",
+        [("decisions", Annotated[list[item], msgspec.Meta(max_length=models.max_batch)])],  # type: ignore[valid-type]
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    decode = msgspec.json.Decoder(batch).decode
+    astuple = msgspec.structs.astuple
+    refused = (msgspec.MsgspecError, ValueError, RecursionError)
+
+    def mask_ok(mask: list[Any] | None) -> bool:
+        # The model's union: exactly A booleans, or 1 to A action names.
+        if mask is None:
+            return True
+        kinds = set(map(type, mask))
+        return (kinds == {bool} and len(mask) == n_a) or (kinds == {str} and len(mask) <= n_a)
+
+    def read(body: bytes) -> BatchColumns | None:
+        try:
+            items = decode(body).decisions
+        except refused:
+            return None
+        ids = [i.customer_id for i in items]
+        events = [i.event_id for i in items]
+        masks = [i.mask for i in items]
+        if not all(map(str.isprintable, ids)) or not all(
+            e is None or e.isprintable() for e in events
+        ):
+            return None
+        given = masks.count(None) != len(masks)
+        if given and not all(map(mask_ok, masks)):
+            return None
+        # Each struct's fields in declared order: the policy's feature order.
+        values = chain.from_iterable(map(astuple, [i.features for i in items]))
+        x = np.fromiter(values, np.float64, count=len(items) * d).reshape(len(items), d)
+        return BatchColumns(ids, x, events, [i.deferred for i in items], masks if given else None)
+
+    return read
+
+
+_encode_json: Callable[[Any], bytes] | None = (
+    msgspec.json.Encoder().encode if msgspec is not None else None
+)
+
+
+def _decisions_response(content: Any) -> Response:
+    """:func:`json_response` for the deciding routes, encoded by msgspec when installed.
+
+    Their values are checked records' (finite numbers, valid Unicode); anything msgspec
+    would not encode goes through :func:`json_response`.
+    """
+    if _encode_json is not None:
+        try:
+            return Response(_encode_json(content), media_type="application/json")
+        except (ValueError, TypeError, msgspec.MsgspecError):
+            pass
+    return json_response(content)
+
+
 class FastPath(NamedTuple):
     """A route's fast path: how its JSON body is validated, and the answer to a valid one."""
 
     adapter: TypeAdapter[Any]
     """validates the raw body (the route's body model)"""
-    answer: Callable[[Any, ServiceRuntime], Awaitable[Response]]
-    """the route's answer for a validated body (the route itself calls the same function)"""
+    columns: Callable[[Any], BatchColumns]
+    """the columns of a body the adapter validated"""
+    answer: Callable[[BatchColumns, ServiceRuntime], Awaitable[Response]]
+    """the route's answer for a valid body's columns (the route itself calls it too)"""
+    lean: Callable[[bytes], BatchColumns | None] | None = None
+    """columns straight from the raw body, or ``None`` for the adapter to judge it"""
 
 
 def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
@@ -183,7 +357,7 @@ def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
             fast = paths.get(self.name)
             if fast is None:
                 return slow
-            adapter, answer = fast
+            adapter, columns, answer, lean = fast
 
             async def handler(request: Request) -> Response:
                 if (
@@ -192,10 +366,12 @@ def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
                 ):
                     return await slow(request)
                 body = await request.body()
-                try:
-                    parsed = adapter.validate_json(body)
-                except ValidationError:  # FastAPI's own answer: the 422 naming the field
-                    return await slow(request)
+                parsed = lean(body) if lean is not None else None
+                if parsed is None:
+                    try:
+                        parsed = columns(adapter.validate_json(body))
+                    except ValidationError:  # FastAPI's own answer: the 422 naming the field
+                        return await slow(request)
                 # The route's dependency, resolved by hand: the same checks, the same errors.
                 runtime = await checked_runtime(request, await _api_key_header(request))
                 return await answer(parsed, runtime)
@@ -205,46 +381,46 @@ def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
     return JSONFastRoute
 
 
-def _masks(items: Sequence[Any]) -> list[Any] | None:
-    masks = [item.mask for item in items]
-    return None if all(m is None for m in masks) else masks
-
-
 def build_router(models: ApiModels) -> APIRouter:
     """The decisions router for the policy the models were built for."""
     decision_in = models.decision_in
     batch_in = models.decision_batch_in
-    features = _feature_reader(models)
+    columns = _columns_reader(models)
 
-    async def answer_batch(body: Any, runtime: ServiceRuntime) -> Response:
-        items = body.decisions
-        stored = await runtime.decide_columns_async(
-            [item.customer_id for item in items],
-            features(items),
-            event_ids=[item.event_id for item in items],
-            deferred=[item.deferred for item in items],
-            masks=_masks(items),
-            endpoint="batch",
-        )
-        return json_response({"decisions": [decision_json(r, again) for r, again in stored]})
+    def batch_columns(body: Any) -> BatchColumns:
+        return columns(body.decisions)
 
-    async def answer_one(body: Any, runtime: ServiceRuntime) -> Response:
-        ((record, replayed),) = await runtime.decide_columns_async(
-            [body.customer_id],
-            features([body]),
-            event_ids=[body.event_id],
-            deferred=[body.deferred],
-            masks=_masks([body]),
-            endpoint="single",
+    def one_columns(body: Any) -> BatchColumns:
+        return columns([body])
+
+    async def decided(
+        c: BatchColumns, runtime: ServiceRuntime, endpoint: str
+    ) -> list[tuple[DecisionRecord, bool]]:
+        return await runtime.decide_columns_async(
+            c.customer_ids,
+            c.features,
+            event_ids=c.event_ids,
+            deferred=c.deferred,
+            masks=c.masks,
+            endpoint=endpoint,
         )
-        return json_response(decision_json(record, replayed))
+
+    async def answer_batch(c: BatchColumns, runtime: ServiceRuntime) -> Response:
+        stored = await decided(c, runtime, "batch")
+        return _decisions_response({"decisions": [decision_json(r, again) for r, again in stored]})
+
+    async def answer_one(c: BatchColumns, runtime: ServiceRuntime) -> Response:
+        ((record, replayed),) = await decided(c, runtime, "single")
+        return _decisions_response(decision_json(record, replayed))
 
     router = APIRouter(
         tags=["decisions"],
         route_class=_json_fast_route(
             {
-                "decide_batch": FastPath(TypeAdapter(batch_in), answer_batch),
-                "decide": FastPath(TypeAdapter(decision_in), answer_one),
+                "decide_batch": FastPath(
+                    TypeAdapter(batch_in), batch_columns, answer_batch, lean_batch_reader(models)
+                ),
+                "decide": FastPath(TypeAdapter(decision_in), one_columns, answer_one),
             }
         ),
     )
@@ -262,7 +438,7 @@ def build_router(models: ApiModels) -> APIRouter:
         runtime: CheckedRuntime,
     ) -> Response:
         """Every decision is drawn, logged with its propensity and committed together."""
-        return await answer_batch(body, runtime)
+        return await answer_batch(batch_columns(body), runtime)
 
     @router.post(
         "/v1/decisions",
@@ -279,7 +455,7 @@ def build_router(models: ApiModels) -> APIRouter:
 
         The same ``event_id`` again returns the first decision and logs nothing new.
         """
-        return await answer_one(body, runtime)
+        return await answer_one(one_columns(body), runtime)
 
     @router.post(
         "/v1/decisions/{decision_id}/activate",

@@ -21,6 +21,8 @@ __all__ = [
     "DECISION_ID_PATTERN",
     "MAX_ABS_FEATURE",
     "MAX_ABS_REWARD",
+    "MAX_CUSTOMER_ID_CHARS",
+    "MAX_EVENT_ID_CHARS",
     "ApiModels",
     "DecisionBatchOut",
     "DecisionId",
@@ -61,16 +63,21 @@ def _clean_text(value: str) -> str:
     return value
 
 
+MAX_CUSTOMER_ID_CHARS = 256
+"""longest customer id accepted (characters)"""
+MAX_EVENT_ID_CHARS = 128
+"""longest event id (idempotency key) accepted (characters)"""
+
 # A string only: "42" for a numeric id. One type keeps every 422 simple, and a JSON number
 # would lose digits beyond 2^53 in many clients before it reached the hash.
 CustomerId = Annotated[
     str,
-    Field(strict=True, min_length=1, max_length=256, pattern=NO_CONTROL),
+    Field(strict=True, min_length=1, max_length=MAX_CUSTOMER_ID_CHARS, pattern=NO_CONTROL),
     AfterValidator(_clean_text),
 ]
 EventId = Annotated[
     str,
-    Field(strict=True, min_length=1, max_length=128, pattern=NO_CONTROL),
+    Field(strict=True, min_length=1, max_length=MAX_EVENT_ID_CHARS, pattern=NO_CONTROL),
     AfterValidator(_clean_text),
 ]
 DecisionId = Annotated[str, Field(strict=True, pattern=DECISION_ID_PATTERN)]
