@@ -7,6 +7,10 @@
         [--connections 64] [--slo-ms 10] [--pin | --no-pin] [--json out.json]
         [--cpu-batches 0] [--cpu-workers 8]
 
+The server reads batch bodies with msgspec when it is installed (see
+``campaignrl.service.routers.decisions.lean_batch_reader``), else with pydantic; the header
+line and each result's ``batch_reader`` say which.
+
 For each store, the real ``campaignrl serve`` runs as a subprocess (one uvicorn worker,
 127.0.0.1, a free port, a temporary folder) serving a linear policy on the ``retail`` world's
 20 features and 19 actions (per-segment models, seeded random weights, 10% exploration).
@@ -556,6 +560,7 @@ def run_store(backend: str, args: argparse.Namespace, pin: bool) -> list[dict[st
             raise RuntimeError(f"{backend}: an acknowledged record is missing from the store")
         for r in results:
             r["store"] = backend
+            r["batch_reader"] = _batch_reader()
         return results
 
 
@@ -584,6 +589,15 @@ def table(results: Sequence[dict[str, Any]], slo_ms: float) -> str:
             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _batch_reader() -> str:
+    """What reads the batch route's bodies in the server (the same interpreter as this one)."""
+    try:
+        import msgspec
+    except ImportError:
+        return "pydantic (msgspec is not installed)"
+    return f"msgspec {msgspec.__version__}"
 
 
 def _rates(text: str) -> list[float]:
@@ -625,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.2f} at the end; server pinned to CPU 0, client and PostgreSQL "
-        f"to CPU 1: {pin}\n"
+        f"to CPU 1: {pin}; batch bodies read by {_batch_reader()}\n"
     )
     print(table(results, args.slo_ms))
     if args.json:

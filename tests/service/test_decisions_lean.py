@@ -266,3 +266,40 @@ def test_the_batch_route_reads_common_bodies_lean_and_answers_them(counted):
     )
     assert refused.status_code == 422 and accepted[0] == 1
     assert refused.json()["detail"][0]["loc"] == ["body", "decisions", 0, "features", "recency"]
+
+
+def test_the_answer_encoded_by_msgspec_is_decision_json():
+    from campaignrl.service.records import DecisionRecord
+
+    def record(action: int, name: str, **change: Any) -> DecisionRecord:
+        fields: dict[str, Any] = {
+            "decision_id": "0" * 32,
+            "event_id": None,
+            "customer_key": "k" * 64,
+            "created_at": 1.0,
+            "action": action,
+            "action_name": name,
+            "propensity": 0.1 + 0.2,
+            "probabilities": np.array([0.5, 0.25, 0.25]),
+            "features": np.zeros(2),
+            "mask": None,
+            "policy_version": 3,
+            "deferred": False,
+            "activated_at": None,
+            **change,
+        }
+        return DecisionRecord(**fields)
+
+    stored = [
+        (record(0, "no_contact", propensity=1.0), False),
+        (record(2, "bundle@sms", event_id='e "1" \\ é \u2028', deferred=True), True),
+        (record(1, "pct10@email", propensity=5e-324), False),
+    ]
+    batch = decisions._decisions_response(stored, batch=True)
+    expected = [decisions.decision_json(r, again) for r, again in stored]
+    assert json.loads(batch.body) == {"decisions": expected}
+    assert [row["offer"] for row in expected] == [None, "bundle", "pct10"]
+    assert json.loads(batch.body)["decisions"][2]["propensity"] == 5e-324
+    one = decisions._decisions_response(stored[1:2], batch=False)
+    assert json.loads(one.body) == expected[1]
+    assert batch.headers["content-type"] == "application/json"

@@ -310,23 +310,57 @@ def lean_batch_reader(models: ApiModels) -> Callable[[bytes], BatchColumns | Non
     return read
 
 
-_encode_json: Callable[[Any], bytes] | None = (
-    msgspec.json.Encoder().encode if msgspec is not None else None
-)
+_encode_json: Callable[[Any], bytes] | None = None
+_Answer: Any = None
+if msgspec is not None:
+    _encode_json = msgspec.json.Encoder().encode
+    # DecisionOut's fields, in its order: a struct is made and encoded in a third of the time
+    # of a dict.
+    _Answer = msgspec.defstruct(
+        "DecisionAnswer", [(name, Any) for name in DecisionOut.model_fields], gc=False
+    )
+
+_OFFER_CHANNEL: dict[str, tuple[str | None, str | None]] = {}
+"""an action's offer and channel (``None`` for no contact), by action name"""
 
 
-def _decisions_response(content: Any) -> Response:
-    """:func:`json_response` for the deciding routes, encoded by msgspec when installed.
+def _offer_channel(action_name: str) -> tuple[str | None, str | None]:
+    found = _OFFER_CHANNEL.get(action_name)
+    if found is None:
+        offer, _, channel = action_name.partition("@")
+        found = _OFFER_CHANNEL[action_name] = (offer if channel else None, channel or None)
+    return found
 
-    Their values are checked records' (finite numbers, valid Unicode); anything msgspec
-    would not encode goes through :func:`json_response`.
+
+def _decisions_response(stored: Sequence[tuple[DecisionRecord, bool]], batch: bool) -> Response:
+    """The deciding routes' answer: :func:`decision_json` of each stored decision.
+
+    Encoded by msgspec when installed (the records' values are checked: finite numbers,
+    valid Unicode); anything msgspec would not encode goes through :func:`json_response`.
     """
-    if _encode_json is not None:
+    if _Answer is not None and _encode_json is not None:
         try:
-            return Response(_encode_json(content), media_type="application/json")
+            rows = [
+                _Answer(
+                    r.decision_id,
+                    r.event_id,
+                    r.action_name,
+                    r.action,
+                    *_offer_channel(r.action_name),
+                    r.propensity,
+                    r.policy_version,
+                    r.deferred,
+                    r.activated_at is not None,
+                    replayed,
+                )
+                for r, replayed in stored
+            ]
+            body = _encode_json({"decisions": rows} if batch else rows[0])
+            return Response(body, media_type="application/json")
         except (ValueError, TypeError, msgspec.MsgspecError):
             pass
-    return json_response(content)
+    answers = [decision_json(r, replayed) for r, replayed in stored]
+    return json_response({"decisions": answers} if batch else answers[0])
 
 
 class FastPath(NamedTuple):
@@ -406,12 +440,13 @@ def build_router(models: ApiModels) -> APIRouter:
         )
 
     async def answer_batch(c: BatchColumns, runtime: ServiceRuntime) -> Response:
-        stored = await decided(c, runtime, "batch")
-        return _decisions_response({"decisions": [decision_json(r, again) for r, again in stored]})
+        return _decisions_response(await decided(c, runtime, "batch"), batch=True)
 
     async def answer_one(c: BatchColumns, runtime: ServiceRuntime) -> Response:
-        ((record, replayed),) = await decided(c, runtime, "single")
-        return _decisions_response(decision_json(record, replayed))
+        stored = await decided(c, runtime, "single")
+        if len(stored) != 1:  # pragma: no cover - one customer in, one decision out
+            raise RuntimeError(f"one decision expected, got {len(stored)}")
+        return _decisions_response(stored, batch=False)
 
     router = APIRouter(
         tags=["decisions"],
