@@ -838,10 +838,15 @@ def _policy_terms(spec: _Spec, data: LoggedData, hashes: np.ndarray) -> _TargetT
                 else np.asfortranarray(masks[rows])
             )
             probs = policy.checked_probabilities(features, allowed)
-        elif masks is None:
-            probs = np.asarray(policy.probabilities(features), dtype=np.float64)
         else:
-            probs = np.asarray(policy.probabilities(features, masks[rows]), dtype=np.float64)
+            # Any other object gets contiguous arrays, as policy_target hands them on.
+            features = np.ascontiguousarray(features)
+            probs = np.asarray(
+                policy.probabilities(features)
+                if masks is None
+                else policy.probabilities(features, np.ascontiguousarray(masks[rows])),
+                dtype=np.float64,
+            )
         # TargetPolicy's checks: NaN fails ``min >= 0``, an infinity the sums to one.
         if probs.shape != (size, n_a) or not (
             probs.min(initial=0.0) >= 0.0

@@ -110,6 +110,39 @@ def test_chunks_give_the_checked_paths_very_results(
         assert value == pytest.approx(want[key], rel=1e-12), key
 
 
+class _Duck:
+    """The target as a plain object with ``probabilities`` (not a campaignrl Policy)."""
+
+    feature_names = FEATURES
+    action_names = ACTIONS
+
+    def __init__(self) -> None:
+        self.layouts: set[tuple[bool, bool]] = set()
+
+    def probabilities(self, features: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        assert masks is not None
+        self.layouts.add((features.flags.c_contiguous, masks.flags.c_contiguous))
+        return TARGET.probabilities(features, masks)
+
+
+def test_other_policy_objects_are_chunked_with_contiguous_arrays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_log(tmp_path / "log", 2000)
+    monkeypatch.setattr(stream, "CHUNK_ROWS", 100)
+    duck = _Duck()
+    got = run(folder, Ridge(alpha=1.0), target=duck)
+    assert duck.layouts == {(True, True)}  # row-major, as policy_target hands them on
+    monkeypatch.setattr(stream, "_chunked", lambda spec: False)
+    want = run(folder, Ridge(alpha=1.0), target=_Duck())
+    # Row-major features both ways: BLAS rounds a row alike in any number of rows (here, to
+    # the bit); allowed to differ by the layouts' bound (see the test above) nonetheless.
+    for g, w in zip(got["estimates"], want["estimates"], strict=True):
+        assert [g[k] for k in ("value", "ci_low", "ci_high")] == pytest.approx(
+            [w[k] for k in ("value", "ci_low", "ci_high")], rel=0, abs=1e-12
+        )
+
+
 class _Broken:
     """The target's probabilities, NaN where ``x0`` is above 2 (a defective policy object)."""
 
