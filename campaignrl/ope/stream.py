@@ -2,10 +2,12 @@ r"""Off-policy evaluation of Parquet logs bigger than memory, in streamed record
 
 :func:`evaluate_stream` reads a partitioned Parquet log (a folder, a glob or one file) file
 by file, in record batches of ``batch_rows`` rows and only the columns it needs. For every
-batch it builds a :class:`~campaignrl.logs.io.LoggedData`, the target's probabilities and,
-for DM and the DR family, the reward model's predictions, and runs the estimators' own
-per-row term code (:meth:`~campaignrl.ope.base.BaseOffPolicyEstimator.terms`): the same
-formulas as the in-memory path, written once. The terms are summed per bucket of customers
+batch it builds a :class:`~campaignrl.logs.io.LoggedData` (its checks made as the columns
+are converted), the target's probabilities and, for DM and the DR family, the reward
+model's predictions (a policy's :data:`CHUNK_ROWS` rows at a time, keeping only the
+``(n,)`` vectors the estimators read), and runs the estimators' own per-row term code
+(:meth:`~campaignrl.ope.base.BaseOffPolicyEstimator.terms`): the same formulas as the
+in-memory path, written once. The terms are summed per bucket of customers
 (:mod:`campaignrl.ope.bootstrap`); sums combine exactly, so on a log that fits in memory the
 streamed estimates equal the in-memory ones (to rounding, far below 1e-9), and the
 intervals come from a Poisson bootstrap over the buckets that does not depend on how the
@@ -25,9 +27,10 @@ holds it) or, with ``ray_address``, over Ray tasks. A run returns the sums of ea
 batches, and they are added in file order, batch by batch, exactly as one serial pass over
 the files would: the results are identical (to the last bit) whatever the workers.
 
-Memory: one batch in flight per worker (``batch_rows`` x (features + actions) floats), the
-runs' batch sums in flight (``(columns x M)`` floats per batch), the reward-model sample,
-and the total bucket sums; not the log.
+Memory: one batch in flight per worker (``batch_rows`` x (features + actions) values, and
+a few ``CHUNK_ROWS`` x actions floats for a policy target), the runs' batch sums in
+flight (``(columns x M)`` floats per batch), the reward-model sample, and the total bucket
+sums; not the log.
 """
 
 from __future__ import annotations
