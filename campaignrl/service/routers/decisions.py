@@ -16,10 +16,11 @@ OpenAPI schema is unchanged.
 When msgspec is installed, the batch route goes leaner still (:func:`lean_batch_reader`): the
 body is decoded by msgspec into structs typed as the request model (strict numbers within
 bounds, strict booleans, lengths, unknown keys refused) in C, the features land in one
-``(n, d)`` array, and the answer is encoded by msgspec (a third of the time of pydantic's
-model validation, a third of pydantic-core's encoding). It only ever accepts what the
-request model accepts, with the same values: anything it does not accept goes the pydantic
-way above, so every refusal is still the model's 422 naming the field.
+``(n, d)`` array (half the time of pydantic's validation, for 100 customers of 20 features),
+and the answer is encoded from msgspec structs (a quarter of the time of dicts encoded by
+pydantic-core): a third less server CPU per batch. It only ever accepts what the request
+model accepts, with the same values: anything it does not accept goes the pydantic way
+above, so every refusal is still the model's 422 naming the field.
 """
 
 from __future__ import annotations
@@ -314,8 +315,8 @@ _encode_json: Callable[[Any], bytes] | None = None
 _Answer: Any = None
 if msgspec is not None:
     _encode_json = msgspec.json.Encoder().encode
-    # DecisionOut's fields, in its order: a struct is made and encoded in a third of the time
-    # of a dict.
+    # DecisionOut's fields, in its order: a struct is made and encoded in 40% of the time of
+    # a dict.
     _Answer = msgspec.defstruct(
         "DecisionAnswer", [(name, Any) for name in DecisionOut.model_fields], gc=False
     )
