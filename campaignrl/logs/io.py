@@ -106,7 +106,8 @@ class LoggedData:
         bad = ~((props > 0.0) & (props <= 1.0))
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"`propensities` must be in (0, 1], got {props[i]!r} at index {i}")
+            got = float(props[i])
+            raise ValueError(f"`propensities` must be in (0, 1], got {got!r} at index {i}")
         object.__setattr__(self, "propensities", props)
         if self.features is not None:
             feats = _as_float_array(self.features, "features", (n, None))

@@ -290,7 +290,11 @@ def test_unusable_sources_and_options_are_refused(log, tmp_path):
         ({"actions": np.array([[0, 1]])}, ValueError, "`actions` must be a 1D array"),
         ({"rewards": np.array([0.0])}, ValueError, r"`rewards` must have shape \(2,\)"),
         ({"rewards": np.array([0.0, np.nan])}, ValueError, r"`rewards` must be finite, got nan"),
-        ({"propensities": np.array([0.5, 0.0])}, ValueError, r"`propensities` must be in \(0, 1\]"),
+        (
+            {"propensities": np.array([0.5, 0.0])},
+            ValueError,
+            r"`propensities` must be in \(0, 1\], got 0\.0 at index 1$",
+        ),
         ({"action_names": ()}, ValueError, "`action_names` must name at least one action"),
         ({"features": np.zeros((2, 2))}, ValueError, "`feature_names` must name the 2"),
         ({"feature_names": ("x",)}, ValueError, "`feature_names` must be empty"),
