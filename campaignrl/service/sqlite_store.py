@@ -23,6 +23,12 @@ _MMAP_BYTES = 1 << 30
 """the database file mapped in memory, per connection (shared pages, not copies)"""
 _CACHE_KIB = 32 * 1024
 """SQLite's own page cache, per connection (written pages live here until the commit)"""
+_PAGE_BYTES = 2048
+"""page size of a new database file (an existing one keeps its own). A commit writes every
+page it dirtied to the WAL, whole: the tail pages of the tables' and indexes' b-trees, most
+of them barely changed. Half SQLite's default 4096 measured a tenth less CPU per durable
+batch of 100 decisions (2.2 against 2.45 ms, checkpoints included); a row of a few hundred
+features still fits in one page (up to 2013 bytes), and 1024 was no better."""
 
 
 class SQLiteStore(SQLStore):
@@ -136,6 +142,8 @@ class SQLiteStore(SQLStore):
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
+            # Before the journal mode: it only takes on a file with no table yet.
+            conn.execute(f"PRAGMA page_size={_PAGE_BYTES}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")

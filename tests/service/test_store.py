@@ -399,6 +399,48 @@ def test_sqlite_arrays_are_raw_little_endian_bytes(tmp_path: Path) -> None:
     assert journal == "wal"
 
 
+def test_encoded_arrays_are_those_of_encode_array() -> None:
+    # The rows' fast path (one tobytes) gives encode_array's bytes for every layout.
+    from campaignrl.service.store import _raw, encode_array
+
+    values = np.array([0.25, -1.5, 3e300, 0.0, -0.0])
+    arrays = [
+        values,
+        values[::2],  # strided
+        values.astype(">f8"),  # big-endian
+        np.array([True, False, True]),
+        np.array([True, False, True, False])[::2],
+    ]
+    for array in arrays:
+        assert _raw(array) == encode_array(array), array
+    assert _raw(None) is None
+    assert _raw(values[::2]) == np.array([0.25, 3e300, -0.0], dtype="<f8").tobytes()
+
+
+def test_sqlite_new_files_have_small_pages_existing_ones_keep_theirs(tmp_path: Path) -> None:
+    # A commit writes whole pages to the WAL: new files get 2048-byte pages. A file laid out
+    # with other pages keeps them (SQLite cannot change them under WAL) and still works.
+    from campaignrl.service.sqlite_store import SQLiteStore
+
+    new = SQLiteStore(tmp_path / "new.db")
+    new.add_decisions([decision(1)])
+    new.close()
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as conn:
+        conn.execute("PRAGMA page_size=8192")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE other (x INTEGER)")
+    store = SQLiteStore(old)
+    store.add_decisions([decision(2)])
+    assert store.get_decision(decision(2).decision_id) == decision(2)
+    store.close()
+    sizes = {}
+    for path in (tmp_path / "new.db", old):
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            sizes[path.name] = conn.execute("PRAGMA page_size").fetchone()[0]
+    assert sizes == {"new.db": 2048, "old.db": 8192}
+
+
 def _plans_of_iter_active(store: DecisionStore, **bounds: float) -> list[str]:
     """The SQLite query plans of the statements one ``iter_active`` call runs."""
     statements: list[str] = []
