@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from mabwiser.mab import MAB, LearningPolicy
 from policy_helpers import numbered_names, random_masks, random_spd_inverse
 
-from campaignrl.policies import Exploration, LinearPolicy
+from campaignrl.policies import Exploration, LinearPolicy, linear
 
 
 def test_linear_alpha_zero_equals_matmul():
@@ -353,8 +354,8 @@ def test_linear_grouped_greedy_falls_back_to_float64(case):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_linear_grouped_greedy_few_rows_equal_the_batch_answer(seed):
-    # A single decision (up to _FEW_ROWS rows) skips the float32 pass: each row gets the
-    # probabilities it gets inside a large batch, which are the float64 scores' answer; rows
+    # A single decision or a small batch (up to _FEW_ROWS rows) skips the float32 pass: each
+    # row gets the probabilities it gets inside a large batch (the float64 scores' answer); rows
     # with near-tied and tied actions, in no group, of several weights, masked.
     rng = np.random.default_rng(200 + seed)
     d, a, groups = int(rng.integers(3, 9)), int(rng.integers(2, 20)), int(rng.integers(1, 4))
@@ -374,9 +375,15 @@ def test_linear_grouped_greedy_few_rows_equal_the_batch_answer(seed):
     masks = random_masks(rng, n, a, p_allowed=0.6)
     whole = pol.probabilities(x, masks)
     np.testing.assert_array_equal(whole, _float64_greedy(pol, x, masks))
-    start, sizes = 0, [1, 2, 3, 4]
-    while start < n:
-        k = min(sizes[start % 4], n - start)
+    # Chunks of every size up to the policy's limit of the float64 path, the limit itself;
+    # the whole batch (300 rows) is above both limits: it takes the float32 pass.
+    limit = linear._FEW_ROWS_BONUS if alpha > 0 else linear._FEW_ROWS
+    assert n > max(linear._FEW_ROWS, linear._FEW_ROWS_BONUS)
+    start, sizes = 0, [1, 2, 3, 4, limit // 3, limit]
+    for i in itertools.count():
+        if start >= n:
+            break
+        k = min(sizes[i % len(sizes)], n - start)
         rows = slice(start, start + k)
         few = pol._greedy_best_few(pol._check_features(x[rows]), pol._check_masks(masks[rows], k))
         assert few is not None
