@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 from collections.abc import Sequence
 
 __all__ = ["MIN_KEY_BYTES", "CustomerHasher"]
+
+_BLOCK = 64
+"""SHA-256's block size in bytes (HMAC pads the key to it)"""
 
 MIN_KEY_BYTES = 16
 """shortest key accepted (128 bits)"""
@@ -46,10 +49,15 @@ class CustomerHasher:
                 f"`{setting}` must be at least {MIN_KEY_BYTES} bytes, got {len(key)} bytes"
             )
         self._key = bytes(key)
-        # HMAC's keyed start state, copied per id: a third cheaper than hmac.new each time.
-        # The digest by name: OpenSSL's HMAC, whose copy is one C call (by constructor, the
-        # copy rebuilds two hash objects in Python).
-        self._start = hmac.new(self._key, digestmod="sha256")
+        # HMAC (RFC 2104): H((K ^ opad) || H((K ^ ipad) || m)), K the key padded to the
+        # block (hashed first if longer). The two keyed hash states are made once and
+        # copied per id: all C calls on hashlib objects, half the time of copying an
+        # hmac.HMAC (whose copy, update and hexdigest each go through Python), a third of
+        # hmac.new's. The tests check the hashes against hmac.new's.
+        block = self._key if len(self._key) <= _BLOCK else hashlib.sha256(self._key).digest()
+        block = block.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def __call__(self, customer_id: str | int) -> str:
         """The 64-character hex hash of ``customer_id`` (an int is hashed as its decimal).
@@ -65,9 +73,11 @@ class CustomerHasher:
         text = str(customer_id)
         if not text:
             raise ValueError("`customer_id` must not be empty, got ''")
-        mac = self._start.copy()
-        mac.update(text.encode("utf-8"))
-        return mac.hexdigest()
+        inner = self._inner.copy()
+        inner.update(text.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def many(self, customer_ids: Sequence[str | int]) -> list[str]:
         """``[self(c) for c in customer_ids]``, with less work per id for a batch of strings.
@@ -76,15 +86,17 @@ class CustomerHasher:
             TypeError: If an id is not a str or an int.
             ValueError: If an id is empty.
         """
-        copy = self._start.copy
+        inner_of, outer_of = self._inner.copy, self._outer.copy
         out: list[str] = []
         for customer_id in customer_ids:
             if type(customer_id) is not str or not customer_id:
                 out.append(self(customer_id))  # an int, or refused naming the problem
                 continue
-            mac = copy()
-            mac.update(customer_id.encode("utf-8"))
-            out.append(mac.hexdigest())
+            inner = inner_of()
+            inner.update(customer_id.encode("utf-8"))
+            outer = outer_of()
+            outer.update(inner.digest())
+            out.append(outer.hexdigest())
         return out
 
     def __repr__(self) -> str:  # never print the key

@@ -89,3 +89,16 @@ def test_many_hashes_each_id_as_one_call_does() -> None:
 def test_many_refuses_what_one_call_refuses(customer_id: object, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         CustomerHasher(KEY).many(["ok", customer_id])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("length", [16, 63, 64, 65, 200])
+def test_keys_of_any_length_give_hmac_sha256(length: int) -> None:
+    # HMAC pads a key to SHA-256's 64-byte block and hashes a longer one first: the keyed
+    # states are built by hand, so check keys on each side of the block size against hmac.
+    key = bytes(range(7, 7 + length % 249)) + b"\xff" * (length - length % 249)
+    assert len(key) == length
+    ids: list[str | int] = ["customer-1", "cüstomer-42", "x" * 300, 7]
+    hasher = CustomerHasher(key)
+    expected = [hmac.new(key, str(c).encode(), hashlib.sha256).hexdigest() for c in ids]
+    assert hasher.many(ids) == expected
+    assert [hasher(c) for c in ids] == expected
