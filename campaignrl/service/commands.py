@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -433,10 +434,20 @@ def _cmd_logs_export(args: argparse.Namespace) -> int:
             feature_names=policy.feature_names,
         )
         frame = joiner.export_logs(since)
+        held = store.counts().decisions if frame.empty else 0
     finally:
         store.close()
     write_logs(frame, out)
     print(f"wrote {len(frame)} joined decisions to {out}")
+    if frame.empty and held:
+        # An empty file is what the settings ask for, but usually means the window given here
+        # is not the service's: say so rather than leave a log `campaignrl ope` refuses.
+        print(
+            f"none of the store's {held} decisions has its reward window closed under "
+            f"--reward-window-seconds {settings.reward_window_seconds:g} (or --since): pass the "
+            "service's settings (flags, CAMPAIGNRL_* variables or --config)",
+            file=sys.stderr,
+        )
     for column, why in frame.attrs.get("outcomes_left_out", {}).items():
         print(f"outcome column {column!r} not written: {why}")
     return 0

@@ -188,6 +188,13 @@ def test_logs_export_writes_what_ope_reads(tmp_path, capsys, monkeypatch):
     assert "pass --overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--since", "2999-01-01T00:00:00Z"]) == 0
     assert len(pd.read_parquet(out)) == 0
+    note = "none of the store's 6 decisions has its reward window closed"
+    assert f"{note} under --reward-window-seconds 10 (or --since)" in capsys.readouterr().err
+    # a window longer than the service's: nothing closed yet, and the note says which was used
+    longer = [a if a != "10" else "1000" for a in args]
+    assert main([*longer, "--overwrite"]) == 0
+    assert len(pd.read_parquet(out)) == 0
+    assert f"{note} under --reward-window-seconds 1000" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--since", "yesterday"]) == 2
     assert "argument --since: must be unix seconds or an ISO 8601 time" in capsys.readouterr().err
 
