@@ -139,7 +139,13 @@ class Pool:
                 raise
         waiter: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # handed a connection just before the cancel: pass it on, or it is lost for good
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())
+            raise
 
     def release(self, conn: Connection) -> None:
         """Give ``conn`` to the oldest waiter, or keep it idle."""
@@ -191,6 +197,13 @@ async def open_loop(
         try:
             conn = await pool.acquire()
             status, body = await conn.request(requests[i])
+        except asyncio.CancelledError:
+            # Timed out at the phase's end. A request may still be in flight on the
+            # connection, so it is never reused; without this the pool leaked every such
+            # connection and the next phase waited forever for one.
+            if conn is not None:
+                pool.discard(conn)
+            raise
         except Exception as exc:  # a refused or reset connection: counted, never retried
             if conn is not None:
                 pool.discard(conn)
