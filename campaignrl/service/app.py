@@ -9,9 +9,11 @@ policy's features; the store, the policy refresh and the online learning start i
 
 Two small ASGI middlewares sit in front: one refuses bodies over the limit with a 413 (by
 ``Content-Length`` when sent, and by counting the bytes as they stream in), one times every
-request for ``/metrics``. Known refusals map to answers here (422 naming the field, 404 for an
-unknown decision, 409 for a rollback with nothing to return to); nothing else is caught:
-hostile input is handled by correct code, which the fuzz tests check.
+request for ``/metrics``; in front of them, the deciding routes' common case is answered
+straight from ASGI (:mod:`campaignrl.service.direct`: a quarter less CPU per batch). Known
+refusals map to answers here (422 naming the field, 404 for an unknown decision, 409 for a
+rollback with nothing to return to); nothing else is caught: hostile input is handled by
+correct code, which the fuzz tests check.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaignrl.service.decider import DecisionInputError
+from campaignrl.service.direct import DirectRoutes
 from campaignrl.service.metrics import ServiceMetrics
 from campaignrl.service.routers import decisions, ops, policy, rewards
 from campaignrl.service.routers.models import build_models
@@ -41,7 +44,7 @@ from campaignrl.service.store import UnknownDecisionError
 from campaignrl.service.uploads import ArchiveRefused
 from campaignrl.service.versions import PolicyRefused, PolicyVersions
 
-__all__ = ["SafeJSONResponse", "create_app", "create_app_from_env"]
+__all__ = ["SafeJSONResponse", "ServiceApp", "create_app", "create_app_from_env"]
 
 log = logging.getLogger("campaignrl.service")
 
@@ -180,11 +183,33 @@ class MetricsMiddleware:
             template = getattr(route, "path", None)
             if template is None:  # refused before routing (413), or no such path
                 template = scope["path"] if scope["path"] in self.paths else "unmatched"
-            method = scope["method"]
-            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(template, method, str(status)).inc()
-            if status >= 400:
-                self.metrics.errors.labels(template, str(status)).inc()
+            self.metrics.observe_request(
+                template, scope["method"], status, time.perf_counter() - started
+            )
+
+
+class ServiceApp(FastAPI):
+    """FastAPI, with the deciding routes' common case answered before its middleware stack.
+
+    See :mod:`campaignrl.service.direct`. Tests that replace dependencies
+    (``dependency_overrides``) always get the full stack.
+    """
+
+    direct: DirectRoutes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope."""
+        direct = self.direct
+        if (
+            direct is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in direct.paths
+            and not self.dependency_overrides
+        ):
+            await direct(scope, receive, send, super().__call__)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _text(value: Any) -> str:
@@ -274,7 +299,7 @@ def create_app(
     *,
     versions: PolicyVersions | None = None,
     clock: Callable[[], float] = time.time,
-) -> FastAPI:
+) -> ServiceApp:
     """The decision service's app for ``settings``.
 
     Args:
@@ -320,7 +345,7 @@ def create_app(
             log.info("store closed")
             metrics.mark_dead()  # several workers: this one's version sample goes
 
-    app = FastAPI(
+    app = ServiceApp(
         title="campaignrl decision service",
         version=_package_version(),
         description="Decide in real time with exact propensities, log every decision, join "
@@ -350,10 +375,17 @@ def create_app(
         metrics=metrics,
         paths=lambda: frozenset(app.openapi()["paths"]),
     )
+    app.direct = DirectRoutes(
+        decisions.fast_paths(models),
+        settings=settings,
+        metrics=metrics,
+        state=app.state,
+        handlers=app.exception_handlers,
+    )
     return app
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> ServiceApp:
     """The app for the settings in ``CAMPAIGNRL_*`` environment variables (uvicorn workers).
 
     Raises:

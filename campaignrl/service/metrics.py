@@ -179,6 +179,7 @@ class ServiceMetrics:
             ["route", "reason"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         self.latency = Histogram(
             "campaignrl_request_seconds",
             "request latency from the first byte received to the response sent",
@@ -255,6 +256,28 @@ class ServiceMetrics:
         if self.multiprocess_dir is not None:
             _forget_dead_workers(self.multiprocess_dir)
         return generate_latest(self._scrape)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answer and time it, labelled by ``route`` (its template, never raw ids).
+
+        The label children are looked up once per (route, method, status): ``labels`` costs
+        microseconds on every request of the hottest routes.
+        """
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            code = str(status)
+            children = (
+                self.latency.labels(route, method),
+                self.requests.labels(route, method, code),
+                self.errors.labels(route, code) if status >= 400 else None,
+            )
+            self._request_children[key] = children
+        latency, answered, failed = children
+        latency.observe(seconds)
+        answered.inc()
+        if failed is not None:
+            failed.inc()
 
     def mark_dead(self) -> None:
         """Drop this process's live gauges from the workers' files (a worker that stops).

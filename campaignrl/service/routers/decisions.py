@@ -58,6 +58,8 @@ from campaignrl.service.routers.models import (
 from campaignrl.service.runtime import ServiceRuntime
 
 __all__ = [
+    "BATCH_PATH",
+    "ONE_PATH",
     "BatchColumns",
     "CheckedRuntime",
     "FastPath",
@@ -65,6 +67,7 @@ __all__ = [
     "checked_runtime",
     "decision_json",
     "decision_out",
+    "fast_paths",
     "json_response",
     "lean_batch_reader",
 ]
@@ -376,6 +379,16 @@ class FastPath(NamedTuple):
     lean: Callable[[bytes], BatchColumns | None] | None = None
     """columns straight from the raw body, or ``None`` for the adapter to judge it"""
 
+    def parse(self, body: bytes) -> BatchColumns | None:
+        """The columns of a body the route accepts, or ``None`` for FastAPI to answer it."""
+        parsed = self.lean(body) if self.lean is not None else None
+        if parsed is None:
+            try:
+                parsed = self.columns(self.adapter.validate_json(body))
+            except ValidationError:  # FastAPI's own answer: the 422 naming the field
+                return None
+        return parsed
+
 
 def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
     """An :class:`~fastapi.routing.APIRoute` class whose routes named in ``paths`` go fast.
@@ -392,7 +405,6 @@ def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
             fast = paths.get(self.name)
             if fast is None:
                 return slow
-            adapter, columns, answer, lean = fast
 
             async def handler(request: Request) -> Response:
                 if (
@@ -400,26 +412,24 @@ def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
                     or request.app.dependency_overrides
                 ):
                     return await slow(request)
-                body = await request.body()
-                parsed = lean(body) if lean is not None else None
+                parsed = fast.parse(await request.body())
                 if parsed is None:
-                    try:
-                        parsed = columns(adapter.validate_json(body))
-                    except ValidationError:  # FastAPI's own answer: the 422 naming the field
-                        return await slow(request)
+                    return await slow(request)
                 # The route's dependency, resolved by hand: the same checks, the same errors.
                 runtime = await checked_runtime(request, await _api_key_header(request))
-                return await answer(parsed, runtime)
+                return await fast.answer(parsed, runtime)
 
             return handler
 
     return JSONFastRoute
 
 
-def build_router(models: ApiModels) -> APIRouter:
-    """The decisions router for the policy the models were built for."""
-    decision_in = models.decision_in
-    batch_in = models.decision_batch_in
+BATCH_PATH = "/v1/decisions:batch"
+ONE_PATH = "/v1/decisions"
+
+
+def fast_paths(models: ApiModels) -> dict[str, FastPath]:
+    """The fast paths of the two deciding routes, by path (``POST`` only)."""
     columns = _columns_reader(models)
 
     def batch_columns(body: Any) -> BatchColumns:
@@ -449,21 +459,31 @@ def build_router(models: ApiModels) -> APIRouter:
             raise RuntimeError(f"one decision expected, got {len(stored)}")
         return _decisions_response(stored, batch=False)
 
+    return {
+        BATCH_PATH: FastPath(
+            TypeAdapter(models.decision_batch_in),
+            batch_columns,
+            answer_batch,
+            lean_batch_reader(models),
+        ),
+        ONE_PATH: FastPath(TypeAdapter(models.decision_in), one_columns, answer_one),
+    }
+
+
+def build_router(models: ApiModels) -> APIRouter:
+    """The decisions router for the policy the models were built for."""
+    decision_in = models.decision_in
+    batch_in = models.decision_batch_in
+    paths = fast_paths(models)
+    batch, one = paths[BATCH_PATH], paths[ONE_PATH]
     router = APIRouter(
         tags=["decisions"],
-        route_class=_json_fast_route(
-            {
-                "decide_batch": FastPath(
-                    TypeAdapter(batch_in), batch_columns, answer_batch, lean_batch_reader(models)
-                ),
-                "decide": FastPath(TypeAdapter(decision_in), one_columns, answer_one),
-            }
-        ),
+        route_class=_json_fast_route({"decide_batch": batch, "decide": one}),
     )
 
     # The batch route comes first: ``/v1/decisions:batch`` is a path of its own.
     @router.post(
-        "/v1/decisions:batch",
+        BATCH_PATH,
         response_model=DecisionBatchOut,
         responses=_ERRORS,
         summary=f"Decide for up to {models.max_batch} customers",
@@ -474,10 +494,10 @@ def build_router(models: ApiModels) -> APIRouter:
         runtime: CheckedRuntime,
     ) -> Response:
         """Every decision is drawn, logged with its propensity and committed together."""
-        return await answer_batch(batch_columns(body), runtime)
+        return await batch.answer(batch.columns(body), runtime)
 
     @router.post(
-        "/v1/decisions",
+        ONE_PATH,
         response_model=DecisionOut,
         responses=_ERRORS,
         summary="Decide for one customer",
@@ -491,7 +511,7 @@ def build_router(models: ApiModels) -> APIRouter:
 
         The same ``event_id`` again returns the first decision and logs nothing new.
         """
-        return await answer_one(one_columns(body), runtime)
+        return await one.answer(one.columns(body), runtime)
 
     @router.post(
         "/v1/decisions/{decision_id}/activate",
