@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import signal
@@ -299,9 +300,11 @@ async def closed_loop(
 
     cpu0, t0 = _cpu_seconds(server_pid), time.perf_counter()
     loop0 = _cpu_seconds(server_pid, server_pid)  # uvicorn's event loop runs in the main thread
+    own0 = _cpu_seconds(os.getpid())
     await asyncio.gather(*(sender() for _ in range(workers)))
     cpu1, t1 = _cpu_seconds(server_pid), time.perf_counter()
     loop1 = _cpu_seconds(server_pid, server_pid)
+    own1 = _cpu_seconds(os.getpid())
     return {
         "phase": name,
         "offered_rps": float("nan"),
@@ -314,6 +317,8 @@ async def closed_loop(
         "server_cpu_ms_per_request": (cpu1 - cpu0) * 1e3 / max(1, n),
         "server_loop_cpu_ms_per_request": (loop1 - loop0) * 1e3 / max(1, n),
         "server_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        # The load generator shares the machine's two cores with the server.
+        "client_cpu_ms_per_request": (own1 - own0) * 1e3 / max(1, n),
         "p50_ms": float("nan"),
         "p90_ms": float("nan"),
         "p99_ms": float("nan"),
@@ -594,7 +599,8 @@ def table(results: Sequence[dict[str, Any]], slo_ms: float) -> str:
         if "server_cpu_ms_per_request" in r:
             phase += (
                 f": server CPU {r['server_cpu_ms_per_request']:.2f} ms per request "
-                f"({r['server_loop_cpu_ms_per_request']:.2f} in the event loop's thread)"
+                f"({r['server_loop_cpu_ms_per_request']:.2f} in the event loop's thread); "
+                f"the load generator's CPU {r['client_cpu_ms_per_request']:.2f} ms"
             )
         lines.append(
             f"| {r['store']} | {phase} | {r['offered_rps']:,.0f} | {r['requests']:,} | "
@@ -614,7 +620,15 @@ def _batch_reader() -> str:
 
 
 def _rates(text: str) -> list[float]:
-    return [float(s) for s in text.split(",") if s.strip()]
+    """Comma-separated positive rates; an empty string skips the phase."""
+    rates = [float(s) for s in text.split(",") if s.strip()]
+    bad = [r for r in rates if not (r > 0 and math.isfinite(r))]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"rates must be positive and finite, got {bad[0]!r} in {text!r} "
+            "(pass an empty string to skip a phase)"
+        )
+    return rates
 
 
 def main(argv: Sequence[str] | None = None) -> int:
