@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from campaignrl.policies import sampling
 from campaignrl.policies.sampling import (
     epsilon_mix,
     greedy_probabilities,
@@ -130,6 +131,28 @@ def test_sample_actions_equals_the_sequential_algorithm_bit_for_bit(order, n_act
     np.testing.assert_array_equal(actions, expected)
     np.testing.assert_array_equal(prop, expected_prop)
     assert actions.dtype == np.int64
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n_actions", [1, 2, 13, 300])
+@pytest.mark.parametrize("n", [1, 2, 7, sampling._FEW_ROWS, sampling._FEW_ROWS + 1])
+def test_sample_actions_few_rows_equal_the_loop_bit_for_bit(order, n_actions, n):
+    # One row in Python, a few with one accumulate: the draws of the loop over actions, the
+    # same generator state after. Rows of dyadic probabilities put u on running sums exactly.
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        probs = _random_sparse_probs(rng, n, n_actions)
+        if trial % 4 == 0:
+            probs = np.floor(probs * 8.0) / 8.0
+            probs[:, 0] += 1.0 - probs.sum(axis=1)
+        probs = np.asarray(probs, order=order)
+        seed = int(rng.integers(0, 2**31))
+        got_rng, want_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        actions, prop = sample_actions(probs, got_rng)
+        want, want_prop = sampling._sample_rows(probs, want_rng, accumulate=False)
+        assert actions.tobytes() == want.tobytes() and actions.dtype == np.int64
+        assert prop.tobytes() == want_prop.tobytes() and prop.dtype == np.float64
+        assert got_rng.random() == want_rng.random()
 
 
 # ---------------------------------------------------------------------- uniform / greedy
