@@ -199,6 +199,10 @@ class Exploration:
         """
         masks = np.asfortranarray(masks)
         n = masks.shape[0]
+        if n == 1:
+            one = self._greedy_one(best, masks)
+            if one is not None:
+                return one
         # Built as its (A, n) transpose: one contiguous row per action, broadcasts along rows.
         if self.epsilon > 0.0:
             probs_t = self._spread(masks)
@@ -209,6 +213,31 @@ class Exploration:
             1.0 - self.epsilon
         )
         return probs_t.T
+
+    def _greedy_one(self, best: np.ndarray, masks: np.ndarray) -> np.ndarray | None:
+        """:meth:`greedy_probabilities` of one row in plain Python, or ``None`` for numpy's.
+
+        The same IEEE operations on Python floats (``epsilon / k`` per allowed action, then
+        ``1 - epsilon`` added to the best), without a dozen numpy calls on arrays of one row.
+        ``None`` where numpy's path differs in kind: masks that are not booleans, no allowed
+        action, or ``best`` not one index inside the row (numpy's errors and warnings).
+        """
+        picked = np.asarray(best, dtype=np.intp)
+        if masks.dtype != bool or picked.shape != (1,):
+            return None
+        allowed = masks[0].tolist()
+        k = sum(allowed)
+        b = int(picked[0])
+        if k == 0 or not 0 <= b < len(allowed):
+            return None
+        epsilon = self.epsilon
+        if epsilon > 0.0:
+            share = epsilon / k
+            row = [share if a else 0.0 for a in allowed]
+        else:
+            row = [0.0] * len(allowed)
+        row[b] += 1.0 - epsilon
+        return np.array([row])
 
     def _spread(self, masks: np.ndarray) -> np.ndarray:
         """``(A, n)``: ``epsilon / k`` on each of a row's ``k`` allowed actions (transposed)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
@@ -95,6 +96,21 @@ class _Greedy32(NamedTuple):
     """(A, 1) uint8 ``0 .. A - 1``"""
 
 
+class _One(NamedTuple):
+    """A bonus-free :class:`_Greedy32` as Python values, for one row at a time."""
+
+    groups: list[int]
+    """the group columns"""
+    shared: list[int]
+    """the feature columns active in every group"""
+    weights: tuple[np.ndarray, ...]
+    """per group, ``weights[[g]]``: its ``(1, A, k)`` block, a contiguous copy"""
+    scale: list[float]
+    """per group, ``scale`` (float32 values)"""
+    size_floor: float
+    """``size_floor`` (a float32 value)"""
+
+
 def _as_slice(columns: np.ndarray) -> np.ndarray | slice:
     """A run of consecutive columns as a slice (a view, no copy), others unchanged."""
     if columns.size and (np.diff(columns) == 1).all():
@@ -161,6 +177,7 @@ class LinearPolicy(Policy):
         )
         self._blocks = self._group_blocks()
         self._greedy32 = self._greedy32_form()
+        self._one = self._one_form()
 
     def feature_map(self, features: np.ndarray) -> np.ndarray:
         """``phi(x)``: the features, or their outer product with the group one-hot."""
@@ -197,6 +214,10 @@ class LinearPolicy(Policy):
         """
         x, m = features, np.asfortranarray(masks)
         if self.exploration.kind == "greedy":
+            if x.shape[0] == 1 and self._one is not None:
+                one = self._greedy_best_one(x, m, self._one)
+                if one is not None:
+                    return self.exploration.greedy_probabilities(one, m)
             few = x.shape[0] <= (_FEW_ROWS_BONUS if self.alpha > 0 else _FEW_ROWS)
             best = self._greedy_best_few(x, m) if few else self._greedy_best(x, m)
             if best is not None:
@@ -378,6 +399,59 @@ class LinearPolicy(Policy):
             return None
         scores = self._scores64(x, which, weight)
         return np.where(masks, scores, -np.inf).argmax(axis=1)
+
+    def _one_form(self) -> _One | None:
+        """What :meth:`_greedy_best_one` reads, as Python values.
+
+        ``None`` without a bonus-free per-group form (the one-row path covers that case only).
+        """
+        form = self._greedy32
+        if form is None or self.alpha > 0:
+            return None
+        return _One(
+            np.arange(len(self.feature_names))[form.groups].tolist(),
+            np.arange(len(self.feature_names))[form.shared].tolist(),
+            tuple(form.weights[[g]] for g in range(form.weights.shape[0])),
+            form.scale.astype(np.float64).tolist(),
+            float(form.size_floor),
+        )
+
+    def _greedy_best_one(self, x: np.ndarray, masks: np.ndarray, one: _One) -> np.ndarray | None:
+        """:meth:`_greedy_best_few` of one row without a bonus, mostly in plain Python.
+
+        A few dozen numpy calls on arrays of one row cost more than the arithmetic. The
+        same operations: the row's group and weight, then its scores from the same
+        ``np.matmul`` of the same ``(1, A, k)`` weights (a copy, as ``weights[which]`` is)
+        and ``(1, k, 1)`` column, times the weight as Python floats (IEEE doubles, the same
+        products), then the first best allowed one. The float32-range check is estimated in
+        Python, well inside the bound (a relative ``1e-9`` margin, far above the estimate's
+        rounding); ``None`` (numpy's path decides) beyond that margin, for a row in several
+        groups, or inputs other than float64 features and boolean masks.
+        """
+        if masks.dtype != bool or x.dtype != np.float64:
+            return None
+        row = x[0].tolist()
+        values = [row[c] for c in one.groups]
+        nonzero = [v != 0 for v in values]
+        if sum(nonzero) > 1:
+            return None
+        which = nonzero.index(True) if True in nonzero else 0
+        weight = values[which]
+        shared = [row[c] for c in one.shared]
+        size = math.hypot(math.sqrt(math.fsum(v * v for v in shared)), weight) * abs(weight)
+        size = (size + one.size_floor) * one.scale[which]
+        if not size <= 1e16 * (1.0 - 1e-9):  # NaN included
+            return None
+        shared.append(weight)
+        column = np.array(shared).reshape(1, len(shared), 1)
+        y = np.matmul(one.weights[which], column)[0, :, 0].tolist()
+        best, top = 0, -math.inf
+        for a, allowed in enumerate(masks[0].tolist()):
+            if allowed:
+                score = y[a] * weight
+                if score > top or top == -math.inf:
+                    best, top = a, score
+        return np.array([best], dtype=np.intp)
 
     def _scores64(self, x: np.ndarray, which: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """float64 scores ``(n, A)`` of rows of known groups and weights, for a few rows.

@@ -150,6 +150,22 @@ def test_masked_softmax_float32_scores_match_float64(temperature):
     assert (np.abs(got * (1.0 + 1e-5) - expected) > bound).any()
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.3, 1.0, 1, 1e-300])
+def test_greedy_probabilities_of_one_row_equal_those_in_a_batch(epsilon):
+    # One row is computed in plain Python: bit for bit the numpy batch's row.
+    rng = np.random.default_rng(9)
+    e = Exploration("greedy", epsilon=epsilon)
+    for a in (1, 2, 7, 13, 300):
+        masks = rng.random((40, a)) < 0.4
+        masks[np.arange(40), rng.integers(0, a, 40)] = True
+        best = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        whole = e.greedy_probabilities(best, masks)
+        for i in range(40):
+            one = e.greedy_probabilities(best[i : i + 1], masks[i : i + 1])
+            assert one.shape == (1, a) and one.dtype == np.float64
+            assert one.tobytes() == np.ascontiguousarray(whole[i : i + 1]).tobytes()
+
+
 @pytest.mark.parametrize("epsilon", [0.0, 0.3])
 def test_greedy_probabilities_from_best_equal_probabilities(epsilon):
     rng = np.random.default_rng(8)

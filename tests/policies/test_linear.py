@@ -391,6 +391,52 @@ def test_linear_grouped_greedy_few_rows_equal_the_batch_answer(seed):
         start += k
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_linear_grouped_greedy_one_row_equals_the_few_rows_answer(seed):
+    # One row without a bonus is decided mostly in plain Python: the best action of the
+    # numpy few-rows path for every row (tied, near-tied, in no group, masked, tiny weights).
+    rng = np.random.default_rng(300 + seed)
+    d, a, groups = int(rng.integers(3, 9)), int(rng.integers(2, 20)), int(rng.integers(1, 4))
+    groups = min(groups, d - 1)
+    pol = _grouped_linear(rng, d, a, groups, 0.0, epsilon=[0.0, 0.1][seed % 2])
+    beta = pol.beta.copy()
+    if a > 3:
+        beta[1] = beta[0]
+        beta[3] = beta[2] * (1.0 + 1e-15)
+    pol = _with_parameters(pol, beta, None, 0.0)
+    assert pol._one is not None
+    n = 500
+    x = _grouped_rows(rng, n, d, groups, weights=(1.0, 1.0, 0.5, -2.0, 1e-3, 1e-30, 1e-310))
+    x[::7] *= 1e-200
+    masks = np.asfortranarray(random_masks(rng, n, a, p_allowed=0.6))
+    for i in range(n):
+        xi, mi = x[i : i + 1], masks[i : i + 1]
+        one = pol._greedy_best_one(xi, mi, pol._one)
+        few = pol._greedy_best_few(xi, mi)
+        assert one is not None and few is not None
+        assert one.tolist() == few.tolist()
+        with_few = pol.exploration.greedy_probabilities(few, mi)
+        assert pol.probabilities(xi, mi).tobytes() == with_few.tobytes()
+
+
+def test_linear_grouped_greedy_one_row_leaves_the_float32_bound_to_numpy():
+    # Near the few-rows path's bound on |z| (1e16) the Python estimate steps aside: the
+    # numpy path decides, on both sides of it.
+    rng = np.random.default_rng(37)
+    pol = _grouped_linear(rng, 4, 3, 2, 0.0)
+    masks = np.ones((1, 3), dtype=bool, order="F")
+    x = np.array([[1.0, 0.0, 3.0, 4.0]])
+    form = pol._greedy32
+    assert form is not None
+    per_unit = (5.0 * 1.0 + float(form.size_floor)) * float(form.scale[0])
+    for factor in (0.5, 1.0 - 1e-12, 1.0 + 1e-12, 2.0):
+        xi = x * np.array([[1.0, 1.0, 1.0, 1.0]])
+        xi[0, 2:] *= factor * 1e16 / per_unit
+        one = pol._greedy_best_one(xi, masks, pol._one)
+        assert (one is None) == (factor > 0.9)
+        np.testing.assert_array_equal(pol.probabilities(xi, masks), _float64_greedy(pol, xi, masks))
+
+
 @pytest.mark.parametrize("case", ["two-groups", "huge", "beyond-float32"])
 def test_linear_grouped_greedy_few_rows_fall_back_to_float64(case):
     rng = np.random.default_rng(36)
