@@ -68,6 +68,9 @@ class SQLiteStore(SQLStore):
         0
     """
 
+    # Ints and bytearrays bind without the module's adapter lookup (bools, bytes do not).
+    _NATIVE_PARAMS = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -399,22 +399,56 @@ def test_sqlite_arrays_are_raw_little_endian_bytes(tmp_path: Path) -> None:
     assert journal == "wal"
 
 
-def test_encoded_arrays_are_those_of_encode_array() -> None:
-    # The rows' fast path (one tobytes) gives encode_array's bytes for every layout.
-    from campaignrl.service.store import _raw, encode_array
+def test_encode_array_gives_plain_little_endian_bytes() -> None:
+    # Its one-tobytes fast path (native float64, bool) matches the plain conversion.
+    from campaignrl.service.store import encode_array
 
-    values = np.array([0.25, -1.5, 3e300, 0.0, -0.0])
-    arrays = [
-        values,
-        values[::2],  # strided
-        values.astype(">f8"),  # big-endian
-        np.array([True, False, True]),
-        np.array([True, False, True, False])[::2],
+    values = np.array([0.25, -1.5, 3e300, 0.0, -0.0, 5e-324])
+    for array in [values, values[::2], values.astype(">f8"), values[::-2].astype(">f8")]:
+        assert encode_array(array) == array.astype("<f8").tobytes(), array
+    for mask in [np.array([True, False, True]), np.array([True, False, True, False])[::2]]:
+        assert encode_array(mask) == mask.astype(np.uint8).tobytes(), mask
+    assert encode_array(None) is None
+    assert encode_array(values[::2]) == np.array([0.25, 3e300, -0.0], dtype="<f8").tobytes()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_decision_params_are_the_rows_of_the_records(native: bool) -> None:
+    # Whatever path encodes them (one dtype for all, mixed dtypes, masks on some rows), the
+    # values bound are each record's fields in column order, arrays by encode_array, and
+    # a nullable column is left out only when it is NULL in every row.
+    from campaignrl.service.store import _DECISION_COLUMNS, _decision_params, encode_array
+
+    allowed = np.array([True, True, False, True])
+    big_endian = decision(3)
+    object.__setattr__(big_endian, "features", big_endian.features.astype(">f8"))
+    batches = [
+        [decision(1), decision(2)],
+        [decision(1, mask=allowed, event_id="e1"), decision(2), big_endian],
+        [decision(1, deferred=True), decision(2, deferred=True, mask=allowed)],
     ]
-    for array in arrays:
-        assert _raw(array) == encode_array(array), array
-    assert _raw(None) is None
-    assert _raw(values[::2]) == np.array([0.25, 3e300, -0.0], dtype="<f8").tobytes()
+    for records in batches:
+        columns, values = _decision_params(records, native=native)
+        expected = [
+            [encode_array(v) if isinstance(v, np.ndarray) or c == "mask" else v for c, v in
+             ((c, getattr(r, c)) for c in _DECISION_COLUMNS)]
+            for r in records
+        ]  # fmt: skip
+        kept = [
+            j
+            for j, c in enumerate(_DECISION_COLUMNS)
+            if any(row[j] is not None for row in expected)
+        ]
+        assert columns == tuple(_DECISION_COLUMNS[j] for j in kept)
+        flat = [row[j] for row in expected for j in kept]
+        assert values == flat
+        for got, want in zip(values, flat, strict=True):
+            if native and isinstance(want, bool):
+                assert type(got) is int
+            elif native and isinstance(want, bytes):
+                assert type(got) is bytearray
+            else:
+                assert type(got) is type(want)
 
 
 def test_sqlite_new_files_have_small_pages_existing_ones_keep_theirs(tmp_path: Path) -> None:
@@ -510,9 +544,11 @@ _OUTCOMES = ["opened", "purchased", "basket_value", "unsubscribed", "churned"]
 def _make_old_store(store_url: str, version: str) -> None:
     """A store in the version-1 layout, its ``meta`` saying ``version``, holding decision d0001
     with one reward (2.5 at 3.0, on time), written by plain SQL as the old code wrote them."""
-    from campaignrl.service.store import _decision_row  # the row layout did not change
+    from campaignrl.service.store import _DECISION_COLUMNS, encode_array
 
-    row = list(_decision_row(decision(1)))
+    record = decision(1)  # the row layout did not change
+    row = [getattr(record, c) for c in _DECISION_COLUMNS]
+    row[7:10] = [encode_array(a) for a in row[7:10]]
     if store_url.startswith("sqlite"):
         types = {"real": "REAL", "blob": "BLOB", "boolean": "INTEGER"}
         serial = "INTEGER PRIMARY KEY"
