@@ -5,7 +5,7 @@
         [--batch-rates 150,200,250,300] [--batch-size 100]
         [--reward-rates 500,1000] [--reward-batch-rates 100,200]
         [--connections 64] [--slo-ms 10] [--pin | --no-pin] [--json out.json]
-        [--cpu-batches 0] [--cpu-workers 8]
+        [--cpu-singles 0] [--cpu-batches 0] [--cpu-workers 8]
 
 The server reads batch bodies with msgspec when it is installed (see
 ``campaignrl.service.routers.decisions.lean_batch_reader``), else with pydantic; the header
@@ -37,7 +37,9 @@ earlier in the run. The bodies are real observations of a ``retail`` population.
 ``--cpu-batches N``, after the batch phases, ``N`` batches go out closed-loop from
 ``--cpu-workers`` senders and the server's CPU time (user + system, all threads, from
 ``/proc/<pid>/stat``) per batch is reported: on a shared machine it is steadier than the
-wall-clock rate, and one worker's ceiling is about ``1 / (CPU per batch)`` batches/s.
+wall-clock rate, and one worker's ceiling is about ``1 / (CPU per batch)`` batches/s. The
+event loop's thread is reported apart (it bounds one worker), and the load generator's own CPU.
+``--cpu-singles N`` does the same with single decisions, after the single phases.
 
 On 2 cores the client competes with the server. With ``--pin`` the server runs on CPU 0, the
 client and PostgreSQL on CPU 1 (``taskset``); by default nothing is pinned, which measured
@@ -396,6 +398,16 @@ async def run_client(spec: dict[str, Any]) -> list[dict[str, Any]]:
         await asyncio.sleep(0.5)
         return result
 
+    async def cpu_phase(name: str, n: int, make: Any, items: int) -> None:
+        result = await closed_loop(
+            pool, name, n, make, items=items, workers=spec["cpu_workers"],
+            server_pid=spec["server_pid"],
+        )  # fmt: skip
+        result["decisions_acknowledged"] = result["ok"] * items
+        result["rewards_acknowledged"] = 0
+        results.append(result)
+        print(json.dumps(result), file=sys.stderr, flush=True)
+
     try:
         warm = await open_loop(pool, "warm-up", 200.0, 400, single, items=1, on_body=keep_id)
         warm["decisions_acknowledged"] = warm["ok"]
@@ -408,17 +420,13 @@ async def run_client(spec: dict[str, Any]) -> list[dict[str, Any]]:
             result["sustained"] = _sustained(result, slo)
             if not result["sustained"]:
                 break
+        if spec.get("cpu_singles"):
+            await cpu_phase("single, closed loop (server CPU)", spec["cpu_singles"], single, 1)
         for rate in spec["batch_rates"]:
             await phase(f"batch of {size}", rate, batch, size, keep_ids)
         if spec["cpu_batches"]:
-            result = await closed_loop(
-                pool, f"batch of {size}, closed loop (server CPU)", spec["cpu_batches"], batch,
-                items=size, workers=spec["cpu_workers"], server_pid=spec["server_pid"],
-            )  # fmt: skip
-            result["decisions_acknowledged"] = result["ok"] * size
-            result["rewards_acknowledged"] = 0
-            results.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)
+            name = f"batch of {size}, closed loop (server CPU)"
+            await cpu_phase(name, spec["cpu_batches"], batch, size)
         for rate in spec["reward_rates"]:
             await phase("reward", rate, reward, 1, None)
         for rate in spec["reward_batch_rates"]:
@@ -549,6 +557,7 @@ def run_store(backend: str, args: argparse.Namespace, pin: bool) -> list[dict[st
                     "connections": args.connections,
                     "slo_ms": args.slo_ms,
                     "cpu_batches": args.cpu_batches,
+                    "cpu_singles": args.cpu_singles,
                     "cpu_workers": args.cpu_workers,
                     "server_pid": proc.pid,
                 }
@@ -650,7 +659,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="after the batch phases, send this many batches closed-loop and report the "
         "server's CPU time per batch (read from /proc)",
     )
-    parser.add_argument("--cpu-workers", type=int, default=8, help="senders of --cpu-batches")
+    parser.add_argument(
+        "--cpu-singles",
+        type=int,
+        default=0,
+        help="after the single phases, send this many single decisions closed-loop and report "
+        "the server's CPU time per decision",
+    )
+    parser.add_argument(
+        "--cpu-workers", type=int, default=8, help="senders of --cpu-batches and --cpu-singles"
+    )
     parser.add_argument("--slo-ms", type=float, default=10.0)
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--json", type=Path, help="also write the results here")
