@@ -346,12 +346,14 @@ class Decider:
         d = len(names)
         if x.ndim != 2 or x.shape[1] != d:
             raise DecisionInputError(("features",), x.shape, f"must have shape (n, {d})")
-        if x.dtype == bool or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        if x.dtype != np.float64 and (
+            x.dtype == bool or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x)
+        ):
             raise DecisionInputError(("features",), x.dtype, "must hold real numbers")
         out = x.astype(np.float64)
-        bad = ~np.isfinite(out)
-        if bad.any():
-            row, col = (int(v) for v in np.argwhere(bad)[0])
+        finite = np.isfinite(out)
+        if not finite.all():
+            row, col = (int(v) for v in np.argwhere(~finite)[0])
             raise DecisionInputError(
                 (row, "features", names[col]), x[row, col].item(), "must be a finite real number"
             )
@@ -495,9 +497,22 @@ class Decider:
             probs = np.empty((0, policy.n_actions))
             actions, propensities = np.empty(0, dtype=np.int64), np.empty(0)
         else:
-            probs = np.ascontiguousarray(policy.probabilities(x, m))
+            if type(policy).probabilities is Policy.probabilities:
+                # The inputs are checked as Policy.probabilities checks them (finite float64
+                # features, masks allowing an action per row): only its layout step is left.
+                probs = policy.checked_probabilities(
+                    x,
+                    np.ones((n, policy.n_actions), dtype=bool, order="F")
+                    if m is None
+                    else np.asfortranarray(m),
+                )
+            else:  # a kind with probabilities of its own: its own checks
+                probs = policy.probabilities(x, m)
+            # Drawn before the row-major copy: sample_actions works on column-major
+            # probabilities, which greedy exploration gives, so neither layout is copied twice.
             with self._lock:
                 actions, propensities = sample_actions(probs, self._rng)
+            probs = np.ascontiguousarray(probs)
         for array in (probs, x, m, actions, propensities):
             if array is not None:
                 array.setflags(write=False)

@@ -285,3 +285,42 @@ def test_bad_settings(kwargs, error, match):
 def test_a_non_policy_is_refused():
     with pytest.raises(TypeError, match=r"`policy` must be a Policy"):
         Decider(object(), seed=0)  # type: ignore[arg-type]
+
+
+def _grouped_linear(rng: np.random.Generator, epsilon: float) -> LinearPolicy:
+    """Per-segment linear models on 6 features (2 segment columns), 5 actions."""
+    names = [f"f{i}" for i in range(6)]
+    actions = ["no_contact"] + [f"o{i}@email" for i in range(4)]
+    beta = rng.normal(size=(5, 12))
+    beta[2] = beta[1]  # exact ties
+    return LinearPolicy(
+        names, actions, beta, interact_with=names[:2], exploration=Exploration(epsilon=epsilon)
+    )
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+@pytest.mark.parametrize("n", [1, 3, 100, 400])
+def test_decisions_are_the_policy_probabilities_and_sample_actions(epsilon, n):
+    # The decider skips the policy's re-check of inputs it checked itself: the same
+    # probabilities (bit for bit) and draws as the policy's own checked path.
+    from campaignrl.policies import sample_actions
+
+    rng = np.random.default_rng(n)
+    for policy in (_grouped_linear(rng, epsilon), tabular(), constant(epsilon)):
+        d = len(policy.feature_names)
+        x = rng.normal(size=(n, d))
+        if d == 6:
+            x[:, :2] = 0.0
+            x[np.arange(n), rng.integers(0, 2, n)] = rng.choice([1.0, 0.5, -2.0], n)
+        masks = rng.random((n, policy.n_actions)) < 0.6
+        masks[np.arange(n), rng.integers(0, policy.n_actions, n)] = True
+        for given in (None, masks):
+            single = n == 1
+            rows = None if given is None else (given[0].tolist() if single else list(given))
+            got = Decider(policy, seed=5).decide_columns(x, rows, single=single)
+            probs = policy.probabilities(x, given)
+            actions, propensities = sample_actions(probs, np.random.default_rng(5))
+            assert got.probabilities.tobytes() == np.ascontiguousarray(probs).tobytes()
+            assert got.probabilities.flags.c_contiguous
+            assert got.actions.tolist() == actions.tolist()
+            assert got.propensities.tobytes() == propensities.tobytes()
