@@ -303,3 +303,58 @@ def test_the_answer_encoded_by_msgspec_is_decision_json():
     one = decisions._decisions_response(stored[1:2], batch=False)
     assert json.loads(one.body) == expected[1]
     assert batch.headers["content-type"] == "application/json"
+
+
+# ------------------------------------------------------------ one customer (POST /v1/decisions)
+
+READ_ONE = decisions.lean_one_reader(MODELS)
+MODEL_ONE = TypeAdapter(MODELS.decision_in)
+
+
+def check_one(raw: bytes) -> decisions.BatchColumns | None:
+    """:func:`check` for a single customer's body."""
+    assert READ_ONE is not None
+    lean = READ_ONE(raw)
+    if lean is not None:
+        try:
+            slow = COLUMNS([MODEL_ONE.validate_json(raw)])
+        except ValidationError:
+            message = f"the lean reader accepted what the model refuses: {raw!r}"
+            raise AssertionError(message) from None
+        assert same(lean, slow), (lean, slow)
+    return lean
+
+
+@pytest.mark.parametrize(
+    ("one", "accepted"),
+    [
+        (item(), True),
+        (item(event_id="e-1", deferred=True, mask=[True, False, True]), True),
+        (item(mask=["bundle@sms"]), True),
+        (item(features={"x y": 1, "recency": 2, "segment=new": 3}), True),
+        (item(features={**ROW, "recency": True}), False),
+        (item(features={**ROW, "recency": 1e9 + 1}), False),
+        (item(features={"recency": 1, "segment=new": 2}), False),
+        (item(extra=1), False),
+        (item(customer_id="c\n"), False),
+        (item(mask=["nope"]), False),
+        ({"decisions": [item()]}, False),  # a batch body is not one customer's
+    ],
+)
+def test_one_customers_body_is_read_as_the_model_reads_it(one, accepted):
+    columns = check_one(json.dumps(one).encode())
+    assert (columns is not None) == accepted
+    if columns is not None:
+        assert columns.features.shape == (1, len(FEATURES))
+        assert columns.customer_ids == [one["customer_id"]]
+
+
+@st.composite
+def _one_bodies(draw: Any) -> bytes:
+    return _item_text(draw).encode()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(raw=_one_bodies())
+def test_fuzz_what_the_one_reader_accepts_the_model_accepts_alike(raw):
+    check_one(raw)

@@ -13,7 +13,7 @@ gives the same answer as without the fast path: the 422 naming the field, the 40
 that is not UTF-8, the API key's 401 or 403. The routes declare their models as usual, so the
 OpenAPI schema is unchanged.
 
-When msgspec is installed, the batch route goes leaner still (:func:`lean_batch_reader`): the
+When msgspec is installed, the two routes go leaner still (:func:`lean_batch_reader`): the
 body is decoded by msgspec into structs typed as the request model (strict numbers within
 bounds, strict booleans, lengths, unknown keys refused) in C, the features land in one
 ``(n, d)`` array (half the time of pydantic's validation, for 100 customers of 20 features),
@@ -70,6 +70,7 @@ __all__ = [
     "fast_paths",
     "json_response",
     "lean_batch_reader",
+    "lean_one_reader",
 ]
 
 
@@ -221,6 +222,28 @@ def _columns_reader(models: ApiModels) -> Callable[[Sequence[Any]], BatchColumns
 def lean_batch_reader(models: ApiModels) -> Callable[[bytes], BatchColumns | None] | None:
     """A reader of batch bodies decoded by msgspec, or ``None`` when msgspec is not installed.
 
+    See :func:`_lean_reader`.
+
+    Examples:
+        >>> from campaignrl.service.routers.models import build_models
+        >>> read = lean_batch_reader(build_models(("x",), ("no_contact", "a@email"), max_batch=2))
+        >>> ok = b'{"decisions": [{"customer_id": "c", "features": {"x": 1}}]}'
+        >>> read is None or read(ok).features.tolist() == [[1.0]]
+        True
+        >>> read is None or read(ok.replace(b"1", b"true")) is None  # left to pydantic
+        True
+    """
+    return _lean_reader(models, one=False)
+
+
+def lean_one_reader(models: ApiModels) -> Callable[[bytes], BatchColumns | None] | None:
+    """:func:`lean_batch_reader` for the body of ``POST /v1/decisions`` (one customer)."""
+    return _lean_reader(models, one=True)
+
+
+def _lean_reader(models: ApiModels, *, one: bool) -> Callable[[bytes], BatchColumns | None] | None:
+    """A reader of deciding bodies decoded by msgspec (``None`` when it is not installed).
+
     The reader gives the columns of a body the batch model accepts in its common form, and
     ``None`` for any other body, which then goes the pydantic way (whose 422 names the
     field). What it accepts, the model accepts too, with the same values:
@@ -236,14 +259,9 @@ def lean_batch_reader(models: ApiModels) -> Callable[[bytes], BatchColumns | Non
     * a mask is ``A`` booleans or 1 to ``A`` action names (each checked by msgspec); a mix
       of both is left to pydantic.
 
-    Examples:
-        >>> from campaignrl.service.routers.models import build_models
-        >>> read = lean_batch_reader(build_models(("x",), ("no_contact", "a@email"), max_batch=2))
-        >>> ok = b'{"decisions": [{"customer_id": "c", "features": {"x": 1}}]}'
-        >>> read is None or read(ok).features.tolist() == [[1.0]]
-        True
-        >>> read is None or read(ok.replace(b"1", b"true")) is None  # left to pydantic
-        True
+    Args:
+        models: The request models of the served policy.
+        one: Read one customer's body (``POST /v1/decisions``), else a batch's.
     """
     if msgspec is None:
         return None
@@ -280,7 +298,7 @@ def lean_batch_reader(models: ApiModels) -> Callable[[bytes], BatchColumns | Non
         forbid_unknown_fields=True,
         gc=False,
     )
-    decode = msgspec.json.Decoder(batch).decode
+    decode = msgspec.json.Decoder(item if one else batch).decode
     astuple = msgspec.structs.astuple
     refused = (msgspec.MsgspecError, ValueError, RecursionError)
 
@@ -293,9 +311,10 @@ def lean_batch_reader(models: ApiModels) -> Callable[[bytes], BatchColumns | Non
 
     def read(body: bytes) -> BatchColumns | None:
         try:
-            items = decode(body).decisions
+            decoded = decode(body)
         except refused:
             return None
+        items = [decoded] if one else decoded.decisions
         ids = [i.customer_id for i in items]
         events = [i.event_id for i in items]
         masks = [i.mask for i in items]
@@ -466,7 +485,9 @@ def fast_paths(models: ApiModels) -> dict[str, FastPath]:
             answer_batch,
             lean_batch_reader(models),
         ),
-        ONE_PATH: FastPath(TypeAdapter(models.decision_in), one_columns, answer_one),
+        ONE_PATH: FastPath(
+            TypeAdapter(models.decision_in), one_columns, answer_one, lean_one_reader(models)
+        ),
     }
 
 
