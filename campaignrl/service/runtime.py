@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import logging
+import operator
 import os
 import sys
 import tempfile
@@ -345,12 +346,25 @@ def _decision_ids(n: int) -> list[str]:
     """
     if n <= 0:
         return []
-    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    raw[:, :6] = np.frombuffer((time.time_ns() // 1_000_000).to_bytes(8, "big")[2:], np.uint8)
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x70  # version 7
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 9562 variant
-    text = raw.tobytes().hex()
-    return sorted(text[32 * i : 32 * i + 32] for i in range(n))
+    # Every id's bytes at once in one buffer, set with strided slices and byte tables (C
+    # loops), without numpy's per-call overhead: a third less CPU for 100 ids, most of it
+    # for one.
+    raw = bytearray(os.urandom(16 * n))
+    stamp = (time.time_ns() // 1_000_000).to_bytes(8, "big")[2:]
+    for i in range(6):
+        raw[i::16] = stamp[i : i + 1] * n
+    raw[6::16] = raw[6::16].translate(_UUID_VERSION_7)
+    raw[8::16] = raw[8::16].translate(_UUID_VARIANT)
+    text = raw.hex()
+    if n == 1:
+        return [text]
+    return sorted([text[i : i + 32] for i in range(0, 32 * n, 32)])
+
+
+_UUID_VERSION_7 = bytes((b & 0x0F) | 0x70 for b in range(256))
+"""a UUID's byte 6 with its high nibble set to version 7, by its random value"""
+_UUID_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+"""a UUID's byte 8 with its two high bits set to the RFC 9562 variant, by its random value"""
 
 
 def freeze_startup_objects() -> None:
@@ -378,6 +392,11 @@ def _seed_sequence(settings: ServiceSettings) -> np.random.SeedSequence:
     if settings.workers > 1:
         return np.random.SeedSequence(settings.seed, spawn_key=(os.getpid(),))
     return np.random.SeedSequence(settings.seed)
+
+
+_BOOL = {bool}
+_EVENT_ID_TYPES = {str, type(None)}
+_DEFERRED = operator.attrgetter("deferred")
 
 
 class ServiceRuntime:
@@ -504,22 +523,19 @@ class ServiceRuntime:
         now = float(self.clock())
         n = len(columns)
         probs, propensities = columns.probabilities, columns.propensities
-        # A policy may overflow on huge (finite) features; refuse them rather than log a
-        # vector that is not a probability distribution.
-        fine = np.isfinite(probs).all(axis=1) & (propensities > 0.0) & (propensities <= 1.0)
-        if not fine.all():
-            i = int(np.argmin(fine))
-            raise DecisionInputError(
-                (i, "features") if endpoint != "single" else ("features",),
-                "(values)",
-                "give the policy non-finite scores: use values on the scale it was trained on",
-            )
+        chances = propensities.tolist()
+        # The whole batch at once; only when it fails are the rows checked one by one.
+        if not (np.isfinite(probs).all() and all(0.0 < p <= 1.0 for p in chances)):
+            self._refuse_unfit(probs, propensities, endpoint)
         names, version, x = columns.action_names, columns.policy_version, columns.features
+        # Type by type in C: whether every flag is a bool and every event id None or a
+        # non-empty str.
         trusted = (
             probs.dtype == np.float64
             and x.dtype == np.float64
-            and all(type(d) is bool for d in deferred)
-            and all(e is None or (type(e) is str and e) for e in event_ids)
+            and set(map(type, deferred)) <= _BOOL
+            and set(map(type, event_ids)) <= _EVENT_ID_TYPES
+            and "" not in event_ids
         )
         if columns.masks is None:
             masks: list[np.ndarray | None] = [None] * n
@@ -534,7 +550,7 @@ class ServiceRuntime:
             event_ids,
             deferred,
             columns.actions.tolist(),
-            propensities.tolist(),
+            chances,
             list(probs),
             list(x),
             masks,
@@ -563,6 +579,22 @@ class ServiceRuntime:
                 record = DecisionRecord(**fields)
             out.append(record)
         return out
+
+    @staticmethod
+    def _refuse_unfit(probs: np.ndarray, propensities: np.ndarray, endpoint: str) -> None:
+        """Refuse the first row with a non-finite probability or a propensity outside (0, 1].
+
+        A policy may overflow on huge (finite) features; they are refused rather than a
+        vector logged that is not a probability distribution.
+        """
+        fine = np.isfinite(probs).all(axis=1) & (propensities > 0.0) & (propensities <= 1.0)
+        if not fine.all():
+            i = int(np.argmin(fine))
+            raise DecisionInputError(
+                (i, "features") if endpoint != "single" else ("features",),
+                "(values)",
+                "give the policy non-finite scores: use values on the scale it was trained on",
+            )
 
     def _decide_records(
         self, requests: Sequence[DecisionRequest], endpoint: str
@@ -677,6 +709,16 @@ class ServiceRuntime:
     def _acknowledged(
         self, records: list[DecisionRecord], stored: list[DecisionRecord], endpoint: str
     ) -> list[tuple[DecisionRecord, bool]]:
+        if len(stored) == len(records) and all(map(operator.is_, stored, records)):
+            # Nothing replayed (the store returned every record it was given): counted with
+            # C loops instead of one Python step per row.
+            n = len(records)
+            later = sum(map(_DEFERRED, records))
+            if later:
+                self.metrics.decisions.labels(endpoint, "true").inc(later)
+            if n - later:
+                self.metrics.decisions.labels(endpoint, "false").inc(n - later)
+            return list(zip(records, [False] * n, strict=True))
         out = []
         counts = {True: 0, False: 0}  # deferred or not; one metric update per batch
         replays = 0
