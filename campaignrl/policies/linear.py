@@ -438,9 +438,13 @@ class LinearPolicy(Policy):
         which = nonzero.index(True) if True in nonzero else 0
         weight = values[which]
         shared = [row[c] for c in one.shared]
-        size = math.hypot(math.sqrt(math.fsum(v * v for v in shared)), weight) * abs(weight)
+        # Below 1e100 numpy's |z| cannot overflow (its squares, then their sum, do from about
+        # 1e154) and the estimate is within 1e-12 of it, relatively; beyond, numpy decides.
+        if not max(map(abs, shared), default=0.0) < 1e100 > abs(weight):
+            return None
+        size = math.hypot(*shared, weight) * abs(weight)
         size = (size + one.size_floor) * one.scale[which]
-        if not size <= 1e16 * (1.0 - 1e-9):  # NaN included
+        if not size <= 1e16 * (1.0 - 1e-9):
             return None
         shared.append(weight)
         column = np.array(shared).reshape(1, len(shared), 1)

@@ -429,6 +429,14 @@ def test_linear_grouped_greedy_one_row_leaves_the_float32_bound_to_numpy():
     form = pol._greedy32
     assert form is not None
     per_unit = (5.0 * 1.0 + float(form.size_floor)) * float(form.scale[0])
+    huge = x.copy()
+    huge[0, 2:] = [1e154, 1.2e154]  # finite squares whose sum overflows, a tiny weight
+    huge[0, 0] = 1e-160
+    for value in (huge, x * 1e101, -x * 1e120):
+        assert pol._greedy_best_one(value, masks, pol._one) is None
+        np.testing.assert_array_equal(
+            pol.probabilities(value, masks), _float64_greedy(pol, value, masks)
+        )
     for factor in (0.5, 1.0 - 1e-12, 1.0 + 1e-12, 2.0):
         xi = x * np.array([[1.0, 1.0, 1.0, 1.0]])
         xi[0, 2:] *= factor * 1e16 / per_unit
