@@ -74,15 +74,15 @@ default is NULL), as binding a ``None`` costs SQLite's module an adapter lookup 
 
 
 @functools.lru_cache(maxsize=128)
-def _insert_sql(columns: tuple[str, ...], rows: int, keyed: bool, marker: str) -> str:
-    """The ``INSERT`` of ``rows`` decisions into ``columns``, in the backend's ``marker``.
+def _insert_sql(table: str, columns: tuple[str, ...], rows: int, keyed: bool, marker: str) -> str:
+    """The ``INSERT`` of ``rows`` rows into ``columns`` of ``table``, in the backend's ``marker``.
 
-    ``keyed``: one row at least has an ``event_id``: an event seen before inserts nothing.
-    Without, NULLs never conflict and the upsert clause would cost SQLite a sixth of the
-    insert's time.
+    ``keyed`` (decisions): one row at least has an ``event_id``, and an event seen before
+    inserts nothing. Without, NULLs never conflict and the upsert clause would cost SQLite a
+    sixth of the insert's time.
     """
     row = f"({', '.join([marker] * len(columns))})"
-    sql = f"INSERT INTO decisions ({', '.join(columns)}) VALUES " + ", ".join([row] * rows)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * rows)
     return f"{sql} ON CONFLICT (event_id) DO NOTHING" if keyed else sql
 
 
@@ -532,8 +532,18 @@ def _decision_params(
         values[j::width] = _encoded(values[j::width], native)
     if native:
         values[_FLAG_COLUMN::width] = map(int, values[_FLAG_COLUMN::width])
-    columns: tuple[str, ...] = _DECISION_COLUMNS
-    for j in _NULLABLE:  # last first: the indexes of the columns before stay valid
+    return _without_null_columns(_DECISION_COLUMNS, values, _NULLABLE, n)
+
+
+def _without_null_columns(
+    columns: tuple[str, ...], values: list[Any], nullable: Sequence[int], n: int
+) -> tuple[tuple[str, ...], list[Any]]:
+    """``columns`` and the ``n`` rows of ``values``, less the ``nullable`` ones NULL in all rows.
+
+    ``nullable`` holds indexes in ``columns``, last first; ``values`` is changed in place.
+    """
+    width = len(columns)
+    for j in nullable:  # last first: the indexes of the columns before stay valid
         if values[j::width].count(None) == n:
             del values[j::width]
             columns = columns[:j] + columns[j + 1 :]
@@ -560,21 +570,45 @@ def _decision_of(row: Sequence[Any]) -> DecisionRecord:
 
 
 _REWARD_COLUMNS = ("decision_id", "reward", "received_at", "late", *OUTCOME_COLUMNS)
-_INSERT_REWARD = (
-    f"INSERT INTO rewards ({', '.join(_REWARD_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_REWARD_COLUMNS))})"
-)
+_REWARD_FIELDS = operator.itemgetter("decision_id", "reward", "received_at", "late", "outcomes")
+_REWARD_NULLABLE = tuple(range(len(_REWARD_COLUMNS) - 1, 3, -1))
+"""indexes in :data:`_REWARD_COLUMNS` of the outcome columns, last first (see :data:`_NULLABLE`)"""
+_NO_OUTCOMES = (None,) * len(OUTCOME_COLUMNS)
 
 
-def _reward_row(reward: RewardRecord) -> tuple[Any, ...]:
-    outcomes = reward.outcomes or {}
-    return (
-        reward.decision_id,
-        reward.reward,
-        reward.received_at,
-        reward.late,
-        *(outcomes.get(c) for c in OUTCOME_COLUMNS),  # None: NULL, not reported
-    )
+def _reward_params(
+    rewards: Sequence[RewardRecord], *, native: bool = False
+) -> tuple[tuple[str, ...], list[Any]]:
+    """The columns to insert and the values of ``rewards``, row after row in one list.
+
+    As :func:`_decision_params`: the outcome columns no reward reports are left out, and
+    ``native`` binds the ``late`` flag as an int.
+
+    Examples:
+        >>> r = RewardRecord("d1", 2.5, 3.0, outcomes={"opened": True})
+        >>> columns, values = _reward_params([r, RewardRecord("d2", 1.0, 4.0)], native=True)
+        >>> columns
+        ('decision_id', 'reward', 'received_at', 'late', 'opened')
+        >>> values
+        ['d1', 2.5, 3.0, 0, True, 'd2', 1.0, 4.0, 0, None]
+    """
+    n = len(rewards)
+    values = list(chain.from_iterable(map(_REWARD_FIELDS, map(vars, rewards))))
+    reports = values[4::5]
+    del values[4::5]
+    if native:
+        values[3::4] = map(int, values[3::4])
+    if reports.count(None) == n:  # the usual post: a reward without outcomes
+        return _REWARD_COLUMNS[:4], values
+    rows = zip(*[iter(values)] * 4, strict=True)
+    values = [
+        value
+        for row, report in zip(rows, reports, strict=True)
+        for value in chain(
+            row, _NO_OUTCOMES if report is None else (report.get(c) for c in OUTCOME_COLUMNS)
+        )  # None: NULL, not reported
+    ]
+    return _without_null_columns(_REWARD_COLUMNS, values, _REWARD_NULLABLE, n)
 
 
 def _reward_of(row: Sequence[Any]) -> RewardRecord:
@@ -678,7 +712,7 @@ class SQLStore(ABC):
                 for size in _group_sizes(len(records)):
                     keyed = events is not None and events[start : start + size].count(None) < size
                     cur.execute(
-                        _insert_sql(columns, size, keyed, self._MARKER),
+                        _insert_sql("decisions", columns, size, keyed, self._MARKER),
                         values[start * width : (start + size) * width],
                     )
                     inserted += cur.rowcount
@@ -751,14 +785,17 @@ class SQLStore(ABC):
     def add_rewards(self, rewards: Sequence[RewardRecord]) -> list[RewardRecord]:
         """See :meth:`DecisionStore.add_rewards`."""
         rewards = list(rewards)
-        for i, reward in enumerate(rewards):
-            if not isinstance(reward, RewardRecord):
-                raise TypeError(
-                    f"`rewards[{i}]` must be a RewardRecord, got {type(reward).__name__}"
-                )
+        if not all(map(isinstance, rewards, repeat(RewardRecord))):
+            for i, reward in enumerate(rewards):
+                if not isinstance(reward, RewardRecord):
+                    raise TypeError(
+                        f"`rewards[{i}]` must be a RewardRecord, got {type(reward).__name__}"
+                    )
         if not rewards:
             return []
-        ids = list(dict.fromkeys(r.decision_id for r in rewards))
+        columns, values = _reward_params(rewards, native=self._NATIVE_PARAMS)
+        width = len(columns)
+        ids = list(dict.fromkeys(values[::width]))  # the decision_id column
         with self._write() as cur:
             known: set[str] = set()
             for chunk in _chunks(ids):
@@ -773,7 +810,15 @@ class SQLStore(ABC):
             missing = [d for d in ids if d not in known]
             if missing:
                 raise UnknownDecisionError(missing)  # rolls the transaction back: nothing stored
-            cur.executemany(self._q(_INSERT_REWARD), [_reward_row(r) for r in rewards])
+            # Multi-row INSERTs, in order (the ids count up as executemany's did): see
+            # add_decisions.
+            start = 0
+            for size in _group_sizes(len(rewards)):
+                cur.execute(
+                    _insert_sql("rewards", columns, size, False, self._MARKER),
+                    values[start * width : (start + size) * width],
+                )
+                start += size
         return rewards
 
     def rewards_for(self, decision_id: str) -> list[RewardRecord]:

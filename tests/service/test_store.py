@@ -171,6 +171,19 @@ class TestDecisionStoreContract:
         assert store.rewards_for("d0003") == []
         assert store.counts() == StoreCounts(2, 0, 0, 4, 1)
 
+    def test_rewards_of_one_time_keep_their_order_across_statements(
+        self, store: DecisionStore
+    ) -> None:
+        # 123 rewards go in several multi-row INSERTs (50, 50, 10, 10, 1, 1, 1); the ids
+        # still count up in posting order, which rewards_for reads after received_at.
+        store.add_decisions([decision(1)])
+        rewards = [
+            RewardRecord("d0001", float(i), 7.0, outcomes={"opened": True} if i == 60 else None)
+            for i in range(123)
+        ]
+        assert store.add_rewards(rewards) == rewards
+        assert store.rewards_for("d0001") == rewards
+
     def test_reward_outcomes_round_trip(self, store: DecisionStore) -> None:
         store.add_decisions([decision(1), decision(2)])
         rewards = [
