@@ -445,6 +445,29 @@ def test_linear_grouped_greedy_one_row_leaves_the_float32_bound_to_numpy():
         np.testing.assert_array_equal(pol.probabilities(xi, masks), _float64_greedy(pol, xi, masks))
 
 
+def test_linear_grouped_greedy_few_rows_measure_rows_only_when_the_batch_bound_fails():
+    # A batch of small features passes the float32-range check at once; one of large
+    # features (each row in range by itself) has its rows measured: the same answers.
+    rng = np.random.default_rng(38)
+    pol = _grouped_linear(rng, 6, 5, 2, 0.0)
+    form = pol._greedy32
+    assert form is not None
+    x = _grouped_rows(rng, 40, 6, 2, weights=(1.0, 1e-12))
+    masks = random_masks(rng, 40, 5)
+    assert pol._surely_in_range(x, form)
+    big = x.copy()
+    big[0, 2:] = 1e10
+    big[0, :2] = [1e-12, 0.0]  # |z| about 2e-2: in range, but the batch bound is not
+    assert not pol._surely_in_range(big, form)
+    assert not pol._surely_in_range(np.full((1, 6), np.nan), form)
+    assert not pol._surely_in_range(np.empty((0, 6)), form)
+    for rows in (x, big):
+        assert pol._greedy_best_few(rows, np.asfortranarray(masks)) is not None
+        np.testing.assert_array_equal(
+            pol.probabilities(rows, masks), _float64_greedy(pol, rows, masks)
+        )
+
+
 @pytest.mark.parametrize("case", ["two-groups", "huge", "beyond-float32"])
 def test_linear_grouped_greedy_few_rows_fall_back_to_float64(case):
     rng = np.random.default_rng(36)
