@@ -497,9 +497,15 @@ class Decider:
             probs = np.empty((0, policy.n_actions))
             actions, propensities = np.empty(0, dtype=np.int64), np.empty(0)
         else:
-            if type(policy).probabilities is Policy.probabilities:
+            kind = type(policy)
+            if (
+                kind.probabilities is Policy.probabilities
+                and kind._check_features is Policy._check_features
+                and kind._check_masks is Policy._check_masks
+            ):
                 # The inputs are checked as Policy.probabilities checks them (finite float64
                 # features, masks allowing an action per row): only its layout step is left.
+                # A kind with checks of its own keeps them (the else branch).
                 probs = policy.checked_probabilities(
                     x,
                     np.ones((n, policy.n_actions), dtype=bool, order="F")

@@ -324,3 +324,16 @@ def test_decisions_are_the_policy_probabilities_and_sample_actions(epsilon, n):
             assert got.probabilities.flags.c_contiguous
             assert got.actions.tolist() == actions.tolist()
             assert got.propensities.tobytes() == propensities.tobytes()
+
+
+def test_a_kind_with_checks_of_its_own_keeps_them():
+    # The decider skips Policy.probabilities' checks only for kinds that keep them as the
+    # base class has them.
+    class Fussy(ConstantPolicy):
+        def _check_masks(self, masks, n):
+            raise ValueError("fussy masks")
+
+    policy = Fussy(FEATURES, ACTIONS, np.array([0.0, 1.0, 2.0]), Exploration("greedy"))
+    with pytest.raises(ValueError, match="fussy masks"):
+        Decider(policy, seed=0).decide(ROW)
+    assert Decider(constant(), seed=0).decide(ROW).action in (0, 1, 2)
