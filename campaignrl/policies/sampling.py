@@ -78,7 +78,10 @@ def _sample_rows(
     # axis is not vectorized across rows). The sums run action by action, in index order,
     # whatever layout ``probs`` came in: the same draws for the same probabilities.
     cols = np.asfortranarray(probs, dtype=np.float64).T
-    total = np.add.reduce(cols, axis=0)  # row by row of ``cols``: sequential, in action order
+    # Row by row of ``cols``: sequential, in action order, for two rows or more; a single
+    # row is one contiguous run, which numpy sums pairwise (measured: 40% of random rows of
+    # 19 actions differ in the last bit from the sequential sum). Draws stay exact either way.
+    total = np.add.reduce(cols, axis=0)
     u = rng.random(n)
     u *= total
     # cum[j] = probs[:, 0] + ... + probs[:, j]; the last running sum is the total, always above u.
@@ -110,7 +113,8 @@ def _sample_one(probs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     same numpy reduction, the same uniform from the generator.
     """
     cols = np.asfortranarray(probs).T
-    total = float(np.add.reduce(cols, axis=0)[0])  # the reduction sample_actions makes
+    # The very reduction of _sample_rows (pairwise for one row, not a running sum).
+    total = float(np.add.reduce(cols, axis=0)[0])
     u = float(rng.random(1)[0]) * total
     row = cols[:, 0].tolist()
     running = row[0]
