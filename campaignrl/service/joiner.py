@@ -334,9 +334,33 @@ class Joiner:
         A reward for a deferred decision not yet activated is not late: its window has not
         started.
         """
-        if decision.activated_at is None:
-            return False
-        return received_at > decision.activated_at + self.settings.window_seconds
+        return _late(decision.activated_at, received_at, self.settings.window_seconds)
+
+    def stamped(
+        self,
+        pairs: Sequence[tuple[str, float]],
+        received_at: float,
+        outcomes: Sequence[Mapping[str, bool | float] | None] | None = None,
+    ) -> list[RewardRecord]:
+        """``(decision_id, reward)`` pairs as rewards received at ``received_at``, late or not.
+
+        Reads only the decisions' activation times (:meth:`DecisionStore.activation_times`).
+
+        Raises:
+            UnknownDecisionError: If a ``decision_id`` is unknown.
+            TypeError, ValueError: If a reward is not a finite number, an outcome is refused,
+                or ``outcomes`` is not one per pair.
+        """
+        reports = _outcomes_per_pair(outcomes, len(pairs))
+        activated = self.store.activation_times([d for d, _ in pairs])
+        missing = [d for d, _ in pairs if d not in activated]
+        if missing:
+            raise UnknownDecisionError(list(dict.fromkeys(missing)))
+        window = self.settings.window_seconds
+        return [
+            RewardRecord(d, r, received_at, _late(activated[d], received_at, window), o)
+            for (d, r), o in zip(pairs, reports, strict=True)
+        ]
 
     def record_rewards(
         self,
@@ -361,18 +385,8 @@ class Joiner:
             TypeError, ValueError: If a reward is not a finite number, an outcome is refused,
                 or ``outcomes`` is not one per pair.
         """
-        pairs = list(rewards)
-        reports = _outcomes_per_pair(outcomes, len(pairs))
         received_at = self.clock() if now is None else now
-        decisions = self.store.get_decisions([d for d, _ in pairs])
-        missing = [d for d, _ in pairs if d not in decisions]
-        if missing:
-            raise UnknownDecisionError(list(dict.fromkeys(missing)))
-        records = [
-            RewardRecord(d, r, received_at, self.is_late(decisions[d], received_at), o)
-            for (d, r), o in zip(pairs, reports, strict=True)
-        ]
-        return self.store.add_rewards(records)
+        return self.store.add_rewards(self.stamped(list(rewards), received_at, outcomes))
 
     # --------------------------------------------------------------------------- joining
 
@@ -542,6 +556,15 @@ class Joiner:
             joined=joined,
             defaulted=defaulted,
         )
+
+
+def _late(activated_at: float | None, received_at: float, window_seconds: float) -> bool:
+    """Whether a reward received at ``received_at`` misses its decision's window.
+
+    Never for a decision not activated yet (``activated_at`` is ``None``): its window has not
+    started.
+    """
+    return activated_at is not None and received_at > activated_at + window_seconds
 
 
 def _outcomes_per_pair(

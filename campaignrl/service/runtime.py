@@ -36,7 +36,6 @@ from campaignrl.service.settings import ServiceSettings
 from campaignrl.service.store import (
     DecisionStore,
     GroupCommitStore,
-    UnknownDecisionError,
     open_store,
 )
 from campaignrl.service.versions import PolicyRefused, PolicyVersion, PolicyVersions
@@ -795,18 +794,7 @@ class ServiceRuntime:
         outcomes: Sequence[Mapping[str, bool | float] | None] | None = None,
     ) -> list[RewardRecord]:
         """The rewards stamped ``received_at`` and flagged late by the joiner's window."""
-        decisions = self.store.get_decisions([d for d, _ in pairs])
-        missing = [d for d, _ in pairs if d not in decisions]
-        if missing:
-            raise UnknownDecisionError(list(dict.fromkeys(missing)))
-        is_late = self.joiner.is_late
-        reports = [None] * len(pairs) if outcomes is None else list(outcomes)
-        if len(reports) != len(pairs):
-            raise ValueError(f"`outcomes` must have one entry per reward, got {len(reports)}")
-        return [
-            RewardRecord(d, r, received_at, is_late(decisions[d], received_at), o)
-            for (d, r), o in zip(pairs, reports, strict=True)
-        ]
+        return self.joiner.stamped(pairs, received_at, outcomes)
 
     def _count_rewards(self, stored: Sequence[RewardRecord]) -> None:
         late = sum(1 for reward in stored if reward.late)

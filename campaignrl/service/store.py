@@ -187,6 +187,14 @@ class DecisionStore(Protocol):
         """The stored decisions among ``decision_ids``, by id (unknown ids are left out)."""
         ...
 
+    def activation_times(self, decision_ids: Sequence[str]) -> dict[str, float | None]:
+        """When each stored decision among ``decision_ids`` was activated, by id.
+
+        ``None`` for a deferred decision not activated yet; unknown ids are left out. What a
+        reward's lateness needs, without reading (and checking) the decisions' vectors.
+        """
+        ...
+
     def activate(self, decision_id: str, at: float) -> DecisionRecord:
         """Mark a deferred decision activated at ``at``; return the stored decision.
 
@@ -763,6 +771,22 @@ class SQLStore(ABC):
                     found[row[0]] = _decision_of(row)
         return found
 
+    def activation_times(self, decision_ids: Sequence[str]) -> dict[str, float | None]:
+        """See :meth:`DecisionStore.activation_times`."""
+        found: dict[str, float | None] = {}
+        with self._read() as cur:
+            for chunk in _chunks(list(dict.fromkeys(decision_ids))):
+                cur.execute(
+                    self._q(
+                        "SELECT decision_id, activated_at FROM decisions WHERE decision_id IN "
+                        f"({self._marks(len(chunk))})"
+                    ),
+                    list(chunk),
+                )
+                for decision_id, activated_at in cur.fetchall():
+                    found[decision_id] = None if activated_at is None else float(activated_at)
+        return found
+
     def activate(self, decision_id: str, at: float) -> DecisionRecord:
         """See :meth:`DecisionStore.activate`."""
         at = _finite_time(at, "at")
@@ -1223,6 +1247,10 @@ class GroupCommitStore:
     def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         """See :meth:`DecisionStore.get_decisions`."""
         return self.store.get_decisions(decision_ids)
+
+    def activation_times(self, decision_ids: Sequence[str]) -> dict[str, float | None]:
+        """See :meth:`DecisionStore.activation_times`."""
+        return self.store.activation_times(decision_ids)
 
     def activate(self, decision_id: str, at: float) -> DecisionRecord:
         """See :meth:`DecisionStore.activate`."""

@@ -114,6 +114,9 @@ class _Gate:
     def get_decisions(self, ids: list[str]) -> dict[str, DecisionRecord]:
         return self.store.get_decisions(ids)
 
+    def activation_times(self, ids: list[str]) -> dict[str, float | None]:
+        return self.store.activation_times(ids)
+
     def close(self) -> None:
         self.store.close()
 

@@ -104,6 +104,14 @@ class TestDecisionStoreContract:
         assert isinstance(info.value, KeyError) and info.value.decision_ids == ("nope",)
         assert store.get_decisions(["nope"]) == {}
 
+    def test_activation_times_are_those_of_the_stored_decisions(self, store: DecisionStore) -> None:
+        store.add_decisions([decision(1), decision(2, deferred=True), decision(3, deferred=True)])
+        store.activate("d0003", 7.25)
+        times = store.activation_times(["d0001", "d0002", "d0003", "nope", "d0001"])
+        # Not deferred: active when made (created_at 1.0); deferred: None until activated.
+        assert times == {"d0001": 1.0, "d0002": None, "d0003": 7.25}
+        assert store.activation_times([]) == {}
+
     def test_same_event_id_returns_the_first_decision_and_stores_once(
         self, store: DecisionStore
     ) -> None:
