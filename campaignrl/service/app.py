@@ -376,7 +376,7 @@ def create_app(
         paths=lambda: frozenset(app.openapi()["paths"]),
     )
     app.direct = DirectRoutes(
-        decisions.fast_paths(models),
+        {**decisions.fast_paths(models), **rewards.fast_paths(settings.max_batch)},
         settings=settings,
         metrics=metrics,
         state=app.state,

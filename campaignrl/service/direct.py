@@ -1,12 +1,13 @@
-"""The deciding routes answered straight from ASGI, in front of FastAPI's middleware stack.
+"""The deciding and reward routes answered straight from ASGI, before FastAPI's middleware.
 
 A batch of 100 decisions costs the event loop about 3.5 ms of CPU, and a quarter of it went
 to the layers every request crosses before reaching the route: the app's two middlewares,
 Starlette's exception and error middlewares, FastAPI's telemetry and exit-stack middlewares,
 the router's matching. The event loop is what bounds one worker's decisions per second, so
-:class:`DirectRoutes` answers the common case of ``POST /v1/decisions`` and
-``POST /v1/decisions:batch`` itself: a JSON body within the size limit, with the right API
-key, that the route's fast path accepts (:class:`~campaignrl.service.routers.decisions.FastPath`).
+:class:`DirectRoutes` answers the common case of ``POST /v1/decisions``,
+``/v1/decisions:batch``, ``/v1/rewards`` and ``/v1/rewards:batch`` itself: a JSON body within
+the size limit, with the right API key, that the route's fast path accepts
+(:class:`~campaignrl.service.routers.decisions.FastPath`).
 The answer is the one the route gives (the same function makes it), timed and counted in
 ``/metrics`` the same way.
 
@@ -14,7 +15,7 @@ Anything else goes to the full app unchanged, with the body read so far handed b
 message by message: a missing or wrong content type or length, a body over the limit, a
 missing or wrong API key, a runtime not running yet, a body the fast path does not accept
 (for the model's 422 naming the field). An exception the app has a handler for (a decision
-input refused by the policy: 422) gets that handler's answer; any other is raised to
+input refused by the policy: 422; an unknown decision id: 404) gets that handler's answer; any other is raised to
 uvicorn, which logs it and answers 500, as the app's error middleware did.
 """
 

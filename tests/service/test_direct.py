@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from campaignrl.service.app import ServiceApp, create_app
 from campaignrl.service.direct import DirectRoutes
 from campaignrl.service.online import uniform_linear_policy
 from campaignrl.service.routers.decisions import BATCH_PATH, ONE_PATH, FastPath
+from campaignrl.service.routers.rewards import BATCH_PATH as REWARDS_BATCH
+from campaignrl.service.routers.rewards import ONE_PATH as REWARDS_ONE
 from campaignrl.service.settings import ServiceSettings
 
 FEATURES = ("recency", "segment=new")
@@ -28,7 +31,9 @@ ROW = {"recency": 1.0, "segment=new": 0.0}
 BIG = {"recency": 1e9, "segment=new": 1e9}
 
 
-def make_app(tmp_path: Path, policy: Any = None, **overrides: Any) -> ServiceApp:
+def make_app(
+    tmp_path: Path, policy: Any = None, clock: Any = time.time, **overrides: Any
+) -> ServiceApp:
     """An app over a SQLite store in ``tmp_path``, serving ``policy`` (default: constant)."""
     if policy is None:
         scores = np.array([0.0, 1.0, 2.0])
@@ -41,13 +46,13 @@ def make_app(tmp_path: Path, policy: Any = None, **overrides: Any) -> ServiceApp
         seed=0,
         **overrides,
     )
-    return create_app(settings)
+    return create_app(settings, clock=clock)
 
 
 def counted(app: Any) -> dict[str, int]:
     """Count the answers the direct path makes itself, by path."""
     direct: DirectRoutes = app.direct
-    calls = {BATCH_PATH: 0, ONE_PATH: 0}
+    calls = dict.fromkeys(direct.paths, 0)
     for path, fast in list(direct.paths.items()):
 
         async def answer(parsed: Any, runtime: Any, path: str = path, fast: FastPath = fast) -> Any:
@@ -79,7 +84,7 @@ def test_direct_answers_are_the_full_apps_for_the_same_seed(tmp_path: Path) -> N
             got.append(client.post(ONE_PATH, json={"customer_id": "x", "features": ROW}).json())
             answers.append([kept(a) for g in got[:3] for a in g["decisions"]] + [kept(got[3])])
             if calls is not None:
-                assert calls == {BATCH_PATH: 3, ONE_PATH: 1}
+                assert (calls[BATCH_PATH], calls[ONE_PATH]) == (3, 1)
             metrics = client.get("/metrics").text
             # Both paths time and count each answer under the route's template.
             assert f'route="{BATCH_PATH}",status="200"}} 3.0' in metrics
@@ -113,9 +118,9 @@ def test_uncommon_requests_go_to_the_full_app_with_their_body(tmp_path: Path) ->
             BATCH_PATH, content=body, headers={**key, "Content-Type": "text/plain"}
         )
         assert as_text.status_code == 422
-        assert calls == {BATCH_PATH: 0, ONE_PATH: 0}
+        assert set(calls.values()) == {0}
         assert client.post(BATCH_PATH, json=batch(2), headers=key).status_code == 200
-        assert calls == {BATCH_PATH: 1, ONE_PATH: 0}
+        assert calls[BATCH_PATH] == 1 and sum(calls.values()) == 1
         assert app.state.runtime.store.counts().decisions == 4
 
 
@@ -187,3 +192,52 @@ def test_a_policy_refusal_on_the_direct_path_is_the_apps_422(tmp_path: Path) -> 
         assert answer.status_code == 422
         assert answer.json()["detail"][0]["loc"] == ["body", "decisions", 1, "features"]
         assert app.state.runtime.store.counts().decisions == 0
+
+
+def test_reward_answers_are_the_full_apps(tmp_path: Path) -> None:
+    clock = [1_700_000_000.0]
+    answers = []
+    for name, direct in (("direct", True), ("full", False)):
+        clock[0] = 1_700_000_000.0
+        app = make_app(tmp_path / name, clock=lambda: clock[0], reward_window_seconds=60.0)
+        if not direct:
+            app.direct = None
+        with TestClient(app) as client:
+            calls = counted(app) if direct else None
+            ids = [
+                d["decision_id"] for d in client.post(BATCH_PATH, json=batch(3)).json()["decisions"]
+            ]
+            bodies = [
+                (REWARDS_ONE, {"decision_id": ids[0], "reward": 2.5}),
+                (REWARDS_ONE, {"decision_id": ids[1], "reward": 1, "outcomes": {"opened": True}}),
+                (REWARDS_BATCH, {"rewards": [{"decision_id": i, "reward": 0.5} for i in ids]}),
+                (REWARDS_ONE, {"decision_id": "0" * 32, "reward": 1.0}),  # unknown: 404
+                (REWARDS_ONE, {"decision_id": ids[0], "reward": True}),  # not a number: 422
+                (REWARDS_BATCH, {"rewards": [{"decision_id": ids[2], "reward": 1.0,
+                                              "outcomes": {"basket_value": 5.0,
+                                                           "purchased": False}}]}),
+            ]  # fmt: skip
+            got = []
+            for path, body in bodies:
+                response = client.post(path, json=body)
+                got.append((response.status_code, _without_ids(response.json())))
+            clock[0] += 120.0  # past the window: late
+            late = client.post(REWARDS_ONE, json={"decision_id": ids[2], "reward": 3.0})
+            got.append((late.status_code, _without_ids(late.json())))
+            answers.append(got)
+            if calls is not None:
+                # Accepted bodies go direct (the 404 too: the route's answer raised it).
+                assert (calls[REWARDS_ONE], calls[REWARDS_BATCH]) == (4, 1)
+    assert answers[0] == answers[1]
+    statuses = [status for status, _ in answers[0]]
+    assert statuses == [200, 200, 200, 404, 422, 422, 200]
+    assert answers[0][-1][1]["late"] is True and answers[0][0][1]["late"] is False
+
+
+def _without_ids(body: Any) -> Any:
+    """``body`` without its decision ids (random: they differ between two apps)."""
+    if isinstance(body, dict):
+        return {k: _without_ids(v) for k, v in body.items() if k != "decision_id"}
+    if isinstance(body, list):
+        return [_without_ids(v) for v in body]
+    return body

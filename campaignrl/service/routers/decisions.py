@@ -387,19 +387,23 @@ def _decisions_response(stored: Sequence[tuple[DecisionRecord, bool]], batch: bo
 
 
 class FastPath(NamedTuple):
-    """A route's fast path: how its JSON body is validated, and the answer to a valid one."""
+    """A route's fast path: how its JSON body is validated, and the answer to a valid one.
+
+    The deciding routes parse bodies into :class:`BatchColumns`; the reward routes keep the
+    validated model.
+    """
 
     adapter: TypeAdapter[Any]
     """validates the raw body (the route's body model)"""
-    columns: Callable[[Any], BatchColumns]
-    """the columns of a body the adapter validated"""
-    answer: Callable[[BatchColumns, ServiceRuntime], Awaitable[Response]]
-    """the route's answer for a valid body's columns (the route itself calls it too)"""
-    lean: Callable[[bytes], BatchColumns | None] | None = None
-    """columns straight from the raw body, or ``None`` for the adapter to judge it"""
+    columns: Callable[[Any], Any]
+    """what the answer takes, from a body the adapter validated"""
+    answer: Callable[[Any, ServiceRuntime], Awaitable[Response]]
+    """the route's answer for a valid body (the route itself calls it too)"""
+    lean: Callable[[bytes], Any] | None = None
+    """what the answer takes straight from the raw body, or ``None`` for the adapter to judge"""
 
-    def parse(self, body: bytes) -> BatchColumns | None:
-        """The columns of a body the route accepts, or ``None`` for FastAPI to answer it."""
+    def parse(self, body: bytes) -> Any | None:
+        """What the answer takes, for a body the route accepts; ``None`` for FastAPI to answer."""
         parsed = self.lean(body) if self.lean is not None else None
         if parsed is None:
             try:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from pydantic import TypeAdapter
 
 from campaignrl.service.records import RewardRecord
-from campaignrl.service.routers.decisions import CheckedRuntime, json_response
+from campaignrl.service.routers.decisions import CheckedRuntime, FastPath, json_response
 from campaignrl.service.routers.deps import annotate
 from campaignrl.service.routers.models import (
     ErrorOut,
@@ -25,8 +26,9 @@ from campaignrl.service.routers.models import (
     ValidationErrorOut,
     reward_batch_model,
 )
+from campaignrl.service.runtime import ServiceRuntime
 
-__all__ = ["build_router"]
+__all__ = ["BATCH_PATH", "ONE_PATH", "build_router", "fast_paths"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "the body is not UTF-8 text (FastAPI's answer)"},
@@ -49,13 +51,49 @@ def _out(reward: RewardRecord) -> dict[str, Any]:
     }
 
 
+BATCH_PATH = "/v1/rewards:batch"
+ONE_PATH = "/v1/rewards"
+
+
+def fast_paths(max_batch: int) -> dict[str, FastPath]:
+    """The reward routes' answers to bodies their models accept, by path (``POST`` only).
+
+    The app answers such requests before its middleware stack (:mod:`campaignrl.service.direct`).
+    """
+    batch_in = reward_batch_model(max_batch)
+
+    async def answer_batch(body: Any, runtime: ServiceRuntime) -> Response:
+        pairs = [(r.decision_id, r.reward) for r in body.rewards]
+        outcomes = [None if r.outcomes is None else r.outcomes.reported() for r in body.rewards]
+        stored = await runtime.record_rewards_async(pairs, outcomes)
+        return json_response({"rewards": [_out(r) for r in stored]})
+
+    async def answer_one(body: Any, runtime: ServiceRuntime) -> Response:
+        outcomes = None if body.outcomes is None else body.outcomes.reported()
+        (stored,) = await runtime.record_rewards_async(
+            [(body.decision_id, body.reward)], [outcomes]
+        )
+        return json_response(_out(stored))
+
+    return {
+        BATCH_PATH: FastPath(TypeAdapter(batch_in), _same, answer_batch),
+        ONE_PATH: FastPath(TypeAdapter(RewardIn), _same, answer_one),
+    }
+
+
+def _same(body: Any) -> Any:
+    return body
+
+
 def build_router(max_batch: int) -> APIRouter:
     """The rewards router (batches of at most ``max_batch``)."""
     router = APIRouter(tags=["rewards"])
     batch_in = reward_batch_model(max_batch)
+    paths = fast_paths(max_batch)
+    batch, one = paths[BATCH_PATH], paths[ONE_PATH]
 
     @router.post(
-        "/v1/rewards:batch",
+        BATCH_PATH,
         response_model=RewardBatchOut,
         responses=_ERRORS,
         summary=f"Post up to {max_batch} rewards (all stored, or none)",
@@ -63,23 +101,16 @@ def build_router(max_batch: int) -> APIRouter:
     @annotate(body=batch_in)
     async def post_rewards(body: Any, runtime: CheckedRuntime) -> Response:
         """Store every reward of the batch in one commit, or none if an id is unknown."""
-        pairs = [(r.decision_id, r.reward) for r in body.rewards]
-        outcomes = [None if r.outcomes is None else r.outcomes.reported() for r in body.rewards]
-        stored = await runtime.record_rewards_async(pairs, outcomes)
-        return json_response({"rewards": [_out(r) for r in stored]})
+        return await batch.answer(body, runtime)
 
     @router.post(
-        "/v1/rewards",
+        ONE_PATH,
         response_model=RewardOut,
         responses=_ERRORS,
         summary="Post one reward",
     )
     async def post_reward(body: RewardIn, runtime: CheckedRuntime) -> Response:
         """Store the reward; ``late`` says whether it missed its decision's window."""
-        outcomes = None if body.outcomes is None else body.outcomes.reported()
-        (stored,) = await runtime.record_rewards_async(
-            [(body.decision_id, body.reward)], [outcomes]
-        )
-        return json_response(_out(stored))
+        return await one.answer(body, runtime)
 
     return router
