@@ -373,7 +373,7 @@ def create_app(
     app.add_middleware(
         MetricsMiddleware,
         metrics=metrics,
-        paths=lambda: frozenset(app.openapi()["paths"]),
+        paths=lambda: _known_paths(app),
     )
     app.direct = DirectRoutes(
         {**decisions.fast_paths(models), **rewards.fast_paths(settings.max_batch)},
@@ -383,6 +383,12 @@ def create_app(
         handlers=app.exception_handlers,
     )
     return app
+
+
+def _known_paths(app: FastAPI) -> frozenset[str]:
+    """The app's path templates: its API's, and the schema and docs pages FastAPI adds."""
+    pages = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    return frozenset(app.openapi()["paths"]) | {p for p in pages if p}
 
 
 def create_app_from_env() -> ServiceApp:

@@ -609,8 +609,13 @@ def test_health_readiness_and_metrics(api):
     assert api.get("/healthz").json() == {"status": "ok", "policy_version": 1}
     assert api.get("/readyz").json() == {"status": "ready", "policy_version": 1}
     decide(api)
+    assert api.client.get("/openapi.json").status_code == 200
+    assert api.client.get("/nowhere").status_code == 404
     text = api.get("/metrics").text
     for line in (
+        # Requests are labelled by their route's template; FastAPI's pages are known too.
+        'campaignrl_http_requests_total{method="GET",route="/openapi.json",status="200"} 1.0',
+        'campaignrl_http_requests_total{method="GET",route="unmatched",status="404"} 1.0',
         'campaignrl_decisions_total{deferred="false",endpoint="single"} 1.0',
         "campaignrl_policy_version 1.0",
         "campaignrl_store_up 1.0",
