@@ -15,8 +15,9 @@ Anything else goes to the full app unchanged, with the body read so far handed b
 message by message: a missing or wrong content type or length, a body over the limit, a
 missing or wrong API key, a runtime not running yet, a body the fast path does not accept
 (for the model's 422 naming the field). An exception the app has a handler for (a decision
-input refused by the policy: 422; an unknown decision id: 404) gets that handler's answer; any other is raised to
-uvicorn, which logs it and answers 500, as the app's error middleware did.
+input refused by the policy: 422; an unknown decision id: 404) gets that handler's answer;
+any other is raised to uvicorn, which logs it and answers 500, as the app's error middleware
+did.
 """
 
 from __future__ import annotations
