@@ -25,10 +25,11 @@ from __future__ import annotations
 import hmac
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaignrl.service.metrics import ServiceMetrics
 from campaignrl.service.routers.decisions import FastPath
@@ -36,11 +37,6 @@ from campaignrl.service.settings import ServiceSettings
 
 __all__ = ["DirectRoutes"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[Request, Any], Any]
 Handlers = Mapping[Any, Handler]
 

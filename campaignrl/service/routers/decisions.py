@@ -5,8 +5,9 @@ and the commit is awaited (group commit, flushed by the store's writer thread), 
 commit never blocks the event loop and no request waits for a pool thread. A decision is
 answered only after the store committed it.
 
-The two deciding routes take a fast path (:class:`JSONFastRoute`): a JSON body is validated
-by pydantic straight from its bytes (``TypeAdapter.validate_json``: half the time of Python's
+The two deciding routes have a fast path (:class:`FastPath`, served by
+:mod:`campaignrl.service.direct` before the app's middleware): a JSON body is validated by
+pydantic straight from its bytes (``TypeAdapter.validate_json``: half the time of Python's
 ``json.loads`` then the model's validation) and the answer built by the same function the
 route calls. Any body the fast path does not accept goes the ordinary FastAPI way, which
 gives the same answer as without the fast path: the 422 naming the field, the 400 of a body
@@ -27,13 +28,12 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from itertools import chain
 from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
@@ -413,40 +413,6 @@ class FastPath(NamedTuple):
         return parsed
 
 
-def _json_fast_route(paths: Mapping[str, FastPath]) -> type[APIRoute]:
-    """An :class:`~fastapi.routing.APIRoute` class whose routes named in ``paths`` go fast.
-
-    A request whose ``Content-Type`` is ``application/json`` and whose body ``validate_json``
-    accepts is answered directly; anything else (another or no content type, a body refused,
-    dependency overrides in place) goes through FastAPI's handler, which reads the same body
-    (the request caches it) and answers as it always did.
-    """
-
-    class JSONFastRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            slow = super().get_route_handler()
-            fast = paths.get(self.name)
-            if fast is None:
-                return slow
-
-            async def handler(request: Request) -> Response:
-                if (
-                    request.headers.get("content-type") != "application/json"
-                    or request.app.dependency_overrides
-                ):
-                    return await slow(request)
-                parsed = fast.parse(await request.body())
-                if parsed is None:
-                    return await slow(request)
-                # The route's dependency, resolved by hand: the same checks, the same errors.
-                runtime = await checked_runtime(request, await _api_key_header(request))
-                return await fast.answer(parsed, runtime)
-
-            return handler
-
-    return JSONFastRoute
-
-
 BATCH_PATH = "/v1/decisions:batch"
 ONE_PATH = "/v1/decisions"
 
@@ -501,10 +467,7 @@ def build_router(models: ApiModels) -> APIRouter:
     batch_in = models.decision_batch_in
     paths = fast_paths(models)
     batch, one = paths[BATCH_PATH], paths[ONE_PATH]
-    router = APIRouter(
-        tags=["decisions"],
-        route_class=_json_fast_route({"decide_batch": batch, "decide": one}),
-    )
+    router = APIRouter(tags=["decisions"])
 
     # The batch route comes first: ``/v1/decisions:batch`` is a path of its own.
     @router.post(
